@@ -1,0 +1,70 @@
+"""The control plane's ASGI app: `create_app(settings)`.
+
+Route modules live in `routes/`; every module there that defines `router` is mounted, so adding a
+route group is adding a file. Long-lived services (bus, mailer, agents...) start in `lifespan`
+through `services.py`'s registry so that each one owns its own start and stop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from .. import __version__
+from . import routes
+from .db.engine import make_engine, make_sessionmaker
+from .db.migrate import upgrade
+from .errors import install_error_handlers
+from .services import start_services
+from .settings import Settings
+
+
+def _route_modules() -> list[APIRouter]:
+    routers: list[APIRouter] = []
+    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{routes.__name__}.{info.name}")
+        router = getattr(module, "router", None)
+        if isinstance(router, APIRouter):
+            routers.append(router)
+    return routers
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url())
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        await upgrade(engine)
+        async with start_services(app):
+            app.state.ready = True
+            try:
+                yield
+            finally:
+                app.state.ready = False
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Wrenn API",
+        description="AI agent execution platform API.",
+        version="0.2.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    install_error_handlers(app)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for router in _route_modules():
+        app.include_router(router)
+    return app

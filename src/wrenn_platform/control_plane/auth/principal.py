@@ -1,0 +1,158 @@
+"""Who is calling: resolve a request to a `Principal` from the session cookie or the API key.
+
+Cookie-authenticated requests that change state must carry `X-CSRF-Token` equal to the
+`wrenn_csrf` cookie (double submit); API-key requests are exempt. Route dependencies:
+`require_session`, `require_key_or_session`, `require_admin`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
+from ..db.types import utcnow
+from ..deps import get_db, get_settings
+from ..errors import ApiError, forbidden, unauthorized
+from ..security import equal, sha256_hex
+from ..settings import Settings
+
+SESSION_COOKIE = "wrenn_sid"
+CSRF_COOKIE = "wrenn_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+API_KEY_HEADER = "X-API-Key"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Writing last_seen/last_used on every request would serialise all requests on one row.
+_TOUCH_INTERVAL = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["session", "api_key"]
+    team_id: str
+    user_id: str | None  # the session's user; for an API key, the user who created it
+    role: str | None  # the caller's role in team_id (None for API keys: they act as the team)
+    is_admin: bool
+    actor_name: str
+    session_id: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def actor_type(self) -> str:
+        return "user" if self.kind == "session" else "api_key"
+
+    @property
+    def actor_id(self) -> str:
+        return (self.session_id and self.user_id) or self.api_key_id or ""
+
+
+async def _session_principal(request: Request, db: AsyncSession, settings: Settings) -> Principal | None:
+    sid = request.cookies.get(SESSION_COOKIE)
+    if not sid:
+        return None
+    row = (
+        await db.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.sid_hash == sha256_hex(sid))
+        )
+    ).first()
+    if row is None:
+        return None
+    auth_session, user = row
+    now = utcnow()
+    idle_deadline = auth_session.last_seen_at + timedelta(seconds=settings.session_idle_seconds)
+    if (
+        auth_session.revoked_at is not None
+        or auth_session.expires_at <= now
+        or idle_deadline <= now
+        or not user.is_active
+        or user.deleted_at is not None
+    ):
+        return None
+    if request.method not in SAFE_METHODS:
+        header = request.headers.get(CSRF_HEADER, "")
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not header or not cookie or not equal(header, cookie):
+            raise ApiError(403, "csrf_failed", "missing or invalid X-CSRF-Token header")
+    if now - auth_session.last_seen_at >= _TOUCH_INTERVAL:
+        await db.execute(update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now))
+        await db.commit()
+    role = (
+        await db.execute(
+            select(TeamMember.role).where(
+                TeamMember.team_id == auth_session.team_id, TeamMember.user_id == user.id
+            )
+        )
+    ).scalar_one_or_none()
+    return Principal(
+        kind="session",
+        team_id=auth_session.team_id,
+        user_id=user.id,
+        role=role,
+        is_admin=user.is_admin,
+        actor_name=user.name or user.email,
+        session_id=auth_session.id,
+    )
+
+
+async def _api_key_principal(request: Request, db: AsyncSession) -> Principal | None:
+    key = request.headers.get(API_KEY_HEADER)
+    if not key:
+        return None
+    row = (
+        await db.execute(
+            select(ApiKey, Team)
+            .join(Team, Team.id == ApiKey.team_id)
+            .where(ApiKey.key_hash == sha256_hex(key))
+        )
+    ).first()
+    if row is None:
+        raise unauthorized("invalid API key")
+    api_key, team = row
+    if team.deleted_at is not None:
+        raise unauthorized("invalid API key")
+    now = utcnow()
+    if api_key.last_used is None or now - api_key.last_used >= _TOUCH_INTERVAL:
+        await db.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used=now))
+        await db.commit()
+    return Principal(
+        kind="api_key",
+        team_id=api_key.team_id,
+        user_id=api_key.created_by,
+        role=None,
+        is_admin=False,
+        actor_name=api_key.name,
+        api_key_id=api_key.id,
+    )
+
+
+async def require_session(
+    request: Request, db: AsyncSession = Depends(get_db), settings: Settings = Depends(get_settings)
+) -> Principal:
+    principal = await _session_principal(request, db, settings)
+    if principal is None:
+        raise unauthorized()
+    return principal
+
+
+async def require_key_or_session(
+    request: Request, db: AsyncSession = Depends(get_db), settings: Settings = Depends(get_settings)
+) -> Principal:
+    principal = await _api_key_principal(request, db)
+    if principal is None:
+        principal = await _session_principal(request, db, settings)
+    if principal is None:
+        raise unauthorized()
+    return principal
+
+
+async def require_admin(principal: Principal = Depends(require_session)) -> Principal:
+    if not principal.is_admin:
+        raise forbidden("platform admin required")
+    return principal

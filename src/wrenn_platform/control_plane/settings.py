@@ -1,0 +1,58 @@
+"""Every setting of the control plane (and the embedded server), read from `WRENN_*` variables.
+
+The README's configuration table is the user-facing copy of this file: keep them in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WRENN_", extra="ignore")
+
+    data_dir: Path = Field(Path("/var/lib/wrenn"), description="SQLite database, outbox, agent state.")
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8080, description="Port the API listens on.")
+    public_url: str = Field("", description="Base URL users reach the API at (links in emails).")
+    database_url: str = Field(
+        "", description="SQLAlchemy async URL; empty = SQLite at DATA_DIR/wrenn.db. "
+        "PostgreSQL: postgresql+asyncpg://user:pass@host/db"
+    )
+    redis_url: str = Field("", description="Redis URL (session cache, cross-replica bus); empty = in-process.")
+    secure_cookies: bool = Field(True, description="Set `Secure` on cookies; turn off only for plain-HTTP local use.")
+    session_idle_seconds: int = Field(6 * 3600, description="Session idle timeout.")
+    session_absolute_seconds: int = Field(24 * 3600, description="Session absolute lifetime.")
+    login_attempts_per_minute: int = Field(10, description="Failed logins allowed per email and per IP per minute.")
+    activation_ttl_seconds: int = Field(30 * 60, description="Activation link lifetime.")
+    signup_cooldown_seconds: int = Field(60, description="Minimum time between activation emails to one address.")
+    password_reset_ttl_seconds: int = Field(15 * 60, description="Password reset link lifetime.")
+
+    smtp_host: str = Field("", description="SMTP server; empty = write emails to DATA_DIR/outbox/*.eml.")
+    smtp_port: int = Field(587, description="SMTP port.")
+    smtp_username: str = Field("", description="SMTP user name.")
+    smtp_password: str = Field("", description="SMTP password.")
+    smtp_starttls: bool = Field(True, description="Use STARTTLS when the server offers it.")
+    mail_from: str = Field("Wrenn <no-reply@localhost>", description="From address of outgoing mail.")
+
+    github_client_id: str = Field("", description="GitHub OAuth app client id; empty disables GitHub login.")
+    github_client_secret: str = Field("", description="GitHub OAuth app client secret.")
+    github_authorize_url: str = Field("https://github.com/login/oauth/authorize", description="OAuth authorize URL.")
+    github_token_url: str = Field("https://github.com/login/oauth/access_token", description="OAuth token URL.")
+    github_api_url: str = Field("https://api.github.com", description="GitHub API base URL.")
+    oauth_redirect_url: str = Field("", description="SPA base URL the OAuth callback redirects to.")
+
+    max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest multipart file upload (413 above).")
+    max_request_bytes: int = Field(1024 * 1024, description="Largest JSON request body (413 above).")
+    runtime: Literal["auto", "namespace", "microvm"] = Field("auto", description="Capsule runtime of the local agent.")
+    embedded_agent: bool = Field(True, description="Run a host agent inside `wrenn server`.")
+    secret_key: str = Field("", description="Key for signing and encrypting; empty = generated into DATA_DIR.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'wrenn.db'}"
