@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _DEFAULT_CODES = {
@@ -87,3 +88,17 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _DEFAULT_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
         return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+class ErrorModel(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorModel
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error statuses the contract lists for it, in its error shape."""
+    return {status: {"model": ErrorResponse, "description": _DEFAULT_CODES.get(status, "error")} for status in statuses}
