@@ -23,6 +23,7 @@ class NetworkSlot:
     gateway_ip: str  # the capsule's default route (host end of the veth)
     prefix_len: int
     host_iface: str  # host-side veth name
+    dns_servers: tuple[str, ...] = ()  # resolvers the capsule may use (reached through NAT)
 
 
 @dataclass(frozen=True)

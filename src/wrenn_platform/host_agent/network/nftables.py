@@ -1,0 +1,115 @@
+"""The one nftables table shared by every slot of every agent on the machine.
+
+Rules match slot interfaces by the name wildcard `wrns*`, so adding or removing a slot never
+touches the ruleset (no per-slot rules to leak). The table is replaced atomically with one
+`nft -f` transaction that starts with `delete table`: the rules are never absent, and since every
+agent installs identical content (versioned by the table comment) one agent re-installing it
+while another agent's capsules run changes nothing for them. Agents never delete the table.
+
+Policy, for traffic entering from a slot:
+- IPv6 is dropped; a source address that does not route back through the same interface
+  (spoofing) is dropped;
+- to the host itself (any local address: agent, control plane, databases) only replies to
+  connections the host opened are accepted, the rest is rejected;
+- to another slot, to the whole slot range and to link-local (cloud metadata 169.254.169.254)
+  it is rejected; nothing from outside may open a connection into a slot;
+- everything else is forwarded and masqueraded (egress NAT).
+`reject with icmpx admin-prohibited` rather than drop: the caller fails at once instead of
+waiting for a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+
+from .addressing import HOST_IFACE_PREFIX, SLOT_SUBNET
+
+TABLE_FAMILY = "inet"
+TABLE_NAME = "wrenn"
+TABLE_VERSION = "wrenn-slots-v1"
+BLOCKED_DESTINATIONS = (str(SLOT_SUBNET), "169.254.0.0/16")
+
+_REJECT = "reject with icmpx admin-prohibited"
+
+
+def ruleset() -> str:
+    slots = f'"{HOST_IFACE_PREFIX}*"'
+    blocked = ", ".join(BLOCKED_DESTINATIONS)
+    return f"""\
+table {TABLE_FAMILY} {TABLE_NAME}
+delete table {TABLE_FAMILY} {TABLE_NAME}
+table {TABLE_FAMILY} {TABLE_NAME} {{
+    comment "{TABLE_VERSION}"
+    set blocked_v4 {{
+        type ipv4_addr; flags interval
+        elements = {{ {blocked} }}
+    }}
+    chain prerouting {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname {slots} meta nfproto ipv6 drop
+        iifname {slots} fib saddr . iif oif missing drop
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname {slots} ct state established,related accept
+        iifname {slots} {_REJECT}
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        oifname {slots} ct state established,related accept
+        oifname {slots} {_REJECT}
+        iifname {slots} ip daddr @blocked_v4 {_REJECT}
+        iifname {slots} accept
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        iifname {slots} oifname != {slots} masquerade
+    }}
+}}
+"""
+
+
+def installed_version() -> str | None:
+    proc = subprocess.run(
+        ["nft", "list", "table", TABLE_FAMILY, TABLE_NAME], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return None
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("comment "):
+            return line.split('"')[1]
+    return ""
+
+
+def install() -> None:
+    """Install (or upgrade) the table and enable forwarding. Idempotent and safe to race."""
+    if installed_version() != TABLE_VERSION:
+        proc = subprocess.run(["nft", "-f", "-"], input=ruleset(), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise OSError(f"nft failed: {proc.stderr.strip()}")
+    # Forwarding is off on a fresh machine, and then egress silently times out.
+    with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
+        if f.read().strip() != "1":
+            f.seek(0)
+            f.write("1")
+
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _install_once() -> None:
+    global _installed
+    with _install_lock:
+        if not _installed:
+            install()
+            _installed = True
+
+
+async def ensure_installed() -> None:
+    """Install the table once per process (re-checked after a failure)."""
+    if not _installed:
+        await asyncio.to_thread(_install_once)

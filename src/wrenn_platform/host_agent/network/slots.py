@@ -1,0 +1,156 @@
+"""Network slots: allocate (lease + netns + veth + addresses), release (conntrack, netns, lease).
+
+Usage by a runtime or the agent::
+
+    slot = await allocate_slot(owner="/var/lib/wrenn", holder="cl-abc")
+    ...  # namespace runtime: `nsenter --net=/run/netns/<slot.netns> bwrap ...`
+    await release_slot(slot)
+
+The slot netns holds `eth0` (the slot IP, default route via the host end of the veth). For the
+namespace runtime the capsule lives directly in that netns, so `guest_ip == host_ip`. The microvm
+runtime adds its TAP and DNAT/SNAT inside the same netns (`configure=` hook, run before the slot is
+returned; or later with `ip -n <slot.netns> ...` / `nft` in the netns) and returns
+`dataclasses.replace(slot, guest_ip=<in-VM address>)`; `host_ip` stays the slot IP the host routes
+to. Everything created inside the slot netns disappears with it on release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from wrenn_platform.host_agent.runtime.base import NetworkSlot
+
+from . import leases, nftables
+from ._proc import run
+from .addressing import GUEST_IFACE, NETNS_PREFIX, SLOT_PREFIX_LEN, slot_addresses
+
+NETNS_DIR = Path("/run/netns")
+SlotHook = Callable[[NetworkSlot], Awaitable[None]]
+
+
+def upstream_dns_servers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
+    """The host's non-loopback IPv4 resolvers (a loopback resolver is unreachable from a slot)."""
+    servers: list[str] = []
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(parts[1])
+            except ValueError:
+                continue
+            if address.version == 4 and not address.is_loopback and not address.is_link_local:
+                servers.append(str(address))
+    return tuple(servers)
+
+
+def slot_for_index(index: int, dns_servers: tuple[str, ...] | None = None) -> NetworkSlot:
+    a = slot_addresses(index)
+    return NetworkSlot(
+        index=index,
+        netns=a.netns,
+        host_ip=a.slot_ip,
+        guest_ip=a.slot_ip,
+        gateway_ip=a.gateway_ip,
+        prefix_len=SLOT_PREFIX_LEN,
+        host_iface=a.host_iface,
+        dns_servers=upstream_dns_servers() if dns_servers is None else dns_servers,
+    )
+
+
+def netns_path(slot: NetworkSlot) -> Path:
+    return NETNS_DIR / slot.netns
+
+
+async def _remove_netns(name: str) -> None:
+    if (NETNS_DIR / name).exists():
+        await run(["ip", "netns", "delete", name], check=False)
+
+
+async def _flush_conntrack(ip: str) -> None:
+    # Without this hundreds of entries for the slot IP linger after the netns is gone, and would
+    # apply to the next capsule given the same slot. Exit status 1 means "nothing to delete".
+    await asyncio.gather(
+        run(["conntrack", "-D", "-s", ip], check=False),
+        run(["conntrack", "-D", "-d", ip], check=False),
+    )
+
+
+async def setup_slot_network(slot: NetworkSlot) -> None:
+    """Create the slot's netns, veth pair and addresses (the lease must already be held)."""
+    await _remove_netns(slot.netns)  # left by a crash between netns creation and lease release
+    await run(["ip", "netns", "add", slot.netns])
+    await run(
+        ["ip", "-batch", "-"],
+        f"link add {slot.host_iface} type veth peer name {GUEST_IFACE} netns {slot.netns}\n"
+        f"link set {slot.host_iface} addrgenmode none\n"
+        f"addr add {slot.gateway_ip}/{slot.prefix_len} dev {slot.host_iface}\n"
+        f"link set {slot.host_iface} up\n",
+    )
+    await run(
+        ["ip", "-n", slot.netns, "-batch", "-"],
+        "link set lo up\n"
+        f"link set {GUEST_IFACE} addrgenmode none\n"
+        f"addr add {slot.host_ip}/{slot.prefix_len} dev {GUEST_IFACE}\n"
+        f"link set {GUEST_IFACE} up\n"
+        f"route add default via {slot.gateway_ip}\n",
+    )
+
+
+async def teardown_slot_network(slot: NetworkSlot) -> None:
+    """Remove the netns (which takes the veth pair with it) and the slot's conntrack entries."""
+    await _remove_netns(slot.netns)
+    await _flush_conntrack(slot.host_ip)
+
+
+async def allocate_slot(
+    owner: str,
+    holder: str,
+    *,
+    lease_dir: Path = leases.DEFAULT_LEASE_DIR,
+    dns_servers: tuple[str, ...] | None = None,
+    configure: SlotHook | None = None,
+) -> NetworkSlot:
+    """Lease a free slot, build its network, run `configure` on it; on failure undo everything."""
+    await nftables.ensure_installed()
+    lease = await asyncio.to_thread(leases.acquire, owner, holder, lease_dir)
+    slot = slot_for_index(lease.index, dns_servers)
+    try:
+        await setup_slot_network(slot)
+        if configure is not None:
+            await configure(slot)
+    except BaseException:
+        await release_slot(slot, lease_dir=lease_dir)
+        raise
+    return slot
+
+
+async def release_slot(slot: NetworkSlot, *, lease_dir: Path = leases.DEFAULT_LEASE_DIR) -> None:
+    """Tear the slot's network down and free its lease. Idempotent."""
+    await teardown_slot_network(slot)
+    await asyncio.to_thread(leases.release, slot.index, lease_dir)
+
+
+async def reclaim_slots(
+    owner: str, keep: set[int], *, lease_dir: Path = leases.DEFAULT_LEASE_DIR
+) -> list[int]:
+    """Release the slots leased by `owner` that are not in `keep` (after an agent restart)."""
+    released = []
+    for lease in await asyncio.to_thread(leases.list_leases, lease_dir):
+        if lease.owner == owner and lease.index not in keep:
+            await release_slot(slot_for_index(lease.index, ()), lease_dir=lease_dir)
+            released.append(lease.index)
+    return released
+
+
+def slot_netns_names() -> set[str]:
+    """Names of slot netns that exist on the machine (any agent's)."""
+    if not NETNS_DIR.is_dir():
+        return set()
+    return {p.name for p in NETNS_DIR.iterdir() if p.name.startswith(NETNS_PREFIX)}
