@@ -1,0 +1,87 @@
+"""`wrenn template`: build platform templates and list what this host has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wrenn_platform.host_agent.images import PLATFORM_RECIPES, BuildError, RichReporter, build_template
+from wrenn_platform.host_agent.templates import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_DATA_DIR,
+    TemplateError,
+    TemplateStore,
+)
+
+template_app = typer.Typer(
+    name="template",
+    help="Build platform templates (e.g. `minimal`) and list the templates on this host.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@template_app.command("build")
+def build(
+    name: str = typer.Argument(..., help=f"Platform template to build: {', '.join(sorted(PLATFORM_RECIPES))}."),
+    force: bool = typer.Option(False, "--force", help="Rebuild every layer even if cached (.debs are reused)."),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, "--cache-dir", help="Build cache (templates, layers, .debs)."),
+) -> None:
+    """Build a platform template into the cache; instant when its recipe and envd are unchanged."""
+    console = Console(stderr=True)
+    if name not in PLATFORM_RECIPES:
+        console.print(
+            f"[red]error:[/red] unknown platform template {name!r}; known: {', '.join(sorted(PLATFORM_RECIPES))}"
+        )
+        raise typer.Exit(2)
+    try:
+        with RichReporter(console) as reporter:
+            result = build_template(name, cache_dir, force=force, reporter=reporter)
+    except BuildError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        if exc.log_path is not None:
+            console.print(f"full log: {exc.log_path}")
+        raise typer.Exit(1) from None
+    info = result.info
+    what = (
+        "cached"
+        if not (result.built_base or result.built_template)
+        else ("built (base + envd)" if result.built_base else "built (envd layer; base cached)")
+    )
+    console.print(
+        f"[green]{name}[/green] {what} in {result.seconds:.1f} s: {info.path} "
+        f"({info.size_bytes / 1e6:.0f} MB, recipe {info.recipe_hash})"
+    )
+    typer.echo(str(info.path))
+
+
+@template_app.command("list")
+def list_templates(
+    team: str | None = typer.Option(None, "--team", help="Only this team's templates (plus platform ones)."),
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Data directory of the host agent."),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, "--cache-dir", help="Build cache of platform templates."),
+) -> None:
+    """List platform templates built on this host and team snapshot templates."""
+    store = TemplateStore(data_dir=data_dir, cache_dir=cache_dir)
+    try:
+        templates = store.list(team)
+    except TemplateError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table("name", "type", "team", "size", "created", "recipe", "path")
+    for t in templates:
+        table.add_row(
+            t.name,
+            t.type + (" (platform)" if t.platform else ""),
+            t.team_id or "-",
+            f"{t.size_bytes / 1e6:.0f} MB",
+            t.created_at,
+            t.recipe_hash or "-",
+            str(t.path),
+        )
+    Console().print(table)
+    if not templates:
+        Console(stderr=True).print("no templates yet: run `wrenn template build minimal`")

@@ -1,0 +1,135 @@
+"""The recipe of the platform template `minimal`: data only, hashed to decide when to rebuild.
+
+Two layers: the *base* (debootstrap plus system configuration, slow) and the *envd* layer (envd
+copied into the tree, cheap). Each layer has its own hash so an envd change re-does only the
+cheap one. Anything that changes what a layer produces must be part of that layer's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+# Bump when the builder's logic changes the produced tree in a way the data below does not show.
+BASE_BUILDER_VERSION = 1
+ENVD_LAYER_VERSION = 1
+
+ENVD_LIB_DIR = "/usr/local/lib/wrenn/envd"  # holds the package `wrenn_envd`
+ENVD_PACKAGE = "wrenn_envd"
+ENVD_LAUNCHER = "/usr/local/bin/wrenn-envd"
+
+LAUNCHER_SCRIPT = f"""#!/bin/sh
+# Starts envd, the Wrenn agent of this capsule. Installed by `wrenn template build`.
+PYTHONPATH={ENVD_LIB_DIR}${{PYTHONPATH:+:$PYTHONPATH}}
+export PYTHONPATH
+exec /usr/bin/python3 -s -m {ENVD_PACKAGE} "$@"
+"""
+
+HOSTNAME = "capsule"
+
+_HOSTS = f"""127.0.0.1\tlocalhost
+127.0.1.1\t{HOSTNAME}
+::1\tlocalhost ip6-localhost ip6-loopback
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+# A regular file (not a symlink) so a runtime can bind-mount over it or rewrite it in the
+# capsule's upper layer at start; these fallbacks apply only when it does not.
+_RESOLV_CONF = """# Written by the capsule runtime at start; these are fallbacks.
+nameserver 1.1.1.1
+nameserver 8.8.8.8
+"""
+
+_APT_CONF = """// Wrenn capsules: apt works as root inside a user namespace (no setuid to _apt there),
+// no recommends, no translations.
+APT::Sandbox::User "root";
+APT::Install-Recommends "false";
+Acquire::Languages "none";
+"""
+
+# No init system runs services inside a capsule: package scripts must not try to start them.
+_POLICY_RC_D = """#!/bin/sh
+exit 101
+"""
+
+_SUDOERS = "user ALL=(ALL:ALL) NOPASSWD: ALL\n"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: str  # absolute, inside the image
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """Everything that determines the base layer of a Debian template."""
+
+    name: str
+    suite: str
+    mirror: str
+    security_mirror: str
+    variant: str
+    arch: str
+    packages: tuple[str, ...]
+    files: tuple[ImageFile, ...]
+    setup_script: str  # run with /bin/sh inside the chroot after debootstrap
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def sources_list(self) -> str:
+        return (
+            f"deb {self.mirror} {self.suite} main\n"
+            f"deb {self.mirror} {self.suite}-updates main\n"
+            f"deb {self.security_mirror} {self.suite}-security main\n"
+        )
+
+    def all_files(self) -> tuple[ImageFile, ...]:
+        return (ImageFile("/etc/apt/sources.list", self.sources_list()), *self.files)
+
+    def hash(self) -> str:
+        data = asdict(self)
+        data["builder_version"] = BASE_BUILDER_VERSION
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+_SETUP_SCRIPT = """set -eu
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+if ! getent passwd user >/dev/null; then
+    useradd --create-home --home-dir /home/user --uid 1000 --user-group --shell /bin/bash user
+fi
+usermod -aG sudo user
+passwd -d user >/dev/null
+apt-get update -q
+apt-get clean
+rm -rf /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt/* \
+    /var/log/dpkg.log /var/log/alternatives.log /var/log/bootstrap.log
+"""
+
+MINIMAL = BaseRecipe(
+    name="minimal",
+    suite="bookworm",
+    mirror="http://deb.debian.org/debian",
+    security_mirror="http://deb.debian.org/debian-security",
+    variant="minbase",
+    arch="amd64",
+    packages=("python3", "ca-certificates", "curl", "git", "sudo", "procps", "iproute2"),
+    files=(
+        ImageFile("/etc/hostname", HOSTNAME + "\n"),
+        ImageFile("/etc/hosts", _HOSTS),
+        ImageFile("/etc/resolv.conf", _RESOLV_CONF),
+        ImageFile("/etc/default/locale", "LANG=C.UTF-8\n"),
+        ImageFile("/etc/apt/apt.conf.d/90wrenn", _APT_CONF),
+        ImageFile("/usr/sbin/policy-rc.d", _POLICY_RC_D, 0o755),
+        ImageFile("/etc/sudoers.d/wrenn-user", _SUDOERS, 0o440),
+    ),
+    setup_script=_SETUP_SCRIPT,
+    labels={"os": "debian", "debian_suite": "bookworm"},
+)
+
+PLATFORM_RECIPES: dict[str, BaseRecipe] = {MINIMAL.name: MINIMAL}
