@@ -1,0 +1,1 @@
+"""envd: the agent inside every capsule (processes, terminals, files). Standard library only."""

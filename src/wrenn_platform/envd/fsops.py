@@ -1,0 +1,170 @@
+"""Blocking filesystem operations, run on a thread that carries the caller's fs identity."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import time
+from typing import Any
+
+from .connect import RpcError
+from .users import group_name, user_name
+
+FILE_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "link": "FILE_TYPE_SYMLINK"}
+
+
+def rfc3339(ts: float) -> str:
+    whole = int(ts)
+    nanos = round((ts - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, 0
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{text}.{nanos:09d}Z" if nanos else f"{text}Z"
+
+
+def entry_info(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
+    """A filesystem.EntryInfo (proto3 JSON) for `path`, not following a final symlink."""
+    if st is None:
+        st = os.lstat(path)
+    mode = st.st_mode
+    info: dict[str, Any] = {
+        "name": os.path.basename(path.rstrip("/")) or "/",
+        "path": path,
+        "size": str(st.st_size),
+        "mode": stat.S_IMODE(mode),
+        "permissions": stat.filemode(mode),
+        "owner": user_name(st.st_uid),
+        "group": group_name(st.st_gid),
+        "modifiedTime": rfc3339(st.st_mtime),
+    }
+    if stat.S_ISLNK(mode):
+        info["type"] = FILE_TYPES["link"]
+        info["isSymlink"] = True
+        with contextlib.suppress(OSError):
+            info["symlinkTarget"] = os.readlink(path)
+    elif stat.S_ISDIR(mode):
+        info["type"] = FILE_TYPES["dir"]
+    else:
+        info["type"] = FILE_TYPES["file"]
+    return info
+
+
+def stat_entry(path: str) -> dict[str, Any]:
+    return entry_info(path)
+
+
+def list_dir(path: str, depth: int) -> list[dict[str, Any]]:
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RpcError("invalid_argument", f"{path}: not a directory")
+    entries: list[dict[str, Any]] = []
+
+    def walk(directory: str, level: int) -> None:
+        with os.scandir(directory) as it:
+            children = sorted(it, key=lambda e: e.name)
+        for child in children:
+            try:
+                entries.append(entry_info(child.path, child.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue  # removed while listing
+            if level < depth and child.is_dir(follow_symlinks=False):
+                # List what the user may see; unreadable subdirectories stay closed.
+                with contextlib.suppress(PermissionError):
+                    walk(child.path, level + 1)
+    walk(path, 1)
+    return entries
+
+
+def make_dir(path: str) -> dict[str, Any]:
+    if os.path.lexists(path):
+        raise RpcError("already_exists", f"{path}: already exists")
+    os.makedirs(path, exist_ok=True)
+    return entry_info(path)
+
+
+def remove(path: str) -> None:
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        _remove_tree(path)
+    else:
+        os.unlink(path)
+
+
+def _remove_tree(path: str) -> None:
+    with os.scandir(path) as it:
+        children = list(it)
+    for child in children:
+        if child.is_dir(follow_symlinks=False):
+            _remove_tree(child.path)
+        else:
+            os.unlink(child.path)
+    os.rmdir(path)
+
+
+def move(source: str, destination: str) -> dict[str, Any]:
+    os.lstat(source)
+    parent = os.path.dirname(destination)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    os.rename(source, destination)
+    return entry_info(destination)
+
+
+# -- streamed files ------------------------------------------------------------------------
+
+
+def open_for_read(path: str) -> tuple[int, int]:
+    """An fd and the size of the regular file at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise RpcError("invalid_argument", f"{path}: is a directory")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_temp_for_write(path: str) -> tuple[int, str]:
+    """A new temporary file next to `path` (parents created), to be renamed over it."""
+    directory = os.path.dirname(path) or "/"
+    os.makedirs(directory, exist_ok=True)
+    if os.path.isdir(path):
+        raise RpcError("invalid_argument", f"{path}: is a directory")
+    mode = 0o644
+    with contextlib.suppress(FileNotFoundError):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.envd-tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    if mode != 0o644:
+        os.fchmod(fd, mode)  # the umask may have masked it
+    return fd, temp
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def commit_temp(fd: int, temp: str, path: str) -> dict[str, Any]:
+    """Close and rename the temporary file over `path`; on failure it is removed."""
+    try:
+        os.close(fd)
+        os.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return entry_info(path)
+
+
+def discard_temp(fd: int, temp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(temp)

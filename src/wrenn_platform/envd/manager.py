@@ -1,0 +1,195 @@
+"""The process table: spawning with validation, selection by pid or tag, the zombie reaper.
+
+envd may run as PID 1, so it reaps every child (`waitpid(-1)`), not only its own; asyncio's own
+child watchers are not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+import signal
+from typing import Any
+
+from .connect import RpcError, from_os_error
+from .process import Process
+from .users import FsIdentities, User
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FINISHED_KEEP_SECONDS = 60.0
+
+
+def _cwd_reachable(path: str) -> None:
+    """Raises unless the calling thread's fs identity may enter `path`."""
+    os.stat(os.path.join(path, "."))
+
+
+class ProcessManager:
+    def __init__(
+        self,
+        fs: FsIdentities,
+        output_bound: int = 8 * 1024 * 1024,
+        pty_idle_timeout: float = 600.0,
+    ) -> None:
+        self._fs = fs
+        self._output_bound = output_bound
+        self._pty_idle_timeout = pty_idle_timeout
+        self._running: dict[int, Process] = {}
+        self._finished: dict[int, Process] = {}
+        self._unclaimed: dict[int, int] = {}  # statuses reaped before their Process was known
+        self._idle_task: asyncio.Task[None] | None = None
+
+    def start_reaper(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self._idle_task = loop.create_task(self._watch_idle_ptys())
+        self.reap()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            process = self._running.pop(pid, None)
+            if process is None:
+                self._unclaimed[pid] = status
+                if len(self._unclaimed) > 1024:
+                    self._unclaimed.pop(next(iter(self._unclaimed)))
+                continue
+            self._finish(process, status)
+
+    def _finish(self, process: Process, status: int) -> None:
+        process.on_exit(status)
+        self._finished[process.pid] = process
+        asyncio.get_running_loop().call_later(
+            FINISHED_KEEP_SECONDS, self._forget, process.pid, process
+        )
+
+    def _forget(self, pid: int, process: Process) -> None:
+        if self._finished.get(pid) is process:
+            del self._finished[pid]
+
+    async def start(
+        self,
+        *,
+        cmd: str,
+        args: list[str],
+        envs: dict[str, str],
+        cwd: str | None,
+        user: User,
+        base_env: dict[str, str],
+        default_workdir: str | None,
+        tag: str | None,
+        pty_size: tuple[int, int] | None,
+        stdin: bool,
+    ) -> Process:
+        if not cmd:
+            raise RpcError("invalid_argument", "cmd is required")
+        if tag is None or tag == "":
+            tag = "proc-" + secrets.token_hex(4)
+        elif any(p.tag == tag for p in self._running.values()):
+            raise RpcError("already_exists", f"a running process already has tag {tag!r}")
+        if not cwd:
+            cwd = default_workdir or user.home
+            if not await asyncio.to_thread(os.path.isdir, cwd):
+                cwd = "/"
+        elif not os.path.isabs(cwd):
+            cwd = os.path.join(user.home, cwd)
+        try:
+            await self._fs.run(user, _cwd_reachable, cwd)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise RpcError("invalid_argument", f"cwd {cwd!r} does not exist") from None
+            if exc.errno == errno.ENOTDIR:
+                raise RpcError("invalid_argument", f"cwd {cwd!r} is not a directory") from None
+            raise from_os_error(exc, f"cwd {cwd!r}") from None
+        env = {
+            "PATH": DEFAULT_PATH,
+            **base_env,
+            "HOME": user.home,
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "SHELL": user.shell,
+            "PWD": cwd,
+        }
+        if pty_size is not None:
+            env["TERM"] = "xterm-256color"
+        env.update(envs)
+        try:
+            process = Process(
+                cmd=cmd,
+                args=args,
+                envs=envs,
+                env=env,
+                cwd=cwd,
+                user=user,
+                tag=tag,
+                pty_size=pty_size,
+                stdin=stdin,
+                output_bound=self._output_bound,
+            )
+        except FileNotFoundError:
+            raise RpcError("not_found", f"executable {cmd!r} not found") from None
+        except PermissionError:
+            raise RpcError("permission_denied", f"executable {cmd!r}: permission denied") from None
+        except OSError as exc:
+            raise from_os_error(exc, f"cannot start {cmd!r}") from None
+        self._running[process.pid] = process
+        status = self._unclaimed.pop(process.pid, None)
+        if status is not None:
+            del self._running[process.pid]
+            self._finish(process, status)
+        return process
+
+    def select(self, selector: Any, *, finished_too: bool = False) -> Process:
+        if not isinstance(selector, dict):
+            raise RpcError("invalid_argument", "process selector (pid or tag) is required")
+        pid = selector.get("pid")
+        tag = selector.get("tag")
+        pools = [self._running, self._finished] if finished_too else [self._running]
+        if pid not in (None, 0, ""):
+            try:
+                pid = int(pid)
+            except (TypeError, ValueError):
+                raise RpcError("invalid_argument", "pid must be an integer") from None
+            for pool in pools:
+                if pid in pool:
+                    return pool[pid]
+            raise RpcError("not_found", f"process with pid {pid} not found")
+        if tag:
+            for pool in pools:
+                for process in pool.values():
+                    if process.tag == tag:
+                        return process
+            raise RpcError("not_found", f"process with tag {tag!r} not found")
+        raise RpcError("invalid_argument", "process selector (pid or tag) is required")
+
+    def list(self) -> list[Process]:
+        return sorted(self._running.values(), key=lambda p: p.pid)
+
+    async def _watch_idle_ptys(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(5.0, max(0.2, self._pty_idle_timeout / 4)))
+            now = loop.time()
+            for process in list(self._running.values()):
+                if (
+                    process.is_pty
+                    and process.attached == 0
+                    and now - process.last_activity > self._pty_idle_timeout
+                ):
+                    with contextlib.suppress(RpcError):
+                        process.signal(signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        for process in list(self._running.values()):
+            with contextlib.suppress(RpcError):
+                process.signal(signal.SIGKILL)

@@ -1,0 +1,293 @@
+"""The `process.Process` Connect service."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import signal
+from typing import Any
+
+from .connect import (
+    RpcError,
+    end_stream,
+    envelope,
+    read_envelope,
+    start_stream,
+)
+from .httpio import Request, Response
+from .manager import ProcessManager
+from .process import Process
+from .state import AgentState
+
+MAX_EVENT_BYTES = 2 * 1024 * 1024
+DEFAULT_KEEPALIVE = 30.0
+
+_SIGNALS = {
+    "SIGNAL_SIGTERM": signal.SIGTERM,
+    "SIGNAL_SIGKILL": signal.SIGKILL,
+    15: signal.SIGTERM,
+    9: signal.SIGKILL,
+}
+
+
+def _b64(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise RpcError("invalid_argument", f"{field} must be base64 bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise RpcError("invalid_argument", f"{field} is not valid base64") from None
+
+
+def _str_list(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise RpcError("invalid_argument", f"{field} must be a list of strings")
+    return value
+
+
+def _str_map(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise RpcError("invalid_argument", f"{field} must map strings to strings")
+    return value
+
+
+def _pty_size(pty: Any) -> tuple[int, int]:
+    size = pty.get("size") if isinstance(pty, dict) else None
+    if not isinstance(size, dict):
+        raise RpcError("invalid_argument", "pty.size (cols, rows) is required")
+    try:
+        cols, rows = int(size.get("cols", 0)), int(size.get("rows", 0))
+    except (TypeError, ValueError):
+        raise RpcError("invalid_argument", "pty.size cols and rows must be integers") from None
+    if not (0 < cols <= 10000 and 0 < rows <= 10000):
+        raise RpcError("invalid_argument", "pty.size cols and rows must be between 1 and 10000")
+    return cols, rows
+
+
+def _data_event(stream: str, data: bytes) -> bytes:
+    payload = b'{"event":{"data":{"' + stream.encode() + b'":"' + base64.b64encode(data) + b'"}}}'
+    return envelope(payload)
+
+
+def _timeout_seconds(request: Request) -> float | None:
+    raw = request.headers.get("connect-timeout-ms")
+    if not raw:
+        return None
+    try:
+        return max(0.0, int(raw) / 1000)
+    except ValueError:
+        raise RpcError("invalid_argument", "bad Connect-Timeout-Ms header") from None
+
+
+def _keepalive_seconds(request: Request) -> float:
+    raw = request.headers.get("keepalive-ping-interval")
+    try:
+        return max(1.0, float(raw)) if raw else DEFAULT_KEEPALIVE
+    except ValueError:
+        return DEFAULT_KEEPALIVE
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+class ProcessService:
+    def __init__(self, manager: ProcessManager, state: AgentState) -> None:
+        self.manager = manager
+        self.state = state
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def start(self, request: Request, response: Response) -> None:
+        await start_stream(response)
+        try:
+            message = await read_envelope(request) or {}
+            deadline = _timeout_seconds(request)
+            user = self.state.request_user(request.headers.get("authorization"))
+            config = message.get("process")
+            if not isinstance(config, dict):
+                raise RpcError("invalid_argument", "process (cmd, args, envs, cwd) is required")
+            cmd = config.get("cmd")
+            if not isinstance(cmd, str) or not cmd:
+                raise RpcError("invalid_argument", "process.cmd is required")
+            pty = message.get("pty")
+            pty_size = _pty_size(pty) if pty is not None else None
+            tag = message.get("tag")
+            if tag is not None and not isinstance(tag, str):
+                raise RpcError("invalid_argument", "tag must be a string")
+            stdin = message.get("stdin")
+            process = await self.manager.start(
+                cmd=cmd,
+                args=_str_list(config.get("args"), "process.args"),
+                envs=_str_map(config.get("envs"), "process.envs"),
+                cwd=config.get("cwd") or None,
+                user=user,
+                base_env=self.state.env_vars,
+                default_workdir=self.state.default_workdir,
+                tag=tag,
+                pty_size=pty_size,
+                stdin=True if stdin is None else bool(stdin),
+            )
+        except RpcError as exc:
+            await response.write(end_stream(exc))
+            await response.end()
+            return
+        await self._follow(process, request, response, deadline)
+
+    async def connect(self, request: Request, response: Response) -> None:
+        await start_stream(response)
+        try:
+            message = await read_envelope(request) or {}
+            process = self.manager.select(message.get("process"), finished_too=True)
+        except RpcError as exc:
+            await response.write(end_stream(exc))
+            await response.end()
+            return
+        await self._follow(process, request, response, None)
+
+    async def _follow(
+        self, process: Process, request: Request, response: Response, deadline: float | None
+    ) -> None:
+        """Stream a process's events: start, everything kept in its log, then live, then end."""
+        reader = process.log.open_reader()
+        process.attached += 1
+        process.touch()
+        loop = asyncio.get_running_loop()
+        keepalive = _keepalive_seconds(request)
+        expires = loop.time() + deadline if deadline is not None else None
+        timed_out = False
+        disconnected = asyncio.ensure_future(request.wait_disconnect())
+        try:
+            await response.write(envelope({"event": {"start": {"pid": process.pid}}}))
+            while True:
+                wait = keepalive
+                if expires is not None and not timed_out:
+                    wait = min(wait, max(0.0, expires - loop.time()))
+                read = asyncio.ensure_future(process.log.read(reader, MAX_EVENT_BYTES))
+                done, _ = await asyncio.wait(
+                    {read, disconnected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if disconnected in done:
+                    await _cancel(read)
+                    response.keep_alive = False
+                    return
+                if read not in done:
+                    await _cancel(read)
+                    if expires is not None and not timed_out and loop.time() >= expires:
+                        timed_out = True
+                        if process.running:
+                            process.signal(signal.SIGKILL)
+                    else:
+                        await response.write(envelope({"event": {"keepalive": {}}}))
+                    continue
+                chunks = read.result()
+                if chunks is None:
+                    break
+                await response.write(b"".join(self._coalesce(chunks)))
+            # Stop watching the socket before the last write: after it, the client may send its
+            # next request on this connection, which the watcher must not swallow.
+            await _cancel(disconnected)
+            await process.exit_event.wait()
+            await response.write(envelope({"event": {"end": process.end_message()}}))
+            error = (
+                RpcError("deadline_exceeded", f"process killed after the {deadline:g} s timeout")
+                if timed_out
+                else None
+            )
+            await response.write(end_stream(error))
+            await response.end()
+        except (ConnectionError, RuntimeError):
+            response.keep_alive = False
+        finally:
+            await _cancel(disconnected)
+            process.attached -= 1
+            process.touch()
+            process.log.close_reader(reader)
+
+    @staticmethod
+    def _coalesce(chunks: list[tuple[str, bytes]]) -> list[bytes]:
+        out: list[bytes] = []
+        stream, size = chunks[0][0], 0
+        parts: list[bytes] = []
+        for name, data in chunks:
+            if name != stream or size + len(data) > MAX_EVENT_BYTES:
+                out.append(_data_event(stream, b"".join(parts)))
+                stream, parts, size = name, [], 0
+            parts.append(data)
+            size += len(data)
+        out.append(_data_event(stream, b"".join(parts)))
+        return out
+
+    async def stream_input(self, request: Request, response: Response) -> None:
+        await start_stream(response)
+        try:
+            process: Process | None = None
+            while True:
+                message = await read_envelope(request)
+                if message is None:
+                    break
+                if "start" in message:
+                    start = message["start"] or {}
+                    process = self.manager.select(start.get("process"))
+                elif "data" in message:
+                    if process is None:
+                        raise RpcError("failed_precondition", "send a start message first")
+                    await self._write_input(process, (message["data"] or {}).get("input"))
+            await response.write(envelope({}))
+            await response.write(end_stream())
+        except RpcError as exc:
+            await response.write(end_stream(exc))
+            response.keep_alive = False
+        await response.end()
+
+    # -- unary ------------------------------------------------------------------------------
+
+    async def _write_input(self, process: Process, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise RpcError("invalid_argument", "input (stdin or pty bytes) is required")
+        if "pty" in data:
+            if not process.is_pty:
+                raise RpcError("failed_precondition", "process has no terminal; send stdin")
+            await process.write_input(_b64(data["pty"], "input.pty"))
+        elif "stdin" in data:
+            if process.is_pty:
+                raise RpcError("failed_precondition", "process runs in a terminal; send pty input")
+            await process.write_input(_b64(data["stdin"], "input.stdin"))
+        else:
+            raise RpcError("invalid_argument", "input (stdin or pty bytes) is required")
+
+    async def send_input(self, message: dict[str, Any], request: Request) -> dict[str, Any]:
+        process = self.manager.select(message.get("process"))
+        await self._write_input(process, message.get("input"))
+        return {}
+
+    async def send_signal(self, message: dict[str, Any], request: Request) -> dict[str, Any]:
+        process = self.manager.select(message.get("process"))
+        sig = _SIGNALS.get(message.get("signal"))
+        if sig is None:
+            raise RpcError("invalid_argument", "signal must be SIGNAL_SIGTERM or SIGNAL_SIGKILL")
+        process.signal(sig)
+        return {}
+
+    async def update(self, message: dict[str, Any], request: Request) -> dict[str, Any]:
+        process = self.manager.select(message.get("process"))
+        cols, rows = _pty_size(message.get("pty"))
+        process.resize(cols, rows)
+        return {}
+
+    async def close_stdin(self, message: dict[str, Any], request: Request) -> dict[str, Any]:
+        process = self.manager.select(message.get("process"))
+        process.close_stdin()
+        return {}
+
+    async def list(self, message: dict[str, Any], request: Request) -> dict[str, Any]:
+        return {"processes": [p.info() for p in self.manager.list()]}
+

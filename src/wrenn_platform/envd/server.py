@@ -1,0 +1,87 @@
+"""envd's lifecycle: listen, handle signals (also as PID 1), shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from functools import partial
+
+from .app import Envd
+from .httpio import serve_connection
+
+DEFAULT_PORT = 49983
+FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+SHUTDOWN_GRACE = 2.0
+
+
+def _become_subreaper() -> None:
+    """Adopt orphaned grandchildren so they are reaped even when envd is not PID 1."""
+    if os.getpid() == 1:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+async def serve(
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    access_token: str | None = None,
+    output_bound: int = 8 * 1024 * 1024,
+    pty_idle_timeout: float = 600.0,
+    ready: asyncio.Future[int] | None = None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    envd = Envd(access_token, output_bound, pty_idle_timeout)
+    _become_subreaper()
+    envd.processes.start_reaper()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_stop(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
+    def forward(sig: int) -> None:
+        for process in envd.processes.list():
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+    for sig in FORWARDED:
+        loop.add_signal_handler(sig, forward, sig)
+    server = await asyncio.start_server(
+        partial(serve_connection, handler=envd), host, port, reuse_address=True, limit=1024 * 1024
+    )
+    bound = server.sockets[0].getsockname()[1]
+    print(f"envd listening on {host}:{bound}", file=sys.stderr, flush=True)
+    if ready is not None:
+        ready.set_result(bound)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        # Children first get the signal envd got, then SIGKILL after a grace period.
+        if received:
+            forward(received[0])
+        exits = [p.exit_event.wait() for p in envd.processes.list()]
+        if exits:
+            await asyncio.wait([asyncio.ensure_future(e) for e in exits], timeout=SHUTDOWN_GRACE)
+        envd.shutdown()
+
+
+def run(
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    access_token: str | None = None,
+    output_bound: int = 8 * 1024 * 1024,
+    pty_idle_timeout: float = 600.0,
+) -> None:
+    asyncio.run(serve(host, port, access_token, output_bound, pty_idle_timeout))

@@ -1,0 +1,106 @@
+"""Who a request acts as: the user's identity, and threads that touch files with it.
+
+File operations for a non-root user run on threads whose filesystem uid/gid and supplementary
+groups are that user's. Linux keeps credentials per thread; glibc's `setfsuid`/`setfsgid` are
+plain syscalls (not broadcast to every thread like `setuid`), and `setgroups` is issued as a raw
+syscall for the same reason. Changing the fsuid away from 0 drops the filesystem capabilities,
+so the kernel itself enforces the user's permissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .connect import RpcError
+
+T = TypeVar("T")
+
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}
+
+
+class User:
+    __slots__ = ("gid", "groups", "home", "name", "shell", "uid")
+
+    def __init__(self, entry: pwd.struct_passwd) -> None:
+        self.name = entry.pw_name
+        self.uid = entry.pw_uid
+        self.gid = entry.pw_gid
+        self.home = entry.pw_dir or "/"
+        self.shell = entry.pw_shell or "/bin/sh"
+        try:
+            self.groups = sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+        except OSError:
+            self.groups = [entry.pw_gid]
+
+
+def lookup_user(name: str) -> User:
+    try:
+        return User(pwd.getpwnam(name))
+    except KeyError:
+        raise RpcError("invalid_argument", f"user {name!r} does not exist") from None
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _become(uid: int, gid: int, groups: list[int]) -> None:
+    import ctypes  # only ever needed for non-root file access
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    number = _SYS_SETGROUPS.get(os.uname().machine)
+    if number is None:
+        raise OSError("setgroups syscall number unknown for this architecture")
+    array = (ctypes.c_uint * len(groups))(*groups)
+    if libc.syscall(number, len(groups), array) != 0:
+        raise OSError(ctypes.get_errno(), "setgroups failed")
+    libc.setfsgid(gid)
+    libc.setfsuid(uid)
+    if libc.setfsuid(-1 & 0xFFFFFFFF) != uid or libc.setfsgid(-1 & 0xFFFFFFFF) != gid:
+        raise OSError("setfsuid/setfsgid did not take effect")
+
+
+class FsIdentities:
+    """One small thread pool per uid; root work runs on the loop's default executor."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+    def _pool(self, user: User) -> ThreadPoolExecutor:
+        key = (user.uid, user.gid)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                max_workers=2,
+                thread_name_prefix=f"fs-{user.uid}",
+                initializer=_become,
+                initargs=(user.uid, user.gid, user.groups),
+            )
+            self._pools[key] = pool
+        return pool
+
+    async def run(self, user: User, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        if user.uid == 0 or os.geteuid() != 0:
+            return await loop.run_in_executor(None, func, *args)
+        return await loop.run_in_executor(self._pool(user), func, *args)
+
+    def shutdown(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False)
