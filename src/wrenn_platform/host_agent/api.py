@@ -1,0 +1,372 @@
+"""The host agent's internal HTTP + WebSocket API, for the control plane only.
+
+Authentication (see `host_agent.auth` for the token format):
+
+- every request — HTTP and WebSocket handshakes alike, every path — must carry
+  `Authorization: Bearer <JWT>` signed HS256 with the host's secret, `iss=wrenn-control-plane`,
+  `aud=wrenn-agent`, `sub=<host id>`, valid for at most a minute. Anything else gets 401 (a
+  WebSocket handshake gets an HTTP 401 denial, not an upgrade). The check is an ASGI middleware in
+  front of the whole app, so no route can forget it.
+- what the agent sends back on its own (autonomous events on `/v1/events`) is signed the other way
+  (`iss=wrenn-agent`, `aud=wrenn-control-plane`), so the control plane can verify it too.
+
+Tenants never reach this port: it listens on an address the operator configures (loopback or a
+management network), and capsule network slots cannot reach host ports at all (the slot nftables
+rules reject slot → host).
+
+Routes (JSON bodies are the models in `wrenn_platform.wire.agent`; errors `{"error": {code, message}}`):
+
+    GET    /v1/info
+    GET    /v1/capsules                         POST /v1/capsules
+    GET    /v1/capsules/{id}                    DELETE /v1/capsules/{id}
+    POST   /v1/capsules/{id}/pause | /resume | /ping | /snapshot
+    POST   /v1/capsules/{id}/exec               (foreground 200 ExecResponse, background 202)
+    GET    /v1/capsules/{id}/processes          DELETE /v1/capsules/{id}/processes/{selector}?signal=
+    WS     /v1/capsules/{id}/processes/{selector}/stream
+    WS     /v1/capsules/{id}/exec/stream        WS /v1/capsules/{id}/pty
+    PUT    /v1/capsules/{id}/files?path=        (raw body, streamed)
+    GET    /v1/capsules/{id}/files?path=        (raw bytes, streamed)
+    POST   /v1/capsules/{id}/files/list | /mkdir | /remove
+    GET    /v1/capsules/{id}/metrics?range=
+    GET    /v1/templates?team_id=               DELETE /v1/templates/{team_id}/{name}
+    WS     /v1/events?after=<seq>               (server → client: {"type": "event", "token": <JWT>})
+
+WebSocket message tables are the public contract's, so the control plane relays them as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wrenn_platform.host_agent.auth import HostKey, TokenError
+from wrenn_platform.host_agent.guest import PtySession
+from wrenn_platform.host_agent.service import HostAgent
+from wrenn_platform.wire.agent import (
+    AgentError,
+    AgentInfo,
+    BackgroundExecResponse,
+    BadRequest,
+    CapsuleInfo,
+    CapsuleMetrics,
+    CreateCapsuleRequest,
+    ExecRequest,
+    ExecResponse,
+    ListDirRequest,
+    ListDirResponse,
+    MakeDirResponse,
+    PathRequest,
+    ProcessListResponse,
+    PtyConnect,
+    PtyStart,
+    SnapshotRequest,
+    StreamStart,
+    TemplateOut,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+PTY_PING_INTERVAL_S = 30.0
+
+
+class TokenAuthMiddleware:
+    """Rejects every HTTP request and WebSocket handshake without a valid control-plane token."""
+
+    def __init__(self, app: ASGIApp, key: HostKey) -> None:
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise TokenError("missing bearer token")
+            self.key.verify_control_plane_token(token.strip())
+        except TokenError as exc:
+            await self._deny(scope, receive, send, str(exc))
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _deny(scope: Scope, receive: Receive, send: Send, why: str) -> None:
+        body = json.dumps(Unauthorized(f"unauthorized: {why}").body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def create_app(agent: HostAgent, key: HostKey) -> FastAPI:
+    app = FastAPI(title="Wrenn host agent", version=agent.info().version, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(TokenAuthMiddleware, key=key)
+
+    @app.exception_handler(AgentError)
+    async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(BadRequest(str(exc.errors()[:3])).body(), status_code=400)
+
+    # ---- capsules -------------------------------------------------------------------------------
+
+    @app.get("/v1/info")
+    async def info() -> AgentInfo:
+        return agent.info()
+
+    @app.get("/v1/capsules")
+    async def list_capsules() -> list[CapsuleInfo]:
+        return agent.list_capsules()
+
+    @app.post("/v1/capsules", status_code=201)
+    async def create(req: CreateCapsuleRequest) -> CapsuleInfo:
+        return await agent.create(req)
+
+    @app.get("/v1/capsules/{capsule_id}")
+    async def get(capsule_id: str) -> CapsuleInfo:
+        return agent.get(capsule_id)
+
+    @app.delete("/v1/capsules/{capsule_id}", status_code=204)
+    async def destroy(capsule_id: str) -> Response:
+        await agent.destroy(capsule_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/capsules/{capsule_id}/pause")
+    async def pause(capsule_id: str) -> CapsuleInfo:
+        return await agent.pause(capsule_id)
+
+    @app.post("/v1/capsules/{capsule_id}/resume")
+    async def resume(capsule_id: str) -> CapsuleInfo:
+        return await agent.resume(capsule_id)
+
+    @app.post("/v1/capsules/{capsule_id}/ping", status_code=204)
+    async def ping(capsule_id: str) -> Response:
+        agent.ping(capsule_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/capsules/{capsule_id}/snapshot", status_code=201)
+    async def snapshot(capsule_id: str, req: SnapshotRequest) -> TemplateOut:
+        return await agent.snapshot(capsule_id, req)
+
+    @app.get("/v1/capsules/{capsule_id}/metrics")
+    async def metrics(capsule_id: str, range: str = Query("10m")) -> CapsuleMetrics:
+        return agent.metrics_for(capsule_id, range)
+
+    @app.get("/v1/templates")
+    async def templates(team_id: str | None = None) -> list[TemplateOut]:
+        return agent.list_templates(team_id)
+
+    @app.delete("/v1/templates/{team_id}/{name}", status_code=204)
+    async def delete_template(team_id: str, name: str) -> Response:
+        agent.delete_template(team_id, name)
+        return Response(status_code=204)
+
+    # ---- exec and processes ---------------------------------------------------------------------
+
+    @app.post("/v1/capsules/{capsule_id}/exec", response_model=None)
+    async def exec_(capsule_id: str, req: ExecRequest) -> ExecResponse | JSONResponse:
+        result = await agent.exec(capsule_id, req)
+        if isinstance(result, BackgroundExecResponse):
+            return JSONResponse(result.model_dump(), status_code=202)
+        return result
+
+    @app.get("/v1/capsules/{capsule_id}/processes")
+    async def processes(capsule_id: str) -> ProcessListResponse:
+        return await agent.list_processes(capsule_id)
+
+    @app.delete("/v1/capsules/{capsule_id}/processes/{selector}", status_code=204)
+    async def kill(capsule_id: str, selector: str, signal: str = "SIGKILL") -> Response:
+        await agent.kill_process(capsule_id, selector, signal)
+        return Response(status_code=204)
+
+    @app.websocket("/v1/capsules/{capsule_id}/processes/{selector}/stream")
+    async def process_stream(ws: WebSocket, capsule_id: str, selector: str) -> None:
+        await ws.accept()
+        try:
+            stream = agent.process_stream(capsule_id, selector)
+        except AgentError as exc:
+            await _fail(ws, exc)
+            return
+        await _relay_until_closed(ws, stream, on_client=None)
+
+    @app.websocket("/v1/capsules/{capsule_id}/exec/stream")
+    async def exec_stream(ws: WebSocket, capsule_id: str) -> None:
+        await ws.accept()
+        try:
+            start = StreamStart.model_validate(await ws.receive_json())
+            session = await agent.exec_stream(capsule_id, start)
+        except (ValidationError, ValueError) as exc:
+            await _fail(ws, BadRequest(f"first message must be a start message: {exc}"))
+            return
+        except AgentError as exc:
+            await _fail(ws, exc)
+            return
+        except WebSocketDisconnect:
+            return
+
+        async def on_client(msg: dict[str, Any]) -> None:
+            if msg.get("type") == "stop":
+                await session.stop()
+
+        try:
+            await _relay_until_closed(ws, session, on_client=on_client)
+        finally:
+            await session.aclose()
+
+    @app.websocket("/v1/capsules/{capsule_id}/pty")
+    async def pty(ws: WebSocket, capsule_id: str) -> None:
+        await ws.accept()
+        try:
+            first = await ws.receive_json()
+            req: PtyStart | PtyConnect = (
+                PtyConnect.model_validate(first) if first.get("type") == "connect" else PtyStart.model_validate(first)
+            )
+            session = await agent.pty(capsule_id, req)
+        except (ValidationError, ValueError, AttributeError) as exc:
+            await _fail(ws, BadRequest(f"first message must be start or connect: {exc}"))
+            return
+        except AgentError as exc:
+            await _fail(ws, exc)
+            return
+        except WebSocketDisconnect:
+            return
+        try:
+            await ws.send_json({"type": "started", "tag": session.tag, "pid": session.pid})
+            pinger = asyncio.create_task(_ping(ws))
+            try:
+                await _relay_until_closed(ws, session, on_client=lambda m: _pty_input(ws, session, m))
+            finally:
+                pinger.cancel()
+        finally:
+            await session.aclose()  # detaches; the PTY process keeps running for a reconnect
+
+    # ---- files ----------------------------------------------------------------------------------
+
+    @app.put("/v1/capsules/{capsule_id}/files", status_code=204)
+    async def write_file(capsule_id: str, request: Request, path: str = Query(..., min_length=1)) -> Response:
+        await agent.write_file(capsule_id, path, request.stream())
+        return Response(status_code=204)
+
+    @app.get("/v1/capsules/{capsule_id}/files")
+    async def read_file(capsule_id: str, path: str = Query(..., min_length=1)) -> StreamingResponse:
+        chunks = await agent.read_file(capsule_id, path)
+        return StreamingResponse(chunks, media_type="application/octet-stream")
+
+    @app.post("/v1/capsules/{capsule_id}/files/list")
+    async def list_dir(capsule_id: str, req: ListDirRequest) -> ListDirResponse:
+        return await agent.list_dir(capsule_id, req.path, req.depth)
+
+    @app.post("/v1/capsules/{capsule_id}/files/mkdir")
+    async def make_dir(capsule_id: str, req: PathRequest) -> MakeDirResponse:
+        return MakeDirResponse(entry=await agent.make_dir(capsule_id, req.path))
+
+    @app.post("/v1/capsules/{capsule_id}/files/remove", status_code=204)
+    async def remove(capsule_id: str, req: PathRequest) -> Response:
+        await agent.remove(capsule_id, req.path)
+        return Response(status_code=204)
+
+    # ---- autonomous events ----------------------------------------------------------------------
+
+    @app.websocket("/v1/events")
+    async def events(ws: WebSocket, after: int | None = None) -> None:
+        await ws.accept()
+
+        async def signed() -> AsyncIterator[dict[str, Any]]:
+            async for ev in agent.events.subscribe(after):
+                yield {"type": "event", "seq": ev.seq, "token": key.agent_token(ev.model_dump())}
+
+        await _relay_until_closed(ws, signed(), on_client=None)
+
+    return app
+
+
+async def _fail(ws: WebSocket, exc: AgentError) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_json({"type": "error", "data": exc.message, "code": exc.code, "fatal": True})
+        await ws.close(code=1000 if exc.status < 500 else 1011)
+
+
+async def _ping(ws: WebSocket) -> None:
+    while True:
+        await asyncio.sleep(PTY_PING_INTERVAL_S)
+        await ws.send_json({"type": "ping"})
+
+
+async def _pty_input(ws: WebSocket, session: PtySession, msg: dict[str, Any]) -> None:
+    kind = msg.get("type")
+    try:
+        if kind == "input":
+            await session.send_input(base64.b64decode(str(msg.get("data", "")), validate=True))
+        elif kind == "resize":
+            await session.resize(int(msg["cols"]), int(msg["rows"]))
+        elif kind == "kill":
+            await session.kill()
+        else:
+            await ws.send_json({"type": "error", "data": f"unknown message type {kind!r}", "fatal": False})
+    except (binascii.Error, KeyError, ValueError, TypeError) as exc:
+        await ws.send_json({"type": "error", "data": f"bad {kind} message: {exc}", "fatal": False})
+    except AgentError as exc:
+        await ws.send_json({"type": "error", "data": exc.message, "fatal": False})
+
+
+async def _relay_until_closed(ws: WebSocket, source: Any, on_client: Any) -> None:
+    """Send every message of `source` (async iterable of dicts); hand client messages to `on_client`.
+
+    Ends when the source ends (then closes the socket) or when the client goes away.
+    """
+
+    async def pump_out() -> None:
+        try:
+            async for msg in source:
+                await ws.send_json(msg)
+        except AgentError as exc:
+            await ws.send_json({"type": "error", "data": exc.message, "code": exc.code, "fatal": True})
+
+    async def pump_in() -> None:
+        while True:
+            try:
+                msg = await ws.receive_json()
+            except (json.JSONDecodeError, KeyError):
+                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+                continue
+            if on_client is not None and isinstance(msg, dict):
+                await on_client(msg)
+
+    out = asyncio.create_task(pump_out())
+    inp = asyncio.create_task(pump_in())
+    try:
+        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out, inp):
+            task.cancel()
+        for task in (out, inp):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
+                await task
+    if out in done:
+        with contextlib.suppress(Exception):
+            await ws.close()

@@ -1,0 +1,503 @@
+"""`HostAgent`: the in-process core of the host agent — every capsule on this host, its life cycle,
+its activity clock and metrics, and the guest operations forwarded to envd.
+
+The HTTP API (`api.py`) and the in-process client (`client.py`) are thin layers over this class.
+Lifecycle operations on one capsule are serialised by a per-capsule lock; guest operations
+(exec, files, streams) run concurrently and only need the capsule to be running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from wrenn_platform.host_agent import guest as guest_ops
+from wrenn_platform.host_agent.events import EventBus
+from wrenn_platform.host_agent.metrics import RANGES, MetricsStore
+from wrenn_platform.host_agent.registry import CapsuleRecord, RecordStore, utcnow
+from wrenn_platform.host_agent.runtime.base import (
+    CapsuleSpec,
+    NetworkSlot,
+    ResourceSample,
+    RunningCapsule,
+    Runtime,
+)
+from wrenn_platform.host_agent.templates import (
+    TemplateError,
+    TemplateExists,
+    TemplateInfo,
+    TemplateNotFound,
+    TemplateStore,
+)
+from wrenn_platform.wire.agent import (
+    AgentError,
+    AgentInfo,
+    AlreadyExists,
+    BackgroundExecResponse,
+    BadRequest,
+    CapsuleInfo,
+    CapsuleMetrics,
+    Conflict,
+    CreateCapsuleRequest,
+    ExecRequest,
+    ExecResponse,
+    FileEntry,
+    ListDirResponse,
+    MetricPoint,
+    NotFound,
+    ProcessListResponse,
+    PtyConnect,
+    PtyStart,
+    SnapshotRequest,
+    StreamStart,
+    TemplateOut,
+)
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.2.0"
+
+
+class SlotPool(Protocol):
+    """What the agent needs from the network module."""
+
+    async def allocate(self, holder: str) -> NetworkSlot: ...
+
+    async def release(self, slot: NetworkSlot) -> None: ...
+
+    async def reclaim(self, keep: set[int]) -> list[int]:
+        """Release this agent's slots other than `keep` (after a restart); the indexes released."""
+        ...
+
+
+@dataclass
+class AgentSettings:
+    host_id: str
+    data_dir: Path
+    min_timeout_sec: int = 60  # positive timeouts below this are clamped up (contract: 60)
+    sample_interval_s: float = 0.5
+    reaper_interval_s: float = 1.0
+    sample_failures_before_error: int = 6
+
+    def clamp_timeout(self, timeout_sec: int) -> int:
+        return 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
+
+
+class HostAgent:
+    def __init__(self, settings: AgentSettings, runtime: Runtime, slots: SlotPool, templates: TemplateStore):
+        self.settings = settings
+        self.runtime = runtime
+        self.slots = slots
+        self.templates = templates
+        self.events = EventBus(settings.host_id)
+        self.metrics = MetricsStore()
+        self.records = RecordStore(settings.data_dir / "agent" / "capsules")
+        self._capsules: dict[str, CapsuleRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._guests: dict[str, guest_ops.Guest] = {}
+        self._traffic: dict[str, int] = {}
+        self._sample_failures: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- process life ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Re-adopt what a previous agent process left, then start the sampler and the TTL reaper."""
+        await self.readopt()
+        self._tasks = [
+            asyncio.create_task(self._every(self.settings.sample_interval_s, self._sample_tick), name="sampler"),
+            asyncio.create_task(self._every(self.settings.reaper_interval_s, self._reap_tick), name="reaper"),
+        ]
+
+    async def close(self) -> None:
+        """Stop background work and envd connections. Capsules keep running (re-adopted on restart)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for g in list(self._guests.values()):
+            await g.aclose()
+        self._guests.clear()
+
+    async def _every(self, interval: float, tick: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await tick()
+            except Exception:
+                log.exception("periodic task failed")
+
+    def info(self) -> AgentInfo:
+        note = "" if self.runtime.name == "microvm" else (
+            "namespace runtime: capsules share the host kernel (weaker isolation than a VM)")
+        return AgentInfo(host_id=self.settings.host_id, runtime=self.runtime.name, version=AGENT_VERSION,
+                         capsules=len(self._capsules), isolation_note=note)
+
+    # ---- lookups --------------------------------------------------------------------------------
+
+    def _get(self, capsule_id: str) -> CapsuleRecord:
+        rec = self._capsules.get(capsule_id)
+        if rec is None:
+            raise NotFound(f"capsule {capsule_id} not found")
+        return rec
+
+    def _running(self, capsule_id: str) -> CapsuleRecord:
+        rec = self._get(capsule_id)
+        if rec.status != "running":
+            raise Conflict(f"capsule {capsule_id} is {rec.status}, not running")
+        return rec
+
+    def _lock(self, capsule_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(capsule_id, asyncio.Lock())
+
+    def list_capsules(self) -> list[CapsuleInfo]:
+        return [rec.info() for rec in self._capsules.values()]
+
+    def get(self, capsule_id: str) -> CapsuleInfo:
+        return self._get(capsule_id).info()
+
+    def ping(self, capsule_id: str) -> None:
+        self._running(capsule_id).touch()
+
+    # ---- life cycle -----------------------------------------------------------------------------
+
+    async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
+        capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
+        if capsule_id in self._capsules:
+            raise AlreadyExists(f"capsule {capsule_id} already exists")
+        if not capsule_id.replace("-", "").replace("_", "").isalnum() or len(capsule_id) > 64:
+            raise BadRequest(f"invalid capsule id {capsule_id!r}")
+        try:
+            template = self.templates.resolve(req.template, req.team_id)
+        except TemplateNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except TemplateError as exc:
+            raise BadRequest(str(exc)) from exc
+        if template.runtime is not None and template.runtime != self.runtime.name:
+            raise BadRequest(f"template {req.template!r} is a {template.runtime} snapshot; "
+                             f"this host runs {self.runtime.name}")
+        rec = CapsuleRecord(
+            id=capsule_id, team_id=req.team_id, runtime=self.runtime.name, template=req.template,
+            template_dir=str(template.path), vcpus=req.vcpus, memory_mb=req.memory_mb,
+            disk_size_mb=req.disk_size_mb, timeout_sec=self.settings.clamp_timeout(req.timeout_sec),
+            envd_access_token=secrets.token_urlsafe(24), env_vars=dict(req.env_vars), labels=dict(req.metadata),
+        )
+        spec = CapsuleSpec(
+            capsule_id=capsule_id, template=req.template, template_dir=template.path, vcpus=req.vcpus,
+            memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
+            envd_access_token=rec.envd_access_token, env_vars=dict(req.env_vars),
+        )
+        self._capsules[capsule_id] = rec
+        async with self._lock(capsule_id):
+            slot: NetworkSlot | None = None
+            try:
+                slot = await self.slots.allocate(capsule_id)
+                rec.slot = slot.__dict__.copy()
+                self.records.save(rec)  # before anything exists, so a crash from here on is cleaned up
+                running = await self.runtime.create(spec, slot)
+            except BaseException as exc:
+                await self._discard(rec, slot, destroy=True)
+                if isinstance(exc, AgentError):
+                    raise
+                if isinstance(exc, Exception):
+                    raise AgentError(f"create failed: {exc}") from exc
+                raise
+            rec.attach(running)
+            rec.status = "running"
+            rec.started_at = utcnow().isoformat()
+            rec.touch()
+            self.records.save(rec)
+            self.metrics.track(capsule_id, rec.vcpus)
+        log.info("created %s (%s, slot %s)", capsule_id, self.runtime.name, slot.index)
+        return rec.info()
+
+    async def _discard(self, rec: CapsuleRecord, slot: NetworkSlot | None, destroy: bool) -> None:
+        """Forget a capsule and release everything it held; never raises."""
+        if destroy:
+            try:
+                await self.runtime.destroy(rec.id)
+            except Exception:
+                log.exception("runtime destroy of %s failed", rec.id)
+        if slot is not None:
+            try:
+                await self.slots.release(slot)
+            except Exception:
+                log.exception("releasing slot %s of %s failed", slot.index, rec.id)
+        g = self._guests.pop(rec.id, None)
+        if g is not None:
+            await g.aclose()
+        self.records.delete(rec.id)
+        self.metrics.forget(rec.id)
+        self._capsules.pop(rec.id, None)
+        self._locks.pop(rec.id, None)
+        self._traffic.pop(rec.id, None)
+        self._sample_failures.pop(rec.id, None)
+
+    async def destroy(self, capsule_id: str) -> None:
+        rec = self._get(capsule_id)
+        async with self._lock(capsule_id):
+            if capsule_id not in self._capsules:
+                return  # destroyed while we waited for the lock
+            rec.status = "stopping"
+            try:
+                await self.runtime.destroy(capsule_id)
+            except Exception as exc:
+                rec.status = "error"
+                self.records.save(rec)
+                raise AgentError(f"destroy failed: {exc}") from exc
+            await self._discard(rec, rec.network_slot(), destroy=False)
+        log.info("destroyed %s", capsule_id)
+
+    async def pause(self, capsule_id: str) -> CapsuleInfo:
+        rec = self._get(capsule_id)
+        async with self._lock(capsule_id):
+            self._running(capsule_id)
+            await self._pause_locked(rec)
+        return rec.info()
+
+    async def _pause_locked(self, rec: CapsuleRecord) -> None:
+        rec.status = "pausing"
+        try:
+            await self.runtime.pause(rec.id)
+        except Exception as exc:
+            rec.status = "running"
+            raise AgentError(f"pause failed: {exc}") from exc
+        rec.status = "paused"
+        self.records.save(rec)
+
+    async def resume(self, capsule_id: str) -> CapsuleInfo:
+        rec = self._get(capsule_id)
+        async with self._lock(capsule_id):
+            if rec.status != "paused":
+                raise Conflict(f"capsule {capsule_id} is {rec.status}, not paused")
+            rec.status = "resuming"
+            try:
+                running = await self.runtime.resume(capsule_id)
+            except Exception as exc:
+                rec.status = "paused"
+                raise AgentError(f"resume failed: {exc}") from exc
+            if running.envd_url != rec.envd_url:
+                await self._drop_guest(capsule_id)
+            rec.attach(running)
+            rec.status = "running"
+            rec.touch()
+            self.records.save(rec)
+            self.metrics.reset_rate(capsule_id)
+        return rec.info()
+
+    async def snapshot(self, capsule_id: str, req: SnapshotRequest) -> TemplateOut:
+        rec = self._get(capsule_id)
+        async with self._lock(capsule_id):
+            self._running(capsule_id)
+            try:
+                parent = self.templates.resolve(rec.template, rec.team_id)
+                with self.templates.snapshot_dir(
+                    req.team_id, req.name, runtime=self.runtime.name, parent=parent,
+                    vcpus=rec.vcpus, memory_mb=rec.memory_mb,
+                ) as pending:
+                    await self.runtime.snapshot(capsule_id, pending.path)
+            except TemplateExists as exc:
+                raise AlreadyExists(str(exc)) from exc
+            except TemplateError as exc:
+                raise BadRequest(str(exc)) from exc
+            except AgentError:
+                raise
+            except Exception as exc:
+                raise AgentError(f"snapshot failed: {exc}") from exc
+            rec.touch()
+        assert pending.committed is not None
+        return _template_out(pending.committed)
+
+    def list_templates(self, team_id: str | None) -> list[TemplateOut]:
+        return [_template_out(t) for t in self.templates.list(team_id)]
+
+    def delete_template(self, team_id: str, name: str) -> None:
+        try:
+            self.templates.delete(team_id, name)
+        except TemplateNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except TemplateError as exc:
+            raise BadRequest(str(exc)) from exc
+
+    # ---- re-adoption ----------------------------------------------------------------------------
+
+    async def readopt(self) -> None:
+        """Take back every capsule a previous agent process left on disk; clean up and report the rest."""
+        records, broken = self.records.load_all()
+        for path, exc in broken:
+            log.error("unreadable capsule record %s: %s; moved aside", path, exc)
+            shutil.move(path, path.with_suffix(".broken"))
+            self.events.publish("sandbox.error", path.stem, f"unreadable agent record: {exc}")
+        for rec in records:
+            running: RunningCapsule | None = None
+            reason = "capsule was still being created when the agent stopped"
+            if rec.status not in ("starting", "stopping") and rec.state_dir:
+                try:
+                    running = await self.runtime.adopt(Path(rec.state_dir))
+                    reason = "runtime could not re-adopt the capsule"
+                except Exception as exc:
+                    reason = f"re-adoption failed: {exc}"
+            if rec.status == "stopping":
+                reason = "capsule was being destroyed when the agent stopped"
+            if running is None:
+                self._capsules[rec.id] = rec
+                await self._discard(rec, rec.network_slot(), destroy=True)
+                self.events.publish("sandbox.stopped", rec.id, reason)
+                continue
+            if rec.status in ("pausing", "resuming"):
+                rec.status = "paused" if rec.status == "pausing" else "running"
+            if rec.status not in ("running", "paused"):
+                rec.status = "running"
+            rec.attach(running)
+            rec.touch()  # the TTL restarts with the agent: no activity was observable meanwhile
+            self._capsules[rec.id] = rec
+            self.records.save(rec)
+            self.metrics.track(rec.id, rec.vcpus)
+            log.info("re-adopted %s (%s)", rec.id, rec.status)
+        keep = {rec.slot["index"] for rec in self._capsules.values() if rec.slot}
+        for index in await self.slots.reclaim(keep):
+            log.warning("released slot %s: leased by this agent, used by no capsule", index)
+
+    # ---- background work: metrics, traffic, TTL -------------------------------------------------
+
+    async def _sample_tick(self) -> None:
+        wall, mono = time.time(), time.monotonic()
+        running = [rec for rec in self._capsules.values() if rec.status == "running"]
+        failures = self.metrics.sample_all([r.id for r in running], self._sample, wall, mono)
+        for rec in running:
+            self._observe_traffic(rec)
+            if rec.id in failures:
+                n = self._sample_failures.get(rec.id, 0) + 1
+                self._sample_failures[rec.id] = n
+                if n == self.settings.sample_failures_before_error:
+                    rec.status = "error"
+                    self.records.save(rec)
+                    self.events.publish("sandbox.error", rec.id, f"cannot sample capsule: {failures[rec.id]}")
+            else:
+                self._sample_failures.pop(rec.id, None)
+
+    def _sample(self, capsule_id: str) -> ResourceSample:
+        return self.runtime.sample(capsule_id)
+
+    def _observe_traffic(self, rec: CapsuleRecord) -> None:
+        """Network traffic through the slot counts as activity (e.g. a web server being used)."""
+        iface = (rec.slot or {}).get("host_iface")
+        if not iface:
+            return
+        total = 0
+        try:
+            for name in ("rx_bytes", "tx_bytes"):
+                total += int(Path(f"/sys/class/net/{iface}/statistics/{name}").read_text())
+        except (OSError, ValueError):
+            return
+        if self._traffic.get(rec.id) not in (None, total):
+            rec.touch()
+        self._traffic[rec.id] = total
+
+    async def _reap_tick(self) -> None:
+        now = time.monotonic()
+        for rec in list(self._capsules.values()):
+            if rec.status != "running" or rec.timeout_sec <= 0:
+                continue
+            if now - rec.last_active_mono < rec.timeout_sec:
+                continue
+            lock = self._lock(rec.id)
+            if lock.locked():
+                continue
+            async with lock:
+                if rec.status != "running" or time.monotonic() - rec.last_active_mono < rec.timeout_sec:
+                    continue
+                try:
+                    await self._pause_locked(rec)
+                except AgentError as exc:
+                    self.events.publish("sandbox.error", rec.id, f"auto-pause failed: {exc.message}")
+                    continue
+            self.events.publish("sandbox.auto_paused", rec.id, f"inactive for {rec.timeout_sec} s")
+
+    def metrics_for(self, capsule_id: str, range_name: str) -> CapsuleMetrics:
+        self._get(capsule_id)
+        if range_name not in RANGES:
+            raise BadRequest(f"invalid range {range_name!r}; one of {', '.join(RANGES)}")
+        points = self.metrics.query(capsule_id, range_name, time.time()) or []
+        return CapsuleMetrics(
+            sandbox_id=capsule_id,
+            range=range_name,
+            points=[MetricPoint(timestamp_unix=int(p.timestamp), cpu_pct=round(p.cpu_pct, 2),
+                                mem_bytes=p.mem_bytes, disk_bytes=p.disk_bytes) for p in points],
+        )
+
+    # ---- guest operations (envd) ----------------------------------------------------------------
+
+    def _guest(self, capsule_id: str) -> guest_ops.Guest:
+        rec = self._running(capsule_id)
+        rec.touch()
+        g = self._guests.get(capsule_id)
+        if g is None:
+            assert rec.envd_url is not None
+            g = guest_ops.Guest(rec.envd_url, rec.envd_access_token, on_output=rec.touch)
+            self._guests[capsule_id] = g
+        return g
+
+    async def _drop_guest(self, capsule_id: str) -> None:
+        g = self._guests.pop(capsule_id, None)
+        if g is not None:
+            await g.aclose()
+
+    async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
+        g = self._guest(capsule_id)
+        if req.background:
+            pid, tag = await g.start_background(req)
+            return BackgroundExecResponse(sandbox_id=capsule_id, cmd=req.cmd, pid=pid, tag=tag)
+        result = await g.run(req)
+        self._get(capsule_id).touch()
+        return ExecResponse(sandbox_id=capsule_id, cmd=req.cmd, **result)
+
+    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
+        return ProcessListResponse(processes=await self._guest(capsule_id).list_processes())
+
+    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
+        if signal not in ("SIGKILL", "SIGTERM"):
+            raise BadRequest("signal must be SIGKILL or SIGTERM")
+        await self._guest(capsule_id).kill(selector, signal)
+
+    def process_stream(self, capsule_id: str, selector: str) -> AsyncIterator[dict[str, object]]:
+        """Output of a running process as the contract's stream messages, until it exits."""
+        return self._guest(capsule_id).connect(selector)
+
+    async def exec_stream(self, capsule_id: str, start: StreamStart) -> guest_ops.StreamSession:
+        return await self._guest(capsule_id).exec_stream(start)
+
+    async def pty(self, capsule_id: str, first: PtyStart | PtyConnect) -> guest_ops.PtySession:
+        return await self._guest(capsule_id).pty(first)
+
+    async def read_file(self, capsule_id: str, path: str) -> AsyncIterator[bytes]:
+        """The file's bytes in chunks; raises NotFound before yielding if there is no such file."""
+        return await self._guest(capsule_id).read_file(path)
+
+    async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterator[bytes]) -> None:
+        await self._guest(capsule_id).write_file(path, chunks)
+
+    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
+        return ListDirResponse(entries=await self._guest(capsule_id).list_dir(path, depth))
+
+    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
+        return await self._guest(capsule_id).make_dir(path)
+
+    async def remove(self, capsule_id: str, path: str) -> None:
+        await self._guest(capsule_id).remove(path)
+
+
+def _template_out(t: TemplateInfo) -> TemplateOut:
+    return TemplateOut(name=t.name, type=t.type, vcpus=t.vcpus, memory_mb=t.memory_mb,
+                       size_bytes=t.size_bytes, created_at=t.created_at, platform=t.platform,
+                       metadata=t.metadata)

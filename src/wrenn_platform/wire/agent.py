@@ -1,0 +1,289 @@
+"""The host agent's internal API: requests, responses, stream messages and errors.
+
+Shared by the agent (`host_agent.api`, `host_agent.service`) and the control plane's client
+(`host_agent.client`). Field names follow the public contract where the two overlap, so the
+control plane can pass them through; WebSocket messages are exactly the contract's tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
+RuntimeName = Literal["namespace", "microvm"]
+MetricsRange = Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
+EventName = Literal["sandbox.auto_paused", "sandbox.stopped", "sandbox.error"]
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+class AgentError(Exception):
+    """An operation the agent refused or failed; `code` and `status` travel over HTTP unchanged."""
+
+    status = 500
+    code = "agent_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(AgentError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(AgentError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(AgentError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AgentError):
+    """The capsule is not in a state that allows the operation (e.g. exec on a paused capsule)."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExists(AgentError):
+    status = 409
+    code = "already_exists"
+
+
+class GuestError(AgentError):
+    """envd inside the capsule failed or did not answer."""
+
+    status = 502
+    code = "guest_error"
+
+
+ERRORS_BY_CODE: dict[str, type[AgentError]] = {
+    cls.code: cls for cls in (AgentError, BadRequest, Unauthorized, NotFound, Conflict, AlreadyExists, GuestError)
+}
+
+
+def error_from_body(status: int, body: Any) -> AgentError:
+    try:
+        err = body["error"]
+        cls = ERRORS_BY_CODE.get(err["code"], AgentError)
+        return cls(str(err["message"]))
+    except (KeyError, TypeError):
+        exc = AgentError(f"agent answered {status}: {body!r}"[:500])
+        exc.status = status
+        return exc
+
+
+# ---- capsules -----------------------------------------------------------------------------------
+
+
+class CreateCapsuleRequest(BaseModel):
+    capsule_id: str | None = Field(None, description="Chosen by the control plane (`cl-...`); generated if absent.")
+    team_id: str | None = Field(None, description="Owner; needed to resolve the team's snapshot templates.")
+    template: str = "minimal"
+    vcpus: int = Field(1, ge=1, le=64)
+    memory_mb: int = Field(512, ge=64)
+    disk_size_mb: int = Field(5120, ge=16)
+    timeout_sec: int = Field(0, ge=0, description="Inactivity auto-pause; 0 never, positive values clamped up.")
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict, description="Labels kept with the capsule.")
+
+
+class CapsuleInfo(BaseModel):
+    id: str
+    team_id: str | None = None
+    status: CapsuleStatus
+    runtime: RuntimeName | str
+    template: str
+    vcpus: int
+    memory_mb: int
+    disk_size_mb: int
+    timeout_sec: int  # effective (after clamping)
+    guest_ip: str
+    host_ip: str
+    created_at: datetime
+    started_at: datetime | None = None
+    last_active_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SnapshotRequest(BaseModel):
+    team_id: str
+    name: str = Field(..., min_length=1, max_length=63)
+
+
+class TemplateOut(BaseModel):
+    """A template on this host, shaped as the contract's `Template`."""
+
+    name: str
+    type: Literal["base", "snapshot"]
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    size_bytes: int = 0
+    created_at: str
+    platform: bool
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class AgentInfo(BaseModel):
+    host_id: str
+    runtime: str
+    version: str
+    capsules: int
+    isolation_note: str = ""
+
+
+# ---- exec and processes -------------------------------------------------------------------------
+
+
+class ExecRequest(BaseModel):
+    cmd: str
+    args: list[str] = Field(default_factory=list)
+    timeout_sec: int = Field(30, ge=1, le=24 * 3600)
+    background: bool = False
+    tag: str | None = None
+    envs: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    user: str | None = None
+
+
+class ExecResponse(BaseModel):
+    sandbox_id: str
+    cmd: str
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+class BackgroundExecResponse(BaseModel):
+    sandbox_id: str
+    cmd: str
+    pid: int
+    tag: str
+
+
+class ProcessEntry(BaseModel):
+    pid: int
+    tag: str | None = None
+    cmd: str
+    args: list[str] = Field(default_factory=list)
+
+
+class ProcessListResponse(BaseModel):
+    processes: list[ProcessEntry]
+
+
+# ---- files --------------------------------------------------------------------------------------
+
+
+class PathRequest(BaseModel):
+    path: str = Field(..., min_length=1)
+
+
+class ListDirRequest(BaseModel):
+    path: str = Field(..., min_length=1)
+    depth: int = Field(1, ge=0, le=32)
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink"]
+    size: int = 0
+    mode: int = 0
+    permissions: str = ""
+    owner: str = ""
+    group: str = ""
+    modified_at: int = 0
+    symlink_target: str | None = None
+
+
+class ListDirResponse(BaseModel):
+    entries: list[FileEntry]
+
+
+class MakeDirResponse(BaseModel):
+    entry: FileEntry
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+
+class MetricPoint(BaseModel):
+    timestamp_unix: int
+    cpu_pct: float
+    mem_bytes: int
+    disk_bytes: int
+
+
+class CapsuleMetrics(BaseModel):
+    sandbox_id: str
+    range: MetricsRange
+    points: list[MetricPoint]
+
+
+# ---- autonomous events --------------------------------------------------------------------------
+
+
+class SandboxEvent(BaseModel):
+    """What the agent reports on its own; the body of the contract's `POST /v1/hosts/sandbox-events`
+    plus `seq` (per agent process, for resuming a subscription) and a human-readable `reason`."""
+
+    event: str
+    sandbox_id: str
+    host_id: str
+    timestamp: int
+    seq: int = 0
+    reason: str = ""
+
+    def contract_body(self) -> dict[str, Any]:
+        return {"event": self.event, "sandbox_id": self.sandbox_id, "host_id": self.host_id,
+                "timestamp": self.timestamp}
+
+
+# ---- WebSocket messages (the contract's tables) -------------------------------------------------
+# exec/process streams, server → client: {"type": "start", "pid"}, {"type": "stdout"|"stderr", "data"},
+#   {"type": "exit", "exit_code"}, {"type": "error", "data"}; client → server: {"type": "start", "cmd",
+#   "args", "envs", "cwd"} (exec stream only), {"type": "stop"}.
+# PTY, client → server: {"type": "start", cmd, args, cols, rows, envs, cwd, user} | {"type": "connect",
+#   "tag"} first, then {"type": "input", "data": b64}, {"type": "resize", cols, rows}, {"type": "kill"};
+#   server → client: {"type": "started", "tag", "pid"}, {"type": "output", "data": b64},
+#   {"type": "exit", "exit_code"}, {"type": "error", "data", "fatal"}, {"type": "ping"}.
+
+
+class StreamStart(BaseModel):
+    type: Literal["start"] = "start"
+    cmd: str
+    args: list[str] = Field(default_factory=list)
+    envs: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    user: str | None = None
+
+
+class PtyStart(BaseModel):
+    type: Literal["start"] = "start"
+    cmd: str = "/bin/bash"
+    args: list[str] = Field(default_factory=list)
+    cols: int = Field(80, ge=1, le=1000)
+    rows: int = Field(24, ge=1, le=1000)
+    envs: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    user: str | None = None
+
+
+class PtyConnect(BaseModel):
+    type: Literal["connect"] = "connect"
+    tag: str
