@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import ids
@@ -111,3 +111,107 @@ class OneTimeToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# ---- hosts and capsules (issue 5) ---------------------------------------------------------------
+
+
+class Host(Base):
+    """A machine running a host agent. Joins with a one-time registration token (see `HostToken`)."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.HOST))
+    type: Mapped[str] = mapped_column(String(16), default="regular")  # regular | byoc
+    team_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    arch: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    cpu_cores: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disk_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|online|offline|draining|unreachable
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(32), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class HostToken(Base):
+    """Registration and refresh tokens of a host: SHA-256 at rest, single use."""
+
+    __tablename__ = "host_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.TOKEN))
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # registration | refresh
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Capsule(Base):
+    """A capsule's record; kept (status `stopped`) after the capsule is destroyed."""
+
+    __tablename__ = "capsules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.CAPSULE))
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    host_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="starting")
+    template: Mapped[str] = mapped_column(String(128), default="minimal")
+    vcpus: Mapped[int] = mapped_column(Integer, default=1)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=512)
+    disk_size_mb: Mapped[int] = mapped_column(Integer, default=5120)
+    timeout_sec: Mapped[int] = mapped_column(Integer, default=0)
+    guest_ip: Mapped[str] = mapped_column(String(64), default="")
+    host_ip: Mapped[str] = mapped_column(String(64), default="")
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # the contract's `metadata`
+    error: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_capsules_team_status", "team_id", "status"),)
+
+
+class Template(Base):
+    """A team's snapshot template (platform templates live on the hosts and are listed from there)."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.TEMPLATE))
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16), default="snapshot")
+    host_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source_capsule_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_templates_team_name"),)
+
+
+class UsageSample(Base):
+    """What one team had running at one instant; summed into usage and charted as stats."""
+
+    __tablename__ = "usage_samples"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    running_count: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # CPU actually used during the interval
+
+    __table_args__ = (Index("ix_usage_samples_team_time", "team_id", "sampled_at"),)
