@@ -1,0 +1,360 @@
+"""The platform template `minimal`, its cached layered builder, and the template store."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wrenn_platform.cli.template import template_app
+from wrenn_platform.host_agent.images import (
+    DEFAULT_ENVD_SOURCE,
+    MINIMAL,
+    BuildError,
+    assemble_template,
+    base_layer_dir,
+    build_template,
+    envd_hash,
+    template_hash,
+)
+from wrenn_platform.host_agent.images.debootstrap import DebootstrapProgress
+from wrenn_platform.host_agent.templates import (
+    InvalidTemplateName,
+    TemplateExists,
+    TemplateInfo,
+    TemplateNotFound,
+    TemplateStore,
+    read_info,
+    validate_name,
+    write_info,
+)
+
+ENVD_IN_IMAGE = "usr/local/lib/wrenn/envd/wrenn_envd"
+
+
+def chroot(rootfs: Path, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = ["chroot", *([f"--userspec={user}"] if user else []), str(rootfs)]
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True, env=env, timeout=60)
+
+
+def frozen_envd(tmp_path: Path) -> Path:
+    """A private copy of envd's source, so edits made by others during the test do not matter."""
+    target = tmp_path / "envd-src"
+    shutil.copytree(DEFAULT_ENVD_SOURCE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+# -- the built tree -----------------------------------------------------------------------------
+
+
+def test_minimal_has_the_tools(minimal_template: TemplateInfo) -> None:
+    rootfs = minimal_template.rootfs
+    for argv, expected in [
+        (["python3", "-c", "import ssl, json, asyncio; print('py', 1 + 1)"], "py 2"),
+        (["curl", "--version"], "curl 7."),
+        (["git", "--version"], "git version"),
+        (["sudo", "--version"], "Sudo version"),
+        (["ip", "-V"], "iproute2"),
+    ]:
+        result = chroot(rootfs, *argv)
+        assert expected in result.stdout, (argv, result.stdout, result.stderr)
+    packages = ("python3", "ca-certificates", "curl", "git", "sudo", "procps", "iproute2")
+    status = chroot(rootfs, "dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", *packages).stdout
+    assert sorted(status.split("\n")[:-1]) == sorted(f"{p} installed" for p in packages)
+    assert (rootfs / "etc/ssl/certs/ca-certificates.crt").stat().st_size > 100_000
+    assert chroot(rootfs, "cat", "/etc/debian_version").stdout.startswith("12.")
+
+
+def test_minimal_has_user_with_passwordless_sudo(minimal_template: TemplateInfo) -> None:
+    rootfs = minimal_template.rootfs
+    entry = next(line for line in (rootfs / "etc/passwd").read_text().splitlines() if line.startswith("user:"))
+    _, _, uid, gid, _, home, shell = entry.split(":")
+    assert (uid, gid, home, shell) == ("1000", "1000", "/home/user", "/bin/bash")
+    st = (rootfs / "home/user").stat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert chroot(rootfs, "visudo", "-c").returncode == 0
+    result = chroot(rootfs, "sudo", "-n", "id", "-u", user="1000:1000")
+    assert result.stdout.strip() == "0", result.stderr
+    assert chroot(rootfs, "id", "-u", user="1000:1000").stdout.strip() == "1000"
+
+
+def test_minimal_system_configuration(minimal_template: TemplateInfo) -> None:
+    rootfs = minimal_template.rootfs
+    assert (rootfs / "etc/hostname").read_text().strip() == "capsule"
+    assert "127.0.0.1\tlocalhost" in (rootfs / "etc/hosts").read_text()
+    resolv = rootfs / "etc/resolv.conf"
+    assert resolv.is_file() and not resolv.is_symlink()  # runtimes bind-mount or rewrite it
+    assert "nameserver" in resolv.read_text()
+    sources = (rootfs / "etc/apt/sources.list").read_text()
+    assert "deb http://deb.debian.org/debian bookworm main" in sources
+    assert "bookworm-security" in sources
+    assert os.access(rootfs / "usr/sbin/policy-rc.d", os.X_OK)
+    # apt's package lists are in the image: `apt-get install` resolves without an update first.
+    result = chroot(rootfs, "apt-get", "install", "--simulate", "-q", "jq")
+    assert result.returncode == 0 and "Inst jq" in result.stdout, result.stdout + result.stderr
+    assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
+
+
+def test_minimal_has_envd_installed_and_runnable(minimal_template: TemplateInfo) -> None:
+    rootfs = minimal_template.rootfs
+    installed = {p.relative_to(rootfs / ENVD_IN_IMAGE) for p in (rootfs / ENVD_IN_IMAGE).rglob("*.py")}
+    assert Path("__init__.py") in installed and Path("__main__.py") in installed
+    launcher = rootfs / "usr/local/bin/wrenn-envd"
+    assert os.access(launcher, os.X_OK)
+    result = chroot(rootfs, "/usr/local/bin/wrenn-envd", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "envd" in result.stdout
+    # Every module imports with the image's own Python (stdlib only, 3.11).
+    check = (
+        "import importlib, pkgutil, wrenn_envd\n"
+        "names = [m.name for m in pkgutil.iter_modules(wrenn_envd.__path__) if m.name != '__main__']\n"
+        "[importlib.import_module('wrenn_envd.' + n) for n in names]\n"
+        "print(len(names))\n"
+    )
+    result = chroot(rootfs, "env", "PYTHONPATH=/usr/local/lib/wrenn/envd", "python3", "-c", check)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 1
+
+
+def test_template_metadata(minimal_template: TemplateInfo) -> None:
+    info = read_info(minimal_template.path)
+    assert (info.name, info.type, info.platform, info.team_id) == ("minimal", "base", True, None)
+    assert info.recipe_hash == minimal_template.path.name
+    assert 200_000_000 < info.size_bytes < 1_000_000_000
+    assert info.metadata["debian_suite"] == "bookworm"
+    assert Path(info.metadata["base_layer"]) == base_layer_dir(minimal_template.path.parents[2], MINIMAL)
+
+
+# -- caching ------------------------------------------------------------------------------------
+
+
+def test_rebuild_with_nothing_changed_is_a_fast_noop(minimal_template: TemplateInfo) -> None:
+    first = build_template("minimal")
+    started = time.monotonic()
+    second = build_template("minimal")
+    assert time.monotonic() - started < 0.5
+    assert not second.built_base and not second.built_template and second.log_path is None
+    assert second.info.path == first.info.path
+    assert second.info.created_at == first.info.created_at
+
+
+def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:
+    envd = frozen_envd(tmp_path)
+    assert template_hash(MINIMAL, envd) == template_hash(MINIMAL, envd)
+    assert template_hash(MINIMAL, envd) == template_hash(MINIMAL, DEFAULT_ENVD_SOURCE) or (
+        envd_hash(envd) != envd_hash(DEFAULT_ENVD_SOURCE)  # envd edited meanwhile by someone else
+    )
+    more = dataclasses.replace(MINIMAL, packages=(*MINIMAL.packages, "jq"))
+    assert more.hash() != MINIMAL.hash()
+    assert template_hash(more, envd) != template_hash(MINIMAL, envd)
+    assert base_layer_dir(tmp_path, more) != base_layer_dir(tmp_path, MINIMAL)
+    (envd / "__init__.py").write_text((envd / "__init__.py").read_text() + "\n# changed\n")
+    assert base_layer_dir(tmp_path, MINIMAL) == base_layer_dir(tmp_path, MINIMAL)
+    assert template_hash(MINIMAL, envd) != template_hash(MINIMAL, frozen_envd(tmp_path / "again"))
+
+
+def test_envd_change_redoes_only_the_envd_layer(tmp_path: Path, minimal_template: TemplateInfo) -> None:
+    base_dir = Path(minimal_template.metadata["base_layer"])
+    root = tmp_path / "templates" / "minimal"
+    envd = frozen_envd(tmp_path)
+
+    first, built = assemble_template(MINIMAL, base_dir, root, envd)
+    assert built and (root / "current").resolve() == first.path
+    again, built = assemble_template(MINIMAL, base_dir, root, envd)
+    assert not built and again.path == first.path
+
+    (envd / "marker_for_test.py").write_text("VALUE = 42\n")
+    changed, built = assemble_template(MINIMAL, base_dir, root, envd)
+    assert built and changed.recipe_hash != first.recipe_hash
+    assert (root / "current").resolve() == changed.path
+    assert (changed.rootfs / ENVD_IN_IMAGE / "marker_for_test.py").read_text() == "VALUE = 42\n"
+    assert not (first.rootfs / ENVD_IN_IMAGE / "marker_for_test.py").exists()
+    # The base tree is shared through hard links, not copied, and the base layer is untouched.
+    python = "usr/bin/python3.11"
+    assert (changed.rootfs / python).stat().st_ino == (base_dir / "rootfs" / python).stat().st_ino
+    assert not (base_dir / "rootfs" / ENVD_IN_IMAGE).exists()
+    assert TemplateStore(tmp_path / "data", tmp_path).resolve("minimal").path == changed.path
+
+
+def test_failed_build_leaves_nothing_finished(tmp_path: Path, minimal_template: TemplateInfo) -> None:
+    base_dir = Path(minimal_template.metadata["base_layer"])
+    root = tmp_path / "templates" / "minimal"
+    envd = frozen_envd(tmp_path)
+    (envd / "broken.py").write_text("def oops(:\n")
+    with pytest.raises(BuildError, match=r"broken\.py"):
+        assemble_template(MINIMAL, base_dir, root, envd)
+    assert list(root.iterdir()) == []
+    with pytest.raises(TemplateNotFound, match="wrenn template build minimal"):
+        TemplateStore(tmp_path / "data", tmp_path).resolve("minimal")
+
+
+def test_debootstrap_output_becomes_phases_and_steps() -> None:
+    events: list[tuple[str, object]] = []
+
+    class Recorder:
+        def phase(self, title: str, total: int | None = None) -> None:
+            events.append(("phase", (title, total)))
+
+        def step(self, detail: str = "") -> None:
+            events.append(("step", detail))
+
+        def note(self, message: str) -> None:
+            pass
+
+    progress = DebootstrapProgress(Recorder())
+    for line in [
+        "I: Retrieving InRelease",
+        "I: Retrieving libc6 2.36-9+deb12u10",
+        "I: Validating libc6 2.36-9+deb12u10",
+        "I: Retrieving python3 3.11.2-1+b1",
+        "I: Extracting libc6...",
+        "I: Unpacking required packages...",
+        "I: Unpacking libc6...",
+        "I: Unpacking the base system...",
+        "I: Unpacking python3...",
+        "some other output",
+    ]:
+        progress.feed(line)
+    assert events == [
+        ("phase", ("reading the archive index", None)),
+        ("phase", ("downloading packages", None)),
+        ("step", "libc6"),
+        ("step", "python3"),
+        ("phase", ("extracting required packages", None)),
+        ("step", "libc6"),
+        ("phase", ("unpacking required packages", 1)),
+        ("step", "libc6"),
+        ("phase", ("unpacking the base system", 1)),
+        ("step", "python3"),
+    ]
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TemplateStore:
+    """A store over a fake built `minimal` (metadata and an empty rootfs) in a temp cache."""
+    build = tmp_path / "cache" / "templates" / "minimal" / "0123456789abcdef"
+    (build / "rootfs").mkdir(parents=True)
+    write_info(TemplateInfo(name="minimal", type="base", platform=True, path=build, recipe_hash=build.name))
+    (build.parent / "current").symlink_to(build.name)
+    return TemplateStore(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("name", ["", "A", "Upper", "../x", "a/b", ".hidden", "-a", "a-", "a..b", "a b", "x" * 64])
+def test_invalid_names_are_refused(store: TemplateStore, name: str) -> None:
+    with pytest.raises(InvalidTemplateName, match="invalid template name"):
+        validate_name(name)
+    with pytest.raises(InvalidTemplateName):
+        store.resolve(name, "team-1")
+
+
+@pytest.mark.parametrize("name", ["a", "my-snap_1.2", "x" * 63])
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+def test_bad_team_ids_are_refused(store: TemplateStore) -> None:
+    parent = store.resolve("minimal")
+    for team in ["../etc", "a/b", "", ".x"]:
+        with pytest.raises(InvalidTemplateName, match="team id"):
+            store.begin_snapshot(team, "snap", runtime="namespace", parent=parent)
+
+
+def test_resolve_platform_and_missing(store: TemplateStore) -> None:
+    info = store.resolve("minimal", "team-1")
+    assert info.platform and info.path.name == "0123456789abcdef" and info.rootfs.is_dir()
+    with pytest.raises(TemplateNotFound, match="'nope' not found"):
+        store.resolve("nope", "team-1")
+
+
+def test_snapshot_lifecycle(store: TemplateStore) -> None:
+    parent = store.resolve("minimal")
+    with store.snapshot_dir(
+        "team-1", "snap", runtime="namespace", parent=parent, vcpus=2, memory_mb=1024, metadata={"k": "v"}
+    ) as pending:
+        assert pending.path.name.startswith(".tmp-")
+        assert store.list("team-1") == [parent]  # not visible while being written
+        (pending.path / "upper").mkdir()
+        (pending.path / "upper" / "file").write_bytes(b"x" * 10_000)
+    info = pending.committed
+    assert info is not None and info.path == store.data_dir / "templates" / "team-1" / "snap"
+
+    resolved = store.resolve("snap", "team-1")
+    assert resolved == info
+    assert (resolved.type, resolved.platform, resolved.team_id, resolved.runtime) == (
+        "snapshot",
+        False,
+        "team-1",
+        "namespace",
+    )
+    assert (resolved.vcpus, resolved.memory_mb, resolved.metadata) == (2, 1024, {"k": "v"})
+    assert resolved.parent_dir == parent.path and resolved.size_bytes >= 10_000
+    assert [t.name for t in store.list("team-1")] == ["minimal", "snap"]
+    assert [t.name for t in store.list("team-2")] == ["minimal"]
+    with pytest.raises(TemplateNotFound):
+        store.resolve("snap", "team-2")
+
+    with pytest.raises(TemplateExists):
+        store.begin_snapshot("team-1", "snap", runtime="namespace", parent=parent)
+    with store.snapshot_dir("team-1", "snap", runtime="microvm", parent=parent, replace=True) as pending:
+        (pending.path / "memory").write_bytes(b"m")
+    assert store.resolve("snap", "team-1").runtime == "microvm"
+    assert not (store.resolve("snap", "team-1").path / "upper").exists()
+
+    store.delete("team-1", "snap")
+    with pytest.raises(TemplateNotFound):
+        store.resolve("snap", "team-1")
+    with pytest.raises(TemplateNotFound):
+        store.delete("team-1", "snap")
+    assert list((store.data_dir / "templates" / "team-1").iterdir()) == []
+
+
+def test_failed_snapshot_leaves_nothing(store: TemplateStore) -> None:
+    parent = store.resolve("minimal")
+    with (
+        pytest.raises(RuntimeError, match="runtime failed"),
+        store.snapshot_dir("team-1", "snap", runtime="namespace", parent=parent) as pending,
+    ):
+        (pending.path / "state").write_text("half")
+        raise RuntimeError("runtime failed")
+    assert list((store.data_dir / "templates" / "team-1").iterdir()) == []
+    assert [t.name for t in store.list()] == ["minimal"]
+
+
+def test_platform_names_are_reserved(store: TemplateStore) -> None:
+    parent = store.resolve("minimal")
+    with pytest.raises(InvalidTemplateName, match="reserved"):
+        store.begin_snapshot("team-1", "minimal", runtime="namespace", parent=parent)
+    with pytest.raises(InvalidTemplateName, match="platform template"):
+        store.delete("team-1", "minimal")
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_cli_build_unknown_and_cached(minimal_template: TemplateInfo) -> None:
+    runner = CliRunner()
+    result = runner.invoke(template_app, ["build", "nope"])
+    assert result.exit_code == 2 and "known: minimal" in result.output
+    result = runner.invoke(template_app, ["build", "minimal"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output or "built" in result.output
+    assert str(minimal_template.path.parent) in result.output.replace("\n", "")
+
+
+def test_cli_list(store: TemplateStore) -> None:
+    runner = CliRunner()
+    args = ["list", "--data-dir", str(store.data_dir), "--cache-dir", str(store.cache_dir)]
+    result = runner.invoke(template_app, args)
+    assert result.exit_code == 0 and "minimal" in result.output
+    result = runner.invoke(template_app, [*args, "--team", "../x"])
+    assert result.exit_code == 2 and "team id" in result.output
