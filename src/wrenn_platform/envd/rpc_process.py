@@ -115,10 +115,10 @@ class ProcessService:
             config = message.get("process")
             if not isinstance(config, dict):
                 raise RpcError("invalid_argument", "process (cmd, args, envs, cwd) is required")
-            cmd = config.get("cmd")
+            pty = message.get("pty")
+            cmd = config.get("cmd") or ("/bin/bash" if pty is not None else None)
             if not isinstance(cmd, str) or not cmd:
                 raise RpcError("invalid_argument", "process.cmd is required")
-            pty = message.get("pty")
             pty_size = _pty_size(pty) if pty is not None else None
             tag = message.get("tag")
             if tag is not None and not isinstance(tag, str):

@@ -1,0 +1,674 @@
+"""The host agent's client for envd, the agent inside every capsule.
+
+Every call the host agent or control plane makes into a capsule goes through `EnvdClient`:
+Connect RPC with the JSON codec (`process.Process`, `filesystem.Filesystem`), and plain HTTP for
+`/files`, `/init`, `/health`, `/metrics`. The protocol is described in `docs/envd-protocol.md`.
+
+    async with EnvdClient("http://10.11.0.2:49983", access_token=token) as envd:
+        result = await envd.run("echo", ["hi"], timeout=10)
+        async for event in envd.start("sleep", ["100"], tag="web"):
+            ...
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+DEFAULT_PORT = 49983
+CONNECT_JSON = "application/connect+json"
+KEEPALIVE_INTERVAL = 15.0  # seconds between envd's keepalive events on a stream
+
+Selector = int | str
+Stream = Literal["stdout", "stderr", "pty"]
+SignalName = Literal["SIGTERM", "SIGKILL"]
+
+
+class EnvdError(Exception):
+    """A call envd refused or could not complete. `code` is a Connect code (`not_found`, ...)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class EnvdUnavailable(EnvdError):
+    """envd could not be reached (connection refused, reset, timed out)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PtySize:
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    pid: int
+    tag: str
+    cmd: str
+    args: list[str]
+    envs: dict[str, str]
+    cwd: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStarted:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutput:
+    stream: Stream
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEnded:
+    exit_code: int  # -1 when killed by a signal
+    exited: bool  # False when killed by a signal
+    status: str  # "exit status 3", "signal: killed"
+    error: str | None = None
+
+
+ProcessEvent = ProcessStarted | ProcessOutput | ProcessEnded
+
+
+@dataclass(slots=True)
+class CommandResult:
+    pid: int
+    exit_code: int
+    exited: bool
+    status: str
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    """One filesystem entry; the fields of the Wrenn API's `FileEntry`."""
+
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink"]
+    size: int
+    mode: int
+    permissions: str
+    owner: str
+    group: str
+    modified_at: float  # unix seconds
+    symlink_target: str | None = None
+
+    def to_file_entry(self) -> dict[str, Any]:
+        """The contract's `FileEntry` JSON object (`modified_at` in whole seconds)."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "type": self.type,
+            "size": self.size,
+            "mode": self.mode,
+            "permissions": self.permissions,
+            "owner": self.owner,
+            "group": self.group,
+            "modified_at": int(self.modified_at),
+            "symlink_target": self.symlink_target,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GuestMetrics:
+    ts: int
+    cpu_count: int
+    cpu_used_pct: float
+    mem_total: int
+    mem_used: int
+    disk_total: int
+    disk_used: int
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+# -- wire helpers -----------------------------------------------------------------------------
+
+_TYPES: dict[str, Literal["file", "directory", "symlink"]] = {
+    "FILE_TYPE_FILE": "file",
+    "FILE_TYPE_DIRECTORY": "directory",
+    "FILE_TYPE_SYMLINK": "symlink",
+}
+
+
+def selector(value: Selector) -> dict[str, Any]:
+    """A ProcessSelector: an int (or an all-digits string) is a pid, anything else a tag."""
+    if isinstance(value, int) or value.isdigit():
+        return {"pid": int(value)}
+    return {"tag": value}
+
+
+def _parse_rfc3339(text: str) -> float:
+    from datetime import datetime
+
+    main, _, frac = text.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(main + "+00:00").timestamp()
+    return stamp + (float("0." + frac) if frac else 0.0)
+
+
+def _entry(raw: Mapping[str, Any]) -> EntryInfo:
+    modified = raw.get("modifiedTime")
+    return EntryInfo(
+        name=raw.get("name", ""),
+        path=raw.get("path", ""),
+        type=_TYPES.get(raw.get("type", ""), "file"),
+        size=int(raw.get("size", 0)),
+        mode=int(raw.get("mode", 0)),
+        permissions=raw.get("permissions", ""),
+        owner=raw.get("owner", ""),
+        group=raw.get("group", ""),
+        modified_at=_parse_rfc3339(modified) if modified else 0.0,
+        symlink_target=raw.get("symlinkTarget"),
+    )
+
+
+def _event(raw: Mapping[str, Any]) -> ProcessEvent | None:
+    event = raw.get("event") or {}
+    if "data" in event:
+        data = event["data"]
+        for name in ("stdout", "stderr", "pty"):
+            if name in data:
+                return ProcessOutput(name, base64.b64decode(data[name]))
+        return None
+    if "start" in event:
+        return ProcessStarted(int(event["start"].get("pid", 0)))
+    if "end" in event:
+        end = event["end"]
+        return ProcessEnded(
+            exit_code=int(end.get("exitCode", 0)),
+            exited=bool(end.get("exited", False)),
+            status=end.get("status", ""),
+            error=end.get("error"),
+        )
+    return None  # keepalive
+
+
+def _envelope(message: Mapping[str, Any]) -> bytes:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    return struct.pack(">BI", 0, len(data)) + data
+
+
+async def _envelopes(response: httpx.Response) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    buffer = bytearray()
+    async for chunk in response.aiter_raw():
+        buffer += chunk
+        while len(buffer) >= 5:
+            flags, length = struct.unpack_from(">BI", buffer)
+            if len(buffer) < 5 + length:
+                break
+            payload = bytes(buffer[5 : 5 + length])
+            del buffer[: 5 + length]
+            yield flags, json.loads(payload) if payload else {}
+    if buffer:
+        raise EnvdError("internal", "stream ended inside a message")
+
+
+def _error_from_response(status: int, body: bytes) -> EnvdError:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    code = data.get("code") if isinstance(data, dict) else None
+    message = data.get("message", "") if isinstance(data, dict) else ""
+    if not isinstance(code, str):  # /files errors carry the HTTP status as their code
+        code = {
+            400: "invalid_argument",
+            401: "unauthenticated",
+            403: "permission_denied",
+            404: "not_found",
+            409: "already_exists",
+            412: "failed_precondition",
+            507: "resource_exhausted",
+        }.get(status, "internal" if status >= 500 else "unknown")
+    return EnvdError(code, message or body.decode(errors="replace")[:200], status)
+
+
+class EnvdClient:
+    """An async client for one envd. Cheap to keep around: it pools its connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access_token = access_token
+        self.timeout = timeout
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        # A stream may be quiet for long, but envd sends a keepalive every KEEPALIVE_INTERVAL.
+        self._stream_timeout = httpx.Timeout(
+            connect_timeout, connect=connect_timeout, read=KEEPALIVE_INTERVAL * 3, write=timeout
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=self._timeout,
+            transport=transport,
+            limits=httpx.Limits(max_keepalive_connections=16, keepalive_expiry=30),
+        )
+
+    async def __aenter__(self) -> EnvdClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _headers(self, user: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Connect-Protocol-Version": "1"}
+        if self.access_token:
+            headers["X-Access-Token"] = self.access_token
+        if user:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:".encode()).decode()
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+
+    async def _unary(
+        self, method: str, message: Mapping[str, Any], user: str | None = None
+    ) -> dict[str, Any]:
+        r = await self._request(
+            "POST",
+            f"/{method}",
+            content=json.dumps(message).encode(),
+            headers=self._headers(user, {"Content-Type": "application/json"}),
+        )
+        if r.status_code != 200:
+            raise _error_from_response(r.status_code, r.content)
+        data = r.json()
+        return data if isinstance(data, dict) else {}
+
+    async def _server_stream(
+        self,
+        method: str,
+        message: Mapping[str, Any],
+        user: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (envd enforces it)
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        extra = {"Content-Type": CONNECT_JSON, "Keepalive-Ping-Interval": str(int(KEEPALIVE_INTERVAL))}
+        if timeout is not None:
+            extra["Connect-Timeout-Ms"] = str(max(1, int(timeout * 1000)))
+        request = self._http.build_request(
+            "POST",
+            f"/{method}",
+            content=_envelope(message),
+            headers=self._headers(user, extra),
+            timeout=self._stream_timeout,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+        try:
+            if response.status_code != 200:
+                raise _error_from_response(response.status_code, await response.aread())
+            try:
+                async for flags, payload in _envelopes(response):
+                    if flags & 0x02:
+                        error = payload.get("error")
+                        if error:
+                            raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
+                        return
+                    yield payload
+            except httpx.TimeoutException as exc:
+                raise EnvdError("deadline_exceeded", "envd stream went silent") from exc
+            except httpx.TransportError as exc:
+                raise EnvdUnavailable(f"stream from envd broke: {exc!r}") from exc
+            raise EnvdUnavailable("stream from envd ended without an end-of-stream message")
+        finally:
+            await response.aclose()
+
+    # -- agent ------------------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        try:
+            r = await self._http.get("/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code in (200, 204)
+
+    async def wait_ready(self, within: float = 10.0, interval: float = 0.02) -> None:
+        import asyncio
+
+        deadline = time.monotonic() + within
+        while not await self.health():
+            if time.monotonic() >= deadline:
+                raise EnvdUnavailable(f"envd at {self.base_url} not ready after {within:g} s")
+            await asyncio.sleep(interval)
+
+    async def init(
+        self,
+        *,
+        access_token: str | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        default_user: str | None = None,
+        default_workdir: str | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """`POST /init`. A new `access_token` is required by envd on every later call, and used
+        by this client from then on. `timestamp` (unix seconds) sets the guest clock."""
+        body: dict[str, Any] = {}
+        if access_token is not None:
+            body["accessToken"] = access_token
+        if env_vars:
+            body["envVars"] = dict(env_vars)
+        if default_user:
+            body["defaultUser"] = default_user
+        if default_workdir:
+            body["defaultWorkdir"] = default_workdir
+        if timestamp is not None:
+            whole = int(timestamp)
+            body["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
+                f".{round((timestamp - whole) * 1e6):06d}Z"
+            )
+        r = await self._request("POST", "/init", json=body, headers=self._headers())
+        if r.status_code not in (200, 204):
+            raise _error_from_response(r.status_code, r.content)
+        if access_token:
+            self.access_token = access_token
+
+    async def metrics(self) -> GuestMetrics:
+        r = await self._request("GET", "/metrics", headers=self._headers())
+        if r.status_code != 200:
+            raise _error_from_response(r.status_code, r.content)
+        data = r.json()
+        return GuestMetrics(
+            ts=int(data["ts"]),
+            cpu_count=int(data["cpu_count"]),
+            cpu_used_pct=float(data["cpu_used_pct"]),
+            mem_total=int(data["mem_total"]),
+            mem_used=int(data["mem_used"]),
+            disk_total=int(data["disk_total"]),
+            disk_used=int(data["disk_used"]),
+            raw=data,
+        )
+
+    # -- processes --------------------------------------------------------------------------
+
+    async def start(
+        self,
+        cmd: str,
+        args: Iterable[str] = (),
+        *,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        tag: str | None = None,
+        pty: PtySize | None = None,
+        stdin: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 (envd enforces it)
+    ) -> AsyncGenerator[ProcessEvent, None]:
+        """Start a process and stream its events: `ProcessStarted`, `ProcessOutput`s, then
+        `ProcessEnded`. Leaving the iteration early detaches; the process keeps running
+        (reattach with `connect`). With `timeout`, envd kills it at the deadline and the stream
+        ends with `EnvdError("deadline_exceeded")` after its `ProcessEnded`."""
+        process: dict[str, Any] = {"cmd": cmd, "args": list(args), "envs": dict(envs or {})}
+        if cwd:
+            process["cwd"] = cwd
+        message: dict[str, Any] = {"process": process, "stdin": stdin}
+        if tag:
+            message["tag"] = tag
+        if pty is not None:
+            message["pty"] = {"size": {"cols": pty.cols, "rows": pty.rows}}
+        async for payload in self._server_stream("process.Process/Start", message, user, timeout):
+            event = _event(payload)
+            if event is not None:
+                yield event
+
+    async def connect(self, process: Selector) -> AsyncGenerator[ProcessEvent, None]:
+        """Reattach to a process (pid or tag): `ProcessStarted`, its output kept since start
+        (bounded), then live output and `ProcessEnded`."""
+        message = {"process": selector(process)}
+        async for payload in self._server_stream("process.Process/Connect", message):
+            event = _event(payload)
+            if event is not None:
+                yield event
+
+    async def run(
+        self,
+        cmd: str,
+        args: Iterable[str] = (),
+        *,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        tag: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (envd enforces it)
+        stdin: bool = False,
+    ) -> CommandResult:
+        """Run a command in the foreground and collect its output. A timeout kills it and
+        raises `EnvdError` with code `deadline_exceeded`."""
+        stdout, stderr = bytearray(), bytearray()
+        pid = 0
+        async for event in self.start(
+            cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, timeout=timeout, stdin=stdin
+        ):
+            if isinstance(event, ProcessStarted):
+                pid = event.pid
+            elif isinstance(event, ProcessOutput):
+                (stderr if event.stream == "stderr" else stdout).extend(event.data)
+            else:
+                return CommandResult(
+                    pid, event.exit_code, event.exited, event.status, bytes(stdout), bytes(stderr)
+                )
+        raise EnvdError("internal", "process stream ended without an exit status")
+
+    async def start_background(
+        self,
+        cmd: str,
+        args: Iterable[str] = (),
+        *,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        tag: str | None = None,
+        stdin: bool = False,
+    ) -> ProcessInfo:
+        """Start a process and return as soon as it runs (its output stays readable by
+        `connect`)."""
+        stream = self.start(cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, stdin=stdin)
+        try:
+            async for event in stream:
+                if isinstance(event, ProcessStarted):
+                    break
+            else:
+                raise EnvdError("internal", "process stream ended before the process started")
+        finally:
+            await stream.aclose()
+        for info in await self.list_processes():
+            if info.pid == event.pid:
+                return info
+        # It already exited; the tag is whatever envd chose, which List no longer shows.
+        return ProcessInfo(event.pid, tag or "", cmd, list(args), dict(envs or {}), cwd)
+
+    async def list_processes(self) -> list[ProcessInfo]:
+        data = await self._unary("process.Process/List", {})
+        out = []
+        for raw in data.get("processes", []):
+            config = raw.get("config") or {}
+            out.append(
+                ProcessInfo(
+                    pid=int(raw.get("pid", 0)),
+                    tag=raw.get("tag", ""),
+                    cmd=config.get("cmd", ""),
+                    args=list(config.get("args") or []),
+                    envs=dict(config.get("envs") or {}),
+                    cwd=config.get("cwd"),
+                )
+            )
+        return out
+
+    async def send_input(self, process: Selector, data: bytes, *, pty: bool = False) -> None:
+        key = "pty" if pty else "stdin"
+        await self._unary(
+            "process.Process/SendInput",
+            {"process": selector(process), "input": {key: base64.b64encode(data).decode()}},
+        )
+
+    async def stream_input(
+        self, process: Selector, chunks: AsyncIterable[bytes], *, pty: bool = False
+    ) -> None:
+        """Send many input chunks over one client-streaming call."""
+        key = "pty" if pty else "stdin"
+
+        async def body() -> AsyncIterator[bytes]:
+            yield _envelope({"start": {"process": selector(process)}})
+            async for chunk in chunks:
+                yield _envelope({"data": {"input": {key: base64.b64encode(chunk).decode()}}})
+
+        request = self._http.build_request(
+            "POST",
+            "/process.Process/StreamInput",
+            content=body(),
+            headers=self._headers(extra={"Content-Type": CONNECT_JSON}),
+            timeout=self._stream_timeout,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+        try:
+            if response.status_code != 200:
+                raise _error_from_response(response.status_code, await response.aread())
+            async for flags, payload in _envelopes(response):
+                if flags & 0x02 and payload.get("error"):
+                    error = payload["error"]
+                    raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
+        finally:
+            await response.aclose()
+
+    async def send_signal(self, process: Selector, signal: SignalName = "SIGKILL") -> None:
+        await self._unary(
+            "process.Process/SendSignal",
+            {"process": selector(process), "signal": f"SIGNAL_{signal}"},
+        )
+
+    async def close_stdin(self, process: Selector) -> None:
+        await self._unary("process.Process/CloseStdin", {"process": selector(process)})
+
+    async def resize_pty(self, process: Selector, cols: int, rows: int) -> None:
+        await self._unary(
+            "process.Process/Update",
+            {"process": selector(process), "pty": {"size": {"cols": cols, "rows": rows}}},
+        )
+
+    # -- filesystem -------------------------------------------------------------------------
+
+    async def stat(self, path: str, *, user: str | None = None) -> EntryInfo:
+        data = await self._unary("filesystem.Filesystem/Stat", {"path": path}, user)
+        return _entry(data["entry"])
+
+    async def list_dir(self, path: str, depth: int = 1, *, user: str | None = None) -> list[EntryInfo]:
+        data = await self._unary("filesystem.Filesystem/ListDir", {"path": path, "depth": depth}, user)
+        return [_entry(e) for e in data.get("entries", [])]
+
+    async def make_dir(self, path: str, *, user: str | None = None) -> EntryInfo:
+        """Create a directory and its parents; `EnvdError("already_exists")` if present."""
+        data = await self._unary("filesystem.Filesystem/MakeDir", {"path": path}, user)
+        return _entry(data["entry"])
+
+    async def remove(self, path: str, *, user: str | None = None) -> None:
+        """Remove a file, or a directory recursively."""
+        await self._unary("filesystem.Filesystem/Remove", {"path": path}, user)
+
+    async def move(self, source: str, destination: str, *, user: str | None = None) -> EntryInfo:
+        data = await self._unary(
+            "filesystem.Filesystem/Move", {"source": source, "destination": destination}, user
+        )
+        return _entry(data["entry"])
+
+    async def read_file(self, path: str, *, user: str | None = None) -> bytes:
+        parts = [chunk async for chunk in self.download(path, user=user)]
+        return b"".join(parts)
+
+    async def download(
+        self, path: str, *, user: str | None = None, chunk_size: int = 1024 * 1024
+    ) -> AsyncGenerator[bytes, None]:
+        """A file's bytes, streamed in chunks (constant memory whatever its size)."""
+        params = {"path": path}
+        if user:
+            params["username"] = user
+        request = self._http.build_request(
+            "GET", "/files", params=params, headers=self._headers(), timeout=self._stream_timeout
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+        try:
+            if response.status_code != 200:
+                raise _error_from_response(response.status_code, await response.aread())
+            try:
+                async for chunk in response.aiter_raw(chunk_size):
+                    yield chunk
+            except httpx.TransportError as exc:
+                raise EnvdUnavailable(f"download from envd broke: {exc!r}") from exc
+        finally:
+            await response.aclose()
+
+    async def write_file(
+        self,
+        path: str,
+        data: bytes | AsyncIterable[bytes],
+        *,
+        user: str | None = None,
+    ) -> str:
+        """Write a file atomically (temporary file + rename), creating parent directories.
+        `data` may be bytes or an async iterable of chunks (streamed, constant memory).
+        Returns the absolute path written."""
+        params = {"path": path}
+        if user:
+            params["username"] = user
+        try:
+            r = await self._http.post(
+                "/files",
+                params=params,
+                content=data,
+                headers=self._headers(extra={"Content-Type": "application/octet-stream"}),
+                timeout=self._stream_timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise EnvdError("deadline_exceeded", f"upload to envd timed out ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"upload to envd broke: {exc!r}") from exc
+        if r.status_code != 200:
+            raise _error_from_response(r.status_code, r.content)
+        entries = r.json()
+        return str(entries[0]["path"]) if entries else path
