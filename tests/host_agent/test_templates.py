@@ -39,9 +39,20 @@ ENVD_IN_IMAGE = "usr/local/lib/wrenn/envd/wrenn_envd"
 
 
 def chroot(rootfs: Path, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    prefix = ["chroot", *([f"--userspec={user}"] if user else []), str(rootfs)]
+    """Run a command in the tree through a read-only bind mount (a tmpfs on /tmp), in a private
+    mount namespace: tests never write into a template."""
+    script = (
+        'r="$1"; u="$2"; shift 2; mount --bind "$r" "$r" && mount -o remount,bind,ro "$r" '
+        '&& mount -t tmpfs tmpfs "$r/tmp" && exec chroot ${u:+--userspec=$u} "$r" "$@"'
+    )
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
-    return subprocess.run([*prefix, *argv], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(rootfs), user or "", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def frozen_envd(tmp_path: Path) -> Path:
@@ -97,7 +108,8 @@ def test_minimal_system_configuration(minimal_template: TemplateInfo) -> None:
     assert "bookworm-security" in sources
     assert os.access(rootfs / "usr/sbin/policy-rc.d", os.X_OK)
     # apt's package lists are in the image: `apt-get install` resolves without an update first.
-    result = chroot(rootfs, "apt-get", "install", "--simulate", "-q", "jq")
+    no_cache = ["-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "-o", "Debug::NoLocking=1"]
+    result = chroot(rootfs, "apt-get", *no_cache, "install", "--simulate", "-q", "jq")
     assert result.returncode == 0 and "Inst jq" in result.stdout, result.stdout + result.stderr
     assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
 
@@ -130,6 +142,18 @@ def test_template_metadata(minimal_template: TemplateInfo) -> None:
     assert 200_000_000 < info.size_bytes < 1_000_000_000
     assert info.metadata["debian_suite"] == "bookworm"
     assert Path(info.metadata["base_layer"]) == base_layer_dir(minimal_template.path.parents[2], MINIMAL)
+
+
+def test_template_tree_is_unchanged_since_its_build(minimal_template: TemplateInfo) -> None:
+    """Templates are immutable: nothing (tests, runtimes) may write into a built tree."""
+    marker = minimal_template.path / "template.json"
+    result = subprocess.run(
+        ["find", str(minimal_template.rootfs), "-xdev", "-newer", str(marker), "-print", "-quit"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == "", f"written after the build: {result.stdout}"
 
 
 # -- caching ------------------------------------------------------------------------------------
