@@ -1,0 +1,165 @@
+"""The VM's side of a network slot: a TAP inside the slot's netns, and NAT to a fixed guest.
+
+Every VM sees the same address and MAC (`GUEST_IP`, `GUEST_MAC`) and the same gateway (the TAP,
+`TAP_IP`, `TAP_MAC`), so a snapshot restores into any slot without the guest noticing. The slot's
+netns translates: traffic to the slot's `host_ip` is DNATed to the guest, the guest's egress is
+masqueraded to the slot's own address. The TAP has a fixed MAC because a random one leaves the
+guest's ARP entry for its gateway stale after a clone (39 s to the first reply).
+
+The TAP is opened by root in the slot's netns and its fd handed to QEMU, which then runs with no
+network namespace of its own worth the name and no access to `/dev/net/tun`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+from ..base import NetworkSlot
+
+TAP_NAME = "wrvm0"
+TAP_IP = "192.168.127.1"
+GUEST_IP = "192.168.127.2"
+PREFIX_LEN = 30
+TAP_MAC = "02:77:72:6e:00:01"
+GUEST_MAC = "02:77:72:6e:00:02"
+NFT_TABLE = "wrenn_microvm"
+
+_CLONE_NEWNET = 0x40000000
+_TUNSETIFF = 0x400454CA
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+
+
+def kernel_net_param() -> str:
+    """The private kernel-command-line parameter the initramfs configures eth0 from."""
+    return f"wrenn.net={GUEST_IP}/{PREFIX_LEN},{TAP_IP}"
+
+
+def _run(args: list[str], stdin: str | None = None) -> None:
+    out = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise OSError(f"{' '.join(args)}: {out.stderr.strip()}")
+
+
+def _nft_rules(slot: NetworkSlot) -> str:
+    return f"""table ip {NFT_TABLE}
+delete table ip {NFT_TABLE}
+table ip {NFT_TABLE} {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname != "{TAP_NAME}" ip daddr {slot.host_ip} dnat to {GUEST_IP}
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname != "{TAP_NAME}" ip saddr {GUEST_IP} masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "{TAP_NAME}" ip saddr {GUEST_IP} accept
+    oifname "{TAP_NAME}" ip daddr {GUEST_IP} ct status dnat accept
+  }}
+}}
+"""
+
+
+def setup(slot: NetworkSlot, owner_uid: int = 0) -> None:
+    """Create the TAP and the NAT table in the slot's netns (idempotent)."""
+    ns = ["ip", "netns", "exec", slot.netns]
+    probe = subprocess.run(["ip", "-n", slot.netns, "link", "show", TAP_NAME], capture_output=True, check=False)
+    if probe.returncode != 0:
+        _run(
+            [
+                "ip",
+                "-n",
+                slot.netns,
+                "tuntap",
+                "add",
+                "dev",
+                TAP_NAME,
+                "mode",
+                "tap",
+                "vnet_hdr",
+                "user",
+                str(owner_uid),
+            ]
+        )
+        _run(["ip", "-n", slot.netns, "link", "set", TAP_NAME, "address", TAP_MAC])
+        _run(["ip", "-n", slot.netns, "addr", "add", f"{TAP_IP}/{PREFIX_LEN}", "dev", TAP_NAME])
+        _run(["ip", "-n", slot.netns, "link", "set", TAP_NAME, "up"])
+        # A static neighbour entry: the guest's MAC never changes, so no ARP round trip is needed
+        # after a restore.
+        _run(
+            [
+                "ip",
+                "-n",
+                slot.netns,
+                "neigh",
+                "replace",
+                GUEST_IP,
+                "lladdr",
+                GUEST_MAC,
+                "dev",
+                TAP_NAME,
+                "nud",
+                "permanent",
+            ]
+        )
+    _run([*ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    _run([*ns, "nft", "-f", "-"], stdin=_nft_rules(slot))
+
+
+def teardown(slot: NetworkSlot) -> None:
+    """Remove what `setup` added; the netns itself belongs to the slot allocator."""
+    if not Path(f"/run/netns/{slot.netns}").exists():
+        return
+    subprocess.run(["ip", "-n", slot.netns, "link", "del", TAP_NAME], capture_output=True, check=False)
+    subprocess.run(
+        ["ip", "netns", "exec", slot.netns, "nft", "delete", "table", "ip", NFT_TABLE],
+        capture_output=True,
+        check=False,
+    )
+
+
+def open_tap(netns: str, name: str = TAP_NAME) -> int:
+    """Open the TAP `name` inside `netns` and return its fd (inheritable, for QEMU's `fd=`).
+
+    setns() changes the calling thread only, so a short-lived thread does the opening.
+    """
+    result: dict[str, int | BaseException] = {}
+
+    def worker() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{netns}") as nsf:
+                if libc.setns(nsf.fileno(), _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            try:
+                ifr = struct.pack("16sH22x", name.encode(), _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR)
+                fcntl.ioctl(fd, _TUNSETIFF, ifr)
+            except BaseException:
+                os.close(fd)
+                raise
+            result["fd"] = fd
+        except BaseException as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=worker, name=f"open-tap-{netns}")
+    t.start()
+    t.join()
+    if "error" in result:
+        err = result["error"]
+        assert isinstance(err, BaseException)
+        raise err
+    fd = result["fd"]
+    assert isinstance(fd, int)
+    return fd
