@@ -477,6 +477,8 @@ class EnvdClient:
         raises `EnvdError` with code `deadline_exceeded`."""
         stdout, stderr = bytearray(), bytearray()
         pid = 0
+        result: CommandResult | None = None
+        # Read to the end of the stream: a timeout is reported after the end event.
         async for event in self.start(
             cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, timeout=timeout, stdin=stdin
         ):
@@ -485,10 +487,12 @@ class EnvdClient:
             elif isinstance(event, ProcessOutput):
                 (stderr if event.stream == "stderr" else stdout).extend(event.data)
             else:
-                return CommandResult(
+                result = CommandResult(
                     pid, event.exit_code, event.exited, event.status, bytes(stdout), bytes(stderr)
                 )
-        raise EnvdError("internal", "process stream ended without an exit status")
+        if result is None:
+            raise EnvdError("internal", "process stream ended without an exit status")
+        return result
 
     async def start_background(
         self,
