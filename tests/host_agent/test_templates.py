@@ -21,6 +21,7 @@ from wrenn_platform.host_agent.images import (
     base_layer_dir,
     build_template,
     envd_hash,
+    prune,
     template_hash,
 )
 from wrenn_platform.host_agent.images.debootstrap import DebootstrapProgress
@@ -217,6 +218,33 @@ def test_failed_build_leaves_nothing_finished(tmp_path: Path, minimal_template: 
     assert list(root.iterdir()) == []
     with pytest.raises(TemplateNotFound, match="wrenn template build minimal"):
         TemplateStore(tmp_path / "data", tmp_path).resolve("minimal")
+
+
+def test_prune_keeps_current_newest_and_snapshot_parents(tmp_path: Path, minimal_template: TemplateInfo) -> None:
+    base_dir = Path(minimal_template.metadata["base_layer"])
+    cache = tmp_path / "cache"
+    root = cache / "templates" / "minimal"
+    envd = frozen_envd(tmp_path)
+    builds = []
+    for i in range(3):
+        (envd / "variant.py").write_text(f"N = {i}\n")
+        builds.append(assemble_template(MINIMAL, base_dir, root, envd)[0].path)
+    stale_layer = cache / "layers" / "minimal-base" / "0000000000000000"
+    stale_layer.mkdir(parents=True)
+    (cache / "logs").mkdir()
+    for i in range(3):
+        log = cache / "logs" / f"minimal-2026010{i}T000000-1.log"
+        log.write_text("log\n")
+        os.utime(log, (1_700_000_000 + i, 1_700_000_000 + i))
+
+    removed = prune("minimal", cache, keep=1, referenced=[builds[0]], keep_logs=1)
+
+    old_logs = {cache / "logs" / f"minimal-2026010{i}T000000-1.log" for i in range(2)}
+    assert set(removed) == {builds[1], stale_layer, *old_logs}
+    assert [b.exists() for b in builds] == [True, False, True]
+    assert (root / "current").resolve() == builds[2]
+    assert len(list((cache / "logs").glob("*.log"))) == 1
+    assert base_dir.exists()
 
 
 def test_debootstrap_output_becomes_phases_and_steps() -> None:

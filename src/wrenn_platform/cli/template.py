@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wrenn_platform.host_agent.images import PLATFORM_RECIPES, BuildError, RichReporter, build_template
+from wrenn_platform.host_agent.images import PLATFORM_RECIPES, BuildError, RichReporter, build_template, prune
 from wrenn_platform.host_agent.templates import (
     DEFAULT_CACHE_DIR,
     DEFAULT_DATA_DIR,
@@ -85,3 +85,27 @@ def list_templates(
     Console().print(table)
     if not templates:
         Console(stderr=True).print("no templates yet: run `wrenn template build minimal`")
+
+
+@template_app.command("prune")
+def prune_builds(
+    name: str = typer.Argument("minimal", help="Platform template whose old builds to remove."),
+    keep: int = typer.Option(3, "--keep", min=1, help="Newest builds to keep (besides `current`)."),
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Snapshots here keep their parent build."),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, "--cache-dir", help="Build cache of platform templates."),
+) -> None:
+    """Remove old builds of a platform template (every envd change makes a new one, ~6 MB)."""
+    console = Console(stderr=True)
+    if name not in PLATFORM_RECIPES:
+        console.print(f"[red]error:[/red] unknown platform template {name!r}")
+        raise typer.Exit(2)
+    store = TemplateStore(data_dir=data_dir, cache_dir=cache_dir)
+    parents = [t.parent_dir for t in store.list() if t.parent_dir is not None]
+    try:
+        removed = prune(name, cache_dir, keep=keep, referenced=parents)
+    except BuildError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    for path in removed:
+        console.print(f"removed {path}")
+    console.print(f"{len(removed)} removed")

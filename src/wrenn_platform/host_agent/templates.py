@@ -29,6 +29,7 @@ a template directory (clone or overlay it instead).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -201,8 +202,8 @@ class PendingTemplate:
         self.committed: TemplateInfo | None = None
 
     def commit(self) -> TemplateInfo:
-        info = TemplateInfo(**{**self._info.__dict__, "path": self.final, "size_bytes": tree_size(self.path)})
-        write_info(TemplateInfo(**{**info.__dict__, "path": self.path}))
+        info = dataclasses.replace(self._info, path=self.final, size_bytes=tree_size(self.path))
+        write_info(dataclasses.replace(info, path=self.path))
         trash: Path | None = None
         if self.final.exists():
             if not self._replace:

@@ -5,6 +5,7 @@ from wrenn_platform.host_agent.images.builder import (
     assemble_template,
     base_layer_dir,
     build_template,
+    prune,
     template_hash,
 )
 from wrenn_platform.host_agent.images.debootstrap import BuildError
@@ -26,5 +27,6 @@ __all__ = [
     "base_layer_dir",
     "build_template",
     "envd_hash",
+    "prune",
     "template_hash",
 ]

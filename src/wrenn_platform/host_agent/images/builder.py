@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -111,7 +111,10 @@ def _mounts_under(path: Path) -> list[str]:
 
 def remove_tree(path: Path) -> None:
     """Remove a build directory, refusing if anything is still mounted inside it."""
-    if not path.exists() and not path.is_symlink():
+    if path.is_symlink():
+        path.unlink()
+        return
+    if not path.exists():
         return
     mounts = _mounts_under(path)
     if mounts:
@@ -123,7 +126,8 @@ def _clean_stale(parent: Path) -> None:
     """Remove unfinished directories left by crashed builds (callers hold the build lock)."""
     if parent.is_dir():
         for entry in parent.iterdir():
-            if entry.name.startswith((".tmp-", ".trash-")):
+            # .tmp-link-* are symlinks being swapped in by a lock-free fast path: not stale.
+            if entry.name.startswith((".tmp-", ".trash-")) and not entry.name.startswith(".tmp-link-"):
                 remove_tree(entry)
 
 
@@ -321,3 +325,59 @@ def build_template(
             raise BuildError(f"building template {name!r} failed: {exc}. Full log: {log_path}", log_path) from exc
     reporter.note(f"{name}: built {info.path}")
     return BuildResult(info, built_base, built, time.monotonic() - started, log_path)
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+
+def prune(
+    name: str,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    *,
+    keep: int = 3,
+    referenced: Iterable[Path] = (),
+    keep_logs: int = 20,
+    reporter: Reporter | None = None,
+) -> list[Path]:
+    """Remove old builds of the platform template `name`; returns what was removed.
+
+    Kept: `current`, the `keep` newest builds, every build in `referenced` (the parents of
+    snapshot templates, whose runtimes may still need their rootfs), the base layers that a kept
+    build was made from, and the newest `keep_logs` logs.
+    """
+    reporter = reporter or SilentReporter()
+    recipe = recipe_for(name)
+    cache_dir = Path(cache_dir)
+    template_root = platform_template_dir(cache_dir, name)
+    removed: list[Path] = []
+    with _locked(cache_dir / "locks" / f"{name}.lock", reporter, f"build of {name}"):
+        builds = sorted(
+            (d for d in template_root.glob("*") if not d.is_symlink() and (d / METADATA_FILE).is_file()),
+            key=lambda d: (d / METADATA_FILE).stat().st_mtime,
+            reverse=True,
+        )
+        current = template_root / CURRENT_LINK
+        protected = {p.resolve() for p in referenced}
+        if current.is_symlink():
+            protected.add(current.resolve())
+        kept = [d for i, d in enumerate(builds) if i < keep or d.resolve() in protected]
+        for build in builds:
+            if build not in kept:
+                remove_tree(build)
+                removed.append(build)
+        kept_layers = {base_layer_dir(cache_dir, recipe).resolve()}
+        for build in kept:
+            layer = read_info(build).metadata.get("base_layer")
+            if layer:
+                kept_layers.add(Path(layer).resolve())
+        layers_root = base_layer_dir(cache_dir, recipe).parent
+        with _locked(cache_dir / "locks" / "debootstrap.lock", reporter, "debootstrap"):
+            for layer_dir in sorted(layers_root.glob("*")):
+                if not layer_dir.name.startswith(".") and layer_dir.resolve() not in kept_layers:
+                    remove_tree(layer_dir)
+                    removed.append(layer_dir)
+        logs = sorted((cache_dir / "logs").glob(f"{name}-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for log in logs[keep_logs:]:
+            log.unlink()
+            removed.append(log)
+    return removed
