@@ -36,9 +36,6 @@ WebSocket message tables are the public contract's, so the control plane relays 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -48,11 +45,10 @@ from typing import Any
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wrenn_platform.host_agent import channels
 from wrenn_platform.host_agent.auth import HostKey, TokenError
-from wrenn_platform.host_agent.guest import PtySession
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import (
     AgentError,
@@ -69,17 +65,12 @@ from wrenn_platform.wire.agent import (
     MakeDirResponse,
     PathRequest,
     ProcessListResponse,
-    PtyConnect,
-    PtyStart,
     SnapshotRequest,
-    StreamStart,
     TemplateOut,
     Unauthorized,
 )
 
 log = logging.getLogger(__name__)
-
-PTY_PING_INTERVAL_S = 30.0
 
 
 class TokenAuthMiddleware:
@@ -120,9 +111,10 @@ class TokenAuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
 
 
-def create_app(agent: HostAgent, key: HostKey) -> FastAPI:
+def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
+    """The API over `agent`. `lifespan` (optional) starts and stops the agent with the server."""
     app = FastAPI(title="Wrenn host agent", version=agent.info().version, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
     app.add_middleware(TokenAuthMiddleware, key=key)
 
     @app.exception_handler(AgentError)
@@ -207,63 +199,20 @@ def create_app(agent: HostAgent, key: HostKey) -> FastAPI:
     @app.websocket("/v1/capsules/{capsule_id}/processes/{selector}/stream")
     async def process_stream(ws: WebSocket, capsule_id: str, selector: str) -> None:
         await ws.accept()
-        try:
-            stream = agent.process_stream(capsule_id, selector)
-        except AgentError as exc:
-            await _fail(ws, exc)
-            return
-        await _relay_until_closed(ws, stream, on_client=None)
+        await channels.process_stream(agent, capsule_id, selector, _inbox(ws), ws.send_json)
+        await _close(ws)
 
     @app.websocket("/v1/capsules/{capsule_id}/exec/stream")
     async def exec_stream(ws: WebSocket, capsule_id: str) -> None:
         await ws.accept()
-        try:
-            start = StreamStart.model_validate(await ws.receive_json())
-            session = await agent.exec_stream(capsule_id, start)
-        except (ValidationError, ValueError) as exc:
-            await _fail(ws, BadRequest(f"first message must be a start message: {exc}"))
-            return
-        except AgentError as exc:
-            await _fail(ws, exc)
-            return
-        except WebSocketDisconnect:
-            return
-
-        async def on_client(msg: dict[str, Any]) -> None:
-            if msg.get("type") == "stop":
-                await session.stop()
-
-        try:
-            await _relay_until_closed(ws, session, on_client=on_client)
-        finally:
-            await session.aclose()
+        await channels.exec_stream(agent, capsule_id, _inbox(ws), ws.send_json)
+        await _close(ws)
 
     @app.websocket("/v1/capsules/{capsule_id}/pty")
     async def pty(ws: WebSocket, capsule_id: str) -> None:
         await ws.accept()
-        try:
-            first = await ws.receive_json()
-            req: PtyStart | PtyConnect = (
-                PtyConnect.model_validate(first) if first.get("type") == "connect" else PtyStart.model_validate(first)
-            )
-            session = await agent.pty(capsule_id, req)
-        except (ValidationError, ValueError, AttributeError) as exc:
-            await _fail(ws, BadRequest(f"first message must be start or connect: {exc}"))
-            return
-        except AgentError as exc:
-            await _fail(ws, exc)
-            return
-        except WebSocketDisconnect:
-            return
-        try:
-            await ws.send_json({"type": "started", "tag": session.tag, "pid": session.pid})
-            pinger = asyncio.create_task(_ping(ws))
-            try:
-                await _relay_until_closed(ws, session, on_client=lambda m: _pty_input(ws, session, m))
-            finally:
-                pinger.cancel()
-        finally:
-            await session.aclose()  # detaches; the PTY process keeps running for a reconnect
+        await channels.pty(agent, capsule_id, _inbox(ws), ws.send_json)
+        await _close(ws)
 
     # ---- files ----------------------------------------------------------------------------------
 
@@ -300,73 +249,28 @@ def create_app(agent: HostAgent, key: HostKey) -> FastAPI:
             async for ev in agent.events.subscribe(after):
                 yield {"type": "event", "seq": ev.seq, "token": key.agent_token(ev.model_dump())}
 
-        await _relay_until_closed(ws, signed(), on_client=None)
+        await channels.relay(signed(), _inbox(ws), ws.send_json, on_client=None)
+        await _close(ws)
 
     return app
 
 
-async def _fail(ws: WebSocket, exc: AgentError) -> None:
-    with contextlib.suppress(Exception):
-        await ws.send_json({"type": "error", "data": exc.message, "code": exc.code, "fatal": True})
-        await ws.close(code=1000 if exc.status < 500 else 1011)
-
-
-async def _ping(ws: WebSocket) -> None:
+async def _inbox(ws: WebSocket) -> AsyncIterator[dict[str, Any]]:
+    """Client messages until the client disconnects; non-object messages are answered with an error."""
     while True:
-        await asyncio.sleep(PTY_PING_INTERVAL_S)
-        await ws.send_json({"type": "ping"})
-
-
-async def _pty_input(ws: WebSocket, session: PtySession, msg: dict[str, Any]) -> None:
-    kind = msg.get("type")
-    try:
-        if kind == "input":
-            await session.send_input(base64.b64decode(str(msg.get("data", "")), validate=True))
-        elif kind == "resize":
-            await session.resize(int(msg["cols"]), int(msg["rows"]))
-        elif kind == "kill":
-            await session.kill()
-        else:
-            await ws.send_json({"type": "error", "data": f"unknown message type {kind!r}", "fatal": False})
-    except (binascii.Error, KeyError, ValueError, TypeError) as exc:
-        await ws.send_json({"type": "error", "data": f"bad {kind} message: {exc}", "fatal": False})
-    except AgentError as exc:
-        await ws.send_json({"type": "error", "data": exc.message, "fatal": False})
-
-
-async def _relay_until_closed(ws: WebSocket, source: Any, on_client: Any) -> None:
-    """Send every message of `source` (async iterable of dicts); hand client messages to `on_client`.
-
-    Ends when the source ends (then closes the socket) or when the client goes away.
-    """
-
-    async def pump_out() -> None:
         try:
-            async for msg in source:
-                await ws.send_json(msg)
-        except AgentError as exc:
-            await ws.send_json({"type": "error", "data": exc.message, "code": exc.code, "fatal": True})
+            msg = await ws.receive_json()
+        except WebSocketDisconnect:
+            return
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+            await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+            continue
+        if isinstance(msg, dict):
+            yield msg
+        else:
+            await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
 
-    async def pump_in() -> None:
-        while True:
-            try:
-                msg = await ws.receive_json()
-            except (json.JSONDecodeError, KeyError):
-                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
-                continue
-            if on_client is not None and isinstance(msg, dict):
-                await on_client(msg)
 
-    out = asyncio.create_task(pump_out())
-    inp = asyncio.create_task(pump_in())
-    try:
-        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (out, inp):
-            task.cancel()
-        for task in (out, inp):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
-                await task
-    if out in done:
-        with contextlib.suppress(Exception):
-            await ws.close()
+async def _close(ws: WebSocket) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close()

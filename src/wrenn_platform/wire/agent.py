@@ -62,6 +62,13 @@ class AlreadyExists(AgentError):
     code = "already_exists"
 
 
+class ResourceExhausted(AgentError):
+    """Out of disk space inside the capsule (the contract's 413 for uploads)."""
+
+    status = 413
+    code = "resource_exhausted"
+
+
 class GuestError(AgentError):
     """envd inside the capsule failed or did not answer."""
 
@@ -70,7 +77,9 @@ class GuestError(AgentError):
 
 
 ERRORS_BY_CODE: dict[str, type[AgentError]] = {
-    cls.code: cls for cls in (AgentError, BadRequest, Unauthorized, NotFound, Conflict, AlreadyExists, GuestError)
+    cls.code: cls
+    for cls in (AgentError, BadRequest, Unauthorized, NotFound, Conflict, AlreadyExists, ResourceExhausted,
+                GuestError)
 }
 
 
@@ -166,6 +175,7 @@ class ExecResponse(BaseModel):
     exit_code: int
     duration_ms: int
     encoding: Literal["utf-8", "base64"] = "utf-8"
+    timed_out: bool = False  # killed at `timeout_sec`; the output is what it wrote until then
 
 
 class BackgroundExecResponse(BaseModel):

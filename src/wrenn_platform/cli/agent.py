@@ -1,0 +1,69 @@
+"""`wrenn agent`: the host agent daemon, in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import typer
+
+from wrenn_platform.host_agent.runtimes import RUNTIME_CHOICES
+from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise typer.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def agent(
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Capsule state, records, snapshots."),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, "--cache-dir", help="Built templates, kernels, images."),
+    listen: str = typer.Option(
+        "127.0.0.1:7070", "--listen",
+        help="HOST:PORT for the internal API. Loopback or a management network only: never a tenant's door."),
+    runtime: str = typer.Option("auto", "--runtime", help=f"Capsule runtime: {' | '.join(RUNTIME_CHOICES)}."),
+    secret_file: Path = typer.Option(
+        ..., "--secret-file",
+        help="The host's shared secret (>= 32 bytes) that signs tokens both ways; created (0600) if missing."),
+    host_id: str = typer.Option(None, "--host-id", help="This host's id (default: persisted in DATA_DIR)."),
+    min_timeout: int = typer.Option(60, "--min-timeout", help="Positive capsule TTLs below this are clamped up."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the host agent daemon: owns this host's capsules; serves the control plane's internal API."""
+    import uvicorn
+
+    from wrenn_platform.host_agent.api import create_app
+    from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
+    from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if runtime not in RUNTIME_CHOICES:
+        raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
+    host, port = _split_listen(listen)
+    secret = load_secret(secret_file) if secret_file.exists() else create_secret_file(secret_file)
+    config = AgentConfig(data_dir=data_dir, cache_dir=cache_dir, runtime=runtime, host_id=host_id,
+                         min_timeout_sec=min_timeout)
+    host_agent = build_agent(config)
+    key = HostKey(host_agent.settings.host_id, secret)
+
+    @asynccontextmanager
+    async def lifespan(_: object) -> AsyncIterator[None]:
+        await host_agent.start()
+        logging.getLogger("wrenn.agent").info(
+            "host agent %s listening on %s:%s (runtime %s, %d capsules)",
+            key.host_id, host, port, host_agent.runtime.name, len(host_agent.list_capsules()))
+        try:
+            yield
+        finally:
+            await host_agent.close()
+
+    app = create_app(host_agent, key, lifespan=lifespan)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                                           ws="websockets"))
+    asyncio.run(server.serve())

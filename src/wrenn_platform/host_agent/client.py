@@ -1,0 +1,454 @@
+"""How the control plane talks to a host agent: one async interface, two implementations.
+
+- `LocalAgentClient(agent)` — calls a `HostAgent` in the same process (the embedded server);
+- `HttpAgentClient(base_url, key)` — speaks the agent's HTTP + WebSocket API (`host_agent.api`),
+  signing every request with the host's secret and verifying every event the agent sends.
+
+Both raise the `wrenn_platform.wire.agent` errors (`NotFound`, `Conflict`, `AlreadyExists`,
+`BadRequest`, `GuestError`, `AgentError`), so control-plane code is the same for both.
+
+Streams (`exec_stream`, `pty`, `process_stream`) are async context managers yielding a
+`Channel`: iterate it for server messages and `send()` client messages — both exactly the public
+contract's WebSocket tables, so the control plane relays a tenant's WebSocket message for message.
+The first message of `exec_stream` must be `{"type": "start", ...}`, of `pty` `start` or `connect`.
+
+Autonomous events (`sandbox.auto_paused`, `sandbox.stopped`, `sandbox.error`) come from
+`events(after=seq)`, an endless async iterator of `SandboxEvent`; pass the last `seq` seen to
+resume without gaps. Each one is the body of the contract's `POST /v1/hosts/sandbox-events`
+(`event.contract_body()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+import websockets
+from pydantic import BaseModel, TypeAdapter
+
+from wrenn_platform.host_agent import channels
+from wrenn_platform.host_agent.auth import HostKey, TokenError, bearer
+from wrenn_platform.host_agent.service import HostAgent
+from wrenn_platform.wire.agent import (
+    AgentError,
+    AgentInfo,
+    BackgroundExecResponse,
+    CapsuleInfo,
+    CapsuleMetrics,
+    CreateCapsuleRequest,
+    ExecRequest,
+    ExecResponse,
+    FileEntry,
+    GuestError,
+    ListDirResponse,
+    MakeDirResponse,
+    ProcessListResponse,
+    SandboxEvent,
+    SnapshotRequest,
+    TemplateOut,
+    error_from_body,
+)
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
+_CLOSED: Message = {"type": "__closed__"}
+
+
+class Channel(Protocol):
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+
+    async def send(self, msg: Message) -> None: ...
+
+
+class AgentClient(Protocol):
+    """Everything the control plane asks of a host agent."""
+
+    async def info(self) -> AgentInfo: ...
+    async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo: ...
+    async def list_capsules(self) -> list[CapsuleInfo]: ...
+    async def get(self, capsule_id: str) -> CapsuleInfo: ...
+    async def destroy(self, capsule_id: str) -> None: ...
+    async def pause(self, capsule_id: str) -> CapsuleInfo: ...
+    async def resume(self, capsule_id: str) -> CapsuleInfo: ...
+    async def ping(self, capsule_id: str) -> None: ...
+    async def snapshot(self, capsule_id: str, req: SnapshotRequest) -> TemplateOut: ...
+    async def list_templates(self, team_id: str | None = None) -> list[TemplateOut]: ...
+    async def delete_template(self, team_id: str, name: str) -> None: ...
+    async def metrics(self, capsule_id: str, range_name: str = "10m") -> CapsuleMetrics: ...
+    async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse: ...
+    async def list_processes(self, capsule_id: str) -> ProcessListResponse: ...
+    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None: ...
+    def exec_stream(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]: ...
+    def pty(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]: ...
+    def process_stream(self, capsule_id: str, selector: str) -> AbstractAsyncContextManager[Channel]: ...
+    def read_file(self, capsule_id: str, path: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+    async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None: ...
+    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse: ...
+    async def make_dir(self, capsule_id: str, path: str) -> FileEntry: ...
+    async def remove(self, capsule_id: str, path: str) -> None: ...
+    def events(self, after: int | None = None) -> AsyncIterator[SandboxEvent]: ...
+    async def aclose(self) -> None: ...
+
+
+# ---- in-process -----------------------------------------------------------------------------------
+
+
+class _QueueChannel:
+    """A session of `host_agent.channels` run as a task, talked to through two queues."""
+
+    def __init__(self, run: Callable[[AsyncIterator[Message], channels.Send], Awaitable[None]]) -> None:
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(run))
+
+    async def _run(self, run: Callable[[AsyncIterator[Message], channels.Send], Awaitable[None]]) -> None:
+        try:
+            await run(self._inbox_iter(), self._outbox.put)
+        finally:
+            self._outbox.put_nowait(_CLOSED)
+
+    async def _inbox_iter(self) -> AsyncIterator[Message]:
+        while (msg := await self._inbox.get()) is not _CLOSED:
+            yield msg
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while (msg := await self._outbox.get()) is not _CLOSED:
+            yield msg
+        self._outbox.put_nowait(_CLOSED)  # later iterations end at once too
+
+    async def send(self, msg: Message) -> None:
+        if self._task.done():
+            raise AgentError("stream is closed")
+        await self._inbox.put(msg)
+
+    async def aclose(self) -> None:
+        self._inbox.put_nowait(_CLOSED)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 5)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class LocalAgentClient:
+    """The embedded server's client: direct calls into a `HostAgent` in this process."""
+
+    def __init__(self, agent: HostAgent) -> None:
+        self.agent = agent
+
+    async def info(self) -> AgentInfo:
+        return self.agent.info()
+
+    async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
+        return await self.agent.create(req)
+
+    async def list_capsules(self) -> list[CapsuleInfo]:
+        return self.agent.list_capsules()
+
+    async def get(self, capsule_id: str) -> CapsuleInfo:
+        return self.agent.get(capsule_id)
+
+    async def destroy(self, capsule_id: str) -> None:
+        await self.agent.destroy(capsule_id)
+
+    async def pause(self, capsule_id: str) -> CapsuleInfo:
+        return await self.agent.pause(capsule_id)
+
+    async def resume(self, capsule_id: str) -> CapsuleInfo:
+        return await self.agent.resume(capsule_id)
+
+    async def ping(self, capsule_id: str) -> None:
+        self.agent.ping(capsule_id)
+
+    async def snapshot(self, capsule_id: str, req: SnapshotRequest) -> TemplateOut:
+        return await self.agent.snapshot(capsule_id, req)
+
+    async def list_templates(self, team_id: str | None = None) -> list[TemplateOut]:
+        return self.agent.list_templates(team_id)
+
+    async def delete_template(self, team_id: str, name: str) -> None:
+        self.agent.delete_template(team_id, name)
+
+    async def metrics(self, capsule_id: str, range_name: str = "10m") -> CapsuleMetrics:
+        return self.agent.metrics_for(capsule_id, range_name)
+
+    async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
+        return await self.agent.exec(capsule_id, req)
+
+    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
+        return await self.agent.list_processes(capsule_id)
+
+    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
+        await self.agent.kill_process(capsule_id, selector, signal)
+
+    @asynccontextmanager
+    async def _channel(
+        self, run: Callable[[AsyncIterator[Message], channels.Send], Awaitable[None]]
+    ) -> AsyncIterator[Channel]:
+        ch = _QueueChannel(run)
+        try:
+            yield ch
+        finally:
+            await ch.aclose()
+
+    def exec_stream(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]:
+        return self._channel(lambda inbox, send: channels.exec_stream(self.agent, capsule_id, inbox, send))
+
+    def pty(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]:
+        return self._channel(lambda inbox, send: channels.pty(self.agent, capsule_id, inbox, send))
+
+    def process_stream(self, capsule_id: str, selector: str) -> AbstractAsyncContextManager[Channel]:
+        return self._channel(
+            lambda inbox, send: channels.process_stream(self.agent, capsule_id, selector, inbox, send))
+
+    @asynccontextmanager
+    async def read_file(self, capsule_id: str, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        chunks = await self.agent.read_file(capsule_id, path)
+        try:
+            yield chunks
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
+        await self.agent.write_file(capsule_id, path, aiter(chunks))
+
+    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
+        return await self.agent.list_dir(capsule_id, path, depth)
+
+    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
+        return await self.agent.make_dir(capsule_id, path)
+
+    async def remove(self, capsule_id: str, path: str) -> None:
+        await self.agent.remove(capsule_id, path)
+
+    def events(self, after: int | None = None) -> AsyncIterator[SandboxEvent]:
+        return self.agent.events.subscribe(after)
+
+    async def aclose(self) -> None:
+        pass
+
+
+# ---- over HTTP ------------------------------------------------------------------------------------
+
+
+class _WsChannel:
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self._ws = ws
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        try:
+            async for raw in self._ws:
+                yield json.loads(raw)
+        except websockets.ConnectionClosedError as exc:
+            raise GuestError(f"agent stream broke: {exc}") from exc
+
+    async def send(self, msg: Message) -> None:
+        try:
+            await self._ws.send(json.dumps(msg))
+        except websockets.ConnectionClosed as exc:
+            raise AgentError("stream is closed") from exc
+
+
+class HttpAgentClient:
+    """A remote agent at `base_url` (e.g. `http://10.0.0.5:7070`), authenticated with `key`."""
+
+    def __init__(self, base_url: str, key: HostKey, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
+                                       auth=_SignedAuth(key))
+        self._ws_base = "ws" + self.base_url[len("http"):] if self.base_url.startswith("http") else self.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
+                    seconds: float | None = None) -> httpx.Response:
+        kwargs: dict[str, Any] = {"json": json_body, "params": params}
+        if seconds is not None:
+            kwargs["timeout"] = seconds
+        try:
+            resp = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise AgentError(f"host agent unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            raise _error(resp)
+        return resp
+
+    async def _model(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        return model.model_validate((await self._call(method, path, **kw)).json())
+
+    @staticmethod
+    def _c(capsule_id: str, rest: str = "") -> str:
+        return f"/v1/capsules/{quote(capsule_id, safe='')}{rest}"
+
+    async def info(self) -> AgentInfo:
+        return await self._model(AgentInfo, "GET", "/v1/info")
+
+    async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
+        return await self._model(CapsuleInfo, "POST", "/v1/capsules", json_body=req.model_dump(), seconds=120)
+
+    async def list_capsules(self) -> list[CapsuleInfo]:
+        return TypeAdapter(list[CapsuleInfo]).validate_python((await self._call("GET", "/v1/capsules")).json())
+
+    async def get(self, capsule_id: str) -> CapsuleInfo:
+        return await self._model(CapsuleInfo, "GET", self._c(capsule_id))
+
+    async def destroy(self, capsule_id: str) -> None:
+        await self._call("DELETE", self._c(capsule_id), seconds=120)
+
+    async def pause(self, capsule_id: str) -> CapsuleInfo:
+        return await self._model(CapsuleInfo, "POST", self._c(capsule_id, "/pause"), seconds=120)
+
+    async def resume(self, capsule_id: str) -> CapsuleInfo:
+        return await self._model(CapsuleInfo, "POST", self._c(capsule_id, "/resume"), seconds=120)
+
+    async def ping(self, capsule_id: str) -> None:
+        await self._call("POST", self._c(capsule_id, "/ping"))
+
+    async def snapshot(self, capsule_id: str, req: SnapshotRequest) -> TemplateOut:
+        return await self._model(TemplateOut, "POST", self._c(capsule_id, "/snapshot"),
+                                 json_body=req.model_dump(), seconds=600)
+
+    async def list_templates(self, team_id: str | None = None) -> list[TemplateOut]:
+        params = {"team_id": team_id} if team_id is not None else None
+        resp = await self._call("GET", "/v1/templates", params=params)
+        return TypeAdapter(list[TemplateOut]).validate_python(resp.json())
+
+    async def delete_template(self, team_id: str, name: str) -> None:
+        await self._call("DELETE", f"/v1/templates/{quote(team_id, safe='')}/{quote(name, safe='')}")
+
+    async def metrics(self, capsule_id: str, range_name: str = "10m") -> CapsuleMetrics:
+        return await self._model(CapsuleMetrics, "GET", self._c(capsule_id, "/metrics"),
+                                 params={"range": range_name})
+
+    async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
+        resp = await self._call("POST", self._c(capsule_id, "/exec"), json_body=req.model_dump(),
+                                seconds=req.timeout_sec + 30)
+        if resp.status_code == 202:
+            return BackgroundExecResponse.model_validate(resp.json())
+        return ExecResponse.model_validate(resp.json())
+
+    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
+        return await self._model(ProcessListResponse, "GET", self._c(capsule_id, "/processes"))
+
+    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
+        await self._call("DELETE", self._c(capsule_id, f"/processes/{quote(selector, safe='')}"),
+                         params={"signal": signal})
+
+    @asynccontextmanager
+    async def _ws(self, path: str) -> AsyncIterator[Channel]:
+        try:
+            ws = await websockets.connect(
+                self._ws_base + path, additional_headers=bearer(self.key.control_plane_token()),
+                max_size=16 * 1024 * 1024, open_timeout=30)
+        except websockets.InvalidStatus as exc:
+            resp = exc.response
+            raise error_from_body(resp.status_code, _json_or_text(bytes(resp.body or b""))) from exc
+        except (OSError, websockets.WebSocketException) as exc:
+            raise AgentError(f"host agent unreachable: {exc}") from exc
+        try:
+            yield _WsChannel(ws)
+        finally:
+            await ws.close()
+
+    def exec_stream(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]:
+        return self._ws(self._c(capsule_id, "/exec/stream"))
+
+    def pty(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]:
+        return self._ws(self._c(capsule_id, "/pty"))
+
+    def process_stream(self, capsule_id: str, selector: str) -> AbstractAsyncContextManager[Channel]:
+        return self._ws(self._c(capsule_id, f"/processes/{quote(selector, safe='')}/stream"))
+
+    @asynccontextmanager
+    async def read_file(self, capsule_id: str, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        req = self._http.build_request("GET", self._c(capsule_id, "/files"), params={"path": path}, timeout=None)
+        try:
+            resp = await self._http.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise AgentError(f"host agent unreachable: {exc}") from exc
+        try:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise _error(resp)
+            yield resp.aiter_bytes()
+        finally:
+            await resp.aclose()
+
+    async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
+        try:
+            resp = await self._http.put(self._c(capsule_id, "/files"), params={"path": path},
+                                        content=chunks, timeout=None)
+        except httpx.HTTPError as exc:
+            raise AgentError(f"host agent unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            raise _error(resp)
+
+    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
+        return await self._model(ListDirResponse, "POST", self._c(capsule_id, "/files/list"),
+                                 json_body={"path": path, "depth": depth})
+
+    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
+        resp = await self._model(MakeDirResponse, "POST", self._c(capsule_id, "/files/mkdir"), json_body={"path": path})
+        return resp.entry
+
+    async def remove(self, capsule_id: str, path: str) -> None:
+        await self._call("POST", self._c(capsule_id, "/files/remove"), json_body={"path": path})
+
+    async def events(self, after: int | None = None, retry_s: float = 1.0) -> AsyncIterator[SandboxEvent]:
+        """Verified events, reconnecting (and resuming after the last seq) whenever the link drops."""
+        last = after
+        while True:
+            query = "" if last is None else f"?after={last}"
+            try:
+                async with self._ws("/v1/events" + query) as ch:
+                    async for msg in ch:
+                        try:
+                            claims = self.key.verify_agent_token(str(msg.get("token", "")))
+                            ev = SandboxEvent.model_validate(claims["msg"])
+                        except (TokenError, KeyError, ValueError) as exc:
+                            log.error("dropping unverifiable event from %s: %s", self.base_url, exc)
+                            continue
+                        last = ev.seq
+                        yield ev
+            except AgentError as exc:
+                log.warning("event stream from %s lost: %s", self.base_url, exc.message)
+            if last is None:
+                last = 0  # we were connected: after a reconnect, replay what the agent kept
+            await asyncio.sleep(retry_s)
+
+
+class _SignedAuth(httpx.Auth):
+    """A fresh short-lived token on every request."""
+
+    def __init__(self, key: HostKey) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.key.control_plane_token()}"
+        yield request
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+def _error(resp: httpx.Response) -> AgentError:
+    return error_from_body(resp.status_code, _json_or_text(resp.content))

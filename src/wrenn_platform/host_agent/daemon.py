@@ -1,0 +1,73 @@
+"""Assembling a host agent from configuration: runtime, network slots, template store, identity.
+
+Used by `wrenn agent` (the daemon, behind `api.create_app`) and by the embedded `wrenn server`
+(in-process, behind `client.LocalAgentClient`):
+
+    agent = build_agent(AgentConfig(data_dir=Path("/var/lib/wrenn"), runtime="auto"))
+    await agent.start()          # re-adopts capsules left by a previous process
+    client = LocalAgentClient(agent)
+    ...
+    await agent.close()          # capsules keep running; the next start re-adopts them
+
+Registration with a remote control plane (a registration token exchanged for a host JWT, then
+heartbeats) is a later issue: `register_with_control_plane` below is the hook it fills in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from wrenn_platform.host_agent.runtimes import build_runtime, resolve_runtime_name
+from wrenn_platform.host_agent.service import AgentSettings, HostAgent
+from wrenn_platform.host_agent.slot_pool import LeasedSlots
+from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, TemplateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    data_dir: Path = DEFAULT_DATA_DIR
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    runtime: str = "auto"
+    host_id: str | None = None  # default: persisted in <data_dir>/agent/host_id, created once
+    min_timeout_sec: int = 60
+    lease_dir: Path | None = None  # default: the network module's (/run/wrenn/slots)
+
+
+def load_or_create_host_id(data_dir: Path) -> str:
+    path = data_dir / "agent" / "host_id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host_id = f"host-{secrets.token_hex(8)}"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(host_id + "\n")
+    os.replace(tmp, path)
+    return host_id
+
+
+def build_agent(config: AgentConfig) -> HostAgent:
+    runtime_name, why = resolve_runtime_name(config.runtime)
+    log.info("host agent runtime: %s (%s)", runtime_name, why)
+    if runtime_name == "namespace":
+        log.warning("namespace runtime: capsules share the host kernel (weaker isolation than a VM)")
+    host_id = config.host_id or load_or_create_host_id(config.data_dir)
+    runtime = build_runtime(runtime_name, config.data_dir, config.cache_dir)
+    slots = (LeasedSlots(str(config.data_dir)) if config.lease_dir is None
+             else LeasedSlots(str(config.data_dir), config.lease_dir))
+    settings = AgentSettings(host_id=host_id, data_dir=config.data_dir, min_timeout_sec=config.min_timeout_sec)
+    return HostAgent(settings, runtime, slots, TemplateStore(config.data_dir, config.cache_dir))
+
+
+async def register_with_control_plane(agent: HostAgent, control_plane_url: str, registration_token: str) -> None:
+    """Hook for the registration issue: exchange `registration_token` at `POST /v1/hosts/register`
+    for the host's JWT and secret, then heartbeat and post events to `/v1/hosts/sandbox-events`.
+    Not implemented yet: today the operator gives both sides the same secret file."""
+    raise NotImplementedError("host registration is not implemented yet; use --secret-file on both sides")
