@@ -16,6 +16,7 @@ from wrenn_platform.cli.template import template_app
 from wrenn_platform.host_agent.images import (
     DEFAULT_ENVD_SOURCE,
     MINIMAL,
+    PLATFORM_RECIPES,
     BuildError,
     assemble_template,
     base_layer_dir,
@@ -218,6 +219,18 @@ def test_failed_build_leaves_nothing_finished(tmp_path: Path, minimal_template: 
     assert list(root.iterdir()) == []
     with pytest.raises(TemplateNotFound, match="wrenn template build minimal"):
         TemplateStore(tmp_path / "data", tmp_path).resolve("minimal")
+
+
+def test_failed_debootstrap_reports_its_log_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = dataclasses.replace(MINIMAL, name="broken", mirror="http://mirror.invalid/debian")
+    monkeypatch.setitem(PLATFORM_RECIPES, "broken", broken)
+    with pytest.raises(BuildError, match="Full log: ") as caught:
+        build_template("broken", tmp_path)
+    assert caught.value.log_path is not None
+    assert "Failed getting release file" in str(caught.value)
+    assert "mirror.invalid" in caught.value.log_path.read_text()
+    assert list((tmp_path / "layers" / "broken-base").iterdir()) == []
+    assert not (tmp_path / "templates" / "broken").exists()
 
 
 def test_prune_keeps_current_newest_and_snapshot_parents(tmp_path: Path, minimal_template: TemplateInfo) -> None:
