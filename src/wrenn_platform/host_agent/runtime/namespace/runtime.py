@@ -1,0 +1,326 @@
+"""`NamespaceRuntime`: the driver that puts the pieces together (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wrenn_platform
+
+from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
+from . import cgroups, disk, launcher, probe, seccomp, snapshot, state, userns
+from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, bwrap_argv
+from .layers import BadTemplate, template_layers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIDS_MAX = 1024
+CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ISOLATION_NOTE = (
+    "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation "
+    "than a virtual machine"
+)
+
+
+@dataclass
+class AdoptReport:
+    adopted: list[RunningCapsule] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)  # capsule ids removed because not adoptable
+
+
+def _bwrap_version() -> str:
+    try:
+        out = subprocess.run([BWRAP, "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown"
+    return out.strip() or "unknown"
+
+
+def criu_usable() -> bool:
+    """Whether `criu check` passes (it does not on this machine's 6.18 kernel with Debian's 3.17)."""
+    criu = shutil.which("criu")
+    if criu is None:
+        return False
+    proc = subprocess.run([criu, "check"], capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+class NamespaceRuntime:
+    """Capsules as bubblewrap sandboxes. `state_root` holds one directory per capsule."""
+
+    name = "namespace"
+
+    def __init__(
+        self,
+        state_root: Path,
+        *,
+        pids_max: int = DEFAULT_PIDS_MAX,
+        envd_command: tuple[str, ...] = ENVD_COMMAND,
+        envd_timeout: float = 20.0,
+    ) -> None:
+        self.state_root = state_root
+        self.pids_max = pids_max
+        self.envd_command = envd_command
+        self.envd_timeout = envd_timeout
+        self._capsules: dict[str, state.CapsuleState] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._bwrap_version = _bwrap_version()
+        # Traversable (not listable): bwrap, already running as the capsule's unprivileged host
+        # uid, resolves `<state_root>/<id>/root`. Each capsule dir is 0710 root:<capsule gid>.
+        # The ancestors of `state_root` must be traversable too (e.g. /var/lib/wrenn 0755).
+        state_root.mkdir(parents=True, exist_ok=True)
+        state_root.chmod(0o711)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def state_dir(self, capsule_id: str) -> Path:
+        return self.state_root / capsule_id
+
+    def _metadata(self, envd_version: str) -> dict[str, str]:
+        return {
+            "runtime": self.name,
+            "kernel_version": os.uname().release,
+            "vmm_version": self._bwrap_version,
+            "agent_version": wrenn_platform.__version__,
+            "envd_version": envd_version,
+            "isolation": ISOLATION_NOTE,
+        }
+
+    def _running(self, st: state.CapsuleState) -> RunningCapsule:
+        return RunningCapsule(
+            capsule_id=st.capsule_id,
+            runtime=self.name,
+            slot=st.slot,
+            envd_url=f"http://{st.slot.host_ip}:{ENVD_PORT}",
+            state_dir=self.state_dir(st.capsule_id),
+            metadata=dict(st.metadata),
+        )
+
+    def _get(self, capsule_id: str) -> state.CapsuleState:
+        st = self._capsules.get(capsule_id)
+        if st is None:
+            raise RuntimeError_(f"capsule {capsule_id} is not running on this runtime")
+        return st
+
+    @staticmethod
+    def _write_etc(paths: disk.Paths, spec: CapsuleSpec, slot: NetworkSlot, owner: int) -> None:
+        etc = paths.root / "etc"
+        files = {
+            "hostname": f"{spec.capsule_id}\n",
+            "hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{spec.capsule_id}\n",
+            "resolv.conf": "".join(f"nameserver {ip}\n" for ip in slot.dns_servers),
+        }
+        for name, content in files.items():
+            path = etc / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # may be a symlink into the template: never write through it
+            path.write_text(content)
+            os.chown(path, owner, owner)
+            path.chmod(0o644)
+
+    def _env(self, spec: CapsuleSpec) -> dict[str, str]:
+        env = {
+            "PATH": CAPSULE_PATH,
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "TERM": "xterm-256color",
+        }
+        env.update(spec.env_vars)
+        env["WRENN_ENVD_ACCESS_TOKEN"] = spec.envd_access_token
+        env["WRENN_CAPSULE_ID"] = spec.capsule_id
+        env["WRENN_DEFAULT_USER"] = spec.default_user
+        return env
+
+    # -- Runtime protocol ------------------------------------------------------------------
+
+    async def create(self, spec: CapsuleSpec, slot: NetworkSlot) -> RunningCapsule:
+        if spec.capsule_id in self._capsules or "/" in spec.capsule_id or spec.capsule_id.startswith("."):
+            raise RuntimeError_(f"capsule id {spec.capsule_id!r} is in use or invalid")
+        try:
+            lowers = template_layers(spec.template_dir)
+        except BadTemplate as exc:
+            raise RuntimeError_(f"template {spec.template!r} cannot be used: {exc}") from None
+        state_dir = self.state_dir(spec.capsule_id)
+        try:
+            state_dir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise RuntimeError_(f"capsule {spec.capsule_id} already has state on this host") from None
+        uid_base = userns.host_uid_base(slot.index)
+        state_dir.chmod(0o710)
+        os.chown(state_dir, 0, uid_base)
+        st = state.CapsuleState(
+            capsule_id=spec.capsule_id,
+            template=spec.template,
+            template_dir=str(spec.template_dir),
+            lowers=[str(p) for p in lowers],
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            disk_size_mb=spec.disk_size_mb,
+            slot=slot,
+            uid_base=uid_base,
+            created_at=time.time(),
+        )
+        try:
+            state.save(state_dir, st)  # first, so a crash from here on can be cleaned up
+            await self._start(spec, st, lowers)
+        except BaseException as exc:
+            await self._teardown(spec.capsule_id, st)
+            if isinstance(exc, (RuntimeError_, asyncio.CancelledError)):
+                raise
+            raise RuntimeError_(f"could not create capsule {spec.capsule_id}: {exc}") from exc
+        return self._running(st)
+
+    async def _start(self, spec: CapsuleSpec, st: state.CapsuleState, lowers: list[Path]) -> None:
+        paths = disk.Paths(self.state_dir(spec.capsule_id))
+        cg = cgroups.Cgroup(spec.capsule_id)
+        userns_fd = userns.create_userns(st.uid_base)
+        seccomp_fd = -1
+        try:
+            await disk.create_disk(paths, spec.disk_size_mb, st.uid_base)
+            disk.mount_root(paths, lowers, userns_fd)
+            self._write_etc(paths, spec, st.slot, st.uid_base)
+            cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
+            seccomp_fd = seccomp.filter_fd()
+            argv = bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, self.envd_command)
+            child = launcher.launch(
+                argv,
+                netns=Path("/run/netns") / st.slot.netns,
+                userns_fd=userns_fd,
+                procs_files=cg.procs_files(),
+                env=self._env(spec),
+                pass_fds=(seccomp_fd,),
+                log_path=paths.state_dir / "console.log",
+            )
+        finally:
+            os.close(userns_fd)
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+        self._children[spec.capsule_id] = child
+        st.pid = child.pid
+        st.pid_start = state.process_start_time(child.pid)
+        self._capsules[spec.capsule_id] = st
+        state.save(paths.state_dir, st)
+        try:
+            await probe.wait_for_health(
+                st.slot.host_ip, ENVD_PORT, self.envd_timeout, alive=lambda: child.poll() is None
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            tail = (paths.state_dir / "console.log").read_bytes()[-2000:].decode(errors="replace")
+            raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
+        version = await probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
+        st.metadata = self._metadata(version)
+        state.save(paths.state_dir, st)
+
+    async def _teardown(self, capsule_id: str, st: state.CapsuleState | None) -> None:
+        """freeze, kill, thaw, wait empty; rmdir cgroups; unmount overlay, lowers, disk; rm -r."""
+        cg = cgroups.Cgroup(capsule_id)
+        paths = disk.Paths(self.state_dir(capsule_id))
+        await asyncio.to_thread(cg.kill_all)
+        child = self._children.pop(capsule_id, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=2)
+        await asyncio.to_thread(cg.remove)
+        await asyncio.to_thread(disk.unmount_all, paths)
+        await asyncio.to_thread(disk.remove_state_dir, paths.state_dir)
+        self._capsules.pop(capsule_id, None)
+
+    async def destroy(self, capsule_id: str) -> None:
+        st = self._capsules.get(capsule_id) or state.load(self.state_dir(capsule_id))
+        if st is None and not self.state_dir(capsule_id).exists() and not cgroups.Cgroup(capsule_id).exists():
+            return
+        await self._teardown(capsule_id, st)
+
+    async def pause(self, capsule_id: str) -> None:
+        st = self._get(capsule_id)
+        if st.paused:
+            return
+        # CRIU would checkpoint to disk and release memory; `criu check` fails on this kernel with
+        # the CRIU Debian ships, so pause freezes (memory stays resident, ~1 ms).
+        await asyncio.to_thread(cgroups.Cgroup(capsule_id).freeze)
+        st.paused = True
+        state.save(self.state_dir(capsule_id), st)
+
+    async def resume(self, capsule_id: str) -> RunningCapsule:
+        st = self._get(capsule_id)
+        cgroups.Cgroup(capsule_id).thaw()
+        st.paused = False
+        state.save(self.state_dir(capsule_id), st)
+        return self._running(st)
+
+    async def snapshot(self, capsule_id: str, dest_template_dir: Path) -> None:
+        st = self._get(capsule_id)
+        cg = cgroups.Cgroup(capsule_id)
+        paths = disk.Paths(self.state_dir(capsule_id))
+        was_paused = st.paused
+        if not was_paused:
+            await asyncio.to_thread(cg.freeze)
+        try:
+            await asyncio.to_thread(snapshot.copy_upper, paths.upper, dest_template_dir / "upper", st.uid_base)
+        finally:
+            if not was_paused:
+                cg.thaw()
+
+    async def adopt(self, state_dir: Path) -> RunningCapsule | None:
+        st = state.load(state_dir)
+        capsule_id = state_dir.name
+        if st is None or st.capsule_id != capsule_id:
+            log.warning("namespace: %s has no readable state; cleaning it up", state_dir)
+            await self._teardown(capsule_id, None)
+            return None
+        if st.capsule_id in self._capsules:
+            return self._running(st)
+        cg = cgroups.Cgroup(capsule_id)
+        paths = disk.Paths(state_dir)
+        alive = (
+            st.pid > 0
+            and st.pid_start != 0
+            and state.process_start_time(st.pid) == st.pid_start
+            and st.pid in cg.pids()
+            and os.path.ismount(paths.root)
+            and Path("/run/netns", st.slot.netns).exists()
+        )
+        if alive:
+            if st.paused:
+                alive = cg.frozen()
+            else:
+                try:
+                    await probe.wait_for_health(st.slot.host_ip, ENVD_PORT, 2.0)
+                except (TimeoutError, RuntimeError):
+                    alive = False
+        if not alive:
+            log.warning("namespace: capsule %s cannot be re-adopted; cleaning it up", capsule_id)
+            await self._teardown(capsule_id, st)
+            return None
+        self._capsules[capsule_id] = st
+        return self._running(st)
+
+    async def adopt_all(self) -> AdoptReport:
+        """Adopt every capsule under `state_root`; clean up (and report) the rest."""
+        report = AdoptReport()
+        for state_dir in sorted(p for p in self.state_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            running = await self.adopt(state_dir)
+            if running is None:
+                report.cleaned.append(state_dir.name)
+            else:
+                report.adopted.append(running)
+        return report
+
+    def sample(self, capsule_id: str) -> ResourceSample:
+        self._get(capsule_id)
+        cg = cgroups.Cgroup(capsule_id)
+        return ResourceSample(
+            cpu_seconds=cg.cpu_seconds(),
+            memory_bytes=cg.memory_bytes(),
+            disk_bytes=disk.disk_bytes_used(disk.Paths(self.state_dir(capsule_id))),
+        )
+
+    def capsule_ids(self) -> list[str]:
+        return sorted(self._capsules)
