@@ -31,6 +31,8 @@ class Qmp:
         deadline = time.monotonic() + limit_s
         while True:
             try:
+                if not self.socket_path.exists():  # not yet bound: spare qemu.qmp's error log
+                    raise FileNotFoundError(self.socket_path)
                 await self._client.connect(str(self.socket_path))
                 return
             except Exception as exc:

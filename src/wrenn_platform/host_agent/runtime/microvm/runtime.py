@@ -136,6 +136,7 @@ class MicrovmRuntime:
     async def _start_qemu(self, vm: _Vm, incoming: bool) -> None:
         """Start QEMU for `vm` (booting, or waiting for incoming state) and connect QMP."""
         d = vm.dir
+        os.chown(d / DISK_FILE, vm.record.uid, vm.record.uid)
         (d / QMP_SOCKET).unlink(missing_ok=True)
         tap_fd = await asyncio.to_thread(net.open_tap, vm.record.slot.netns)
         try:
@@ -194,7 +195,10 @@ class MicrovmRuntime:
         d = self.capsule_dir(spec.capsule_id)
         if spec.capsule_id in self._vms or d.exists():
             raise RuntimeError_(f"capsule {spec.capsule_id} already exists")
-        d.mkdir(parents=True, mode=0o700)
+        d.mkdir(parents=True)
+        # QEMU, running as the capsule's uid, reopens its disk by path when migration changes the
+        # image's permissions: the directory must be traversable and the overlay its own.
+        os.chmod(d, 0o711)
         snap_file = spec.template_dir / SNAPSHOT_FILE
         snap = SnapshotRecord.from_json(read_json(snap_file)) if snap_file.exists() else None
         if snap is not None and snap.shape.accel != self.accel:
