@@ -1,0 +1,169 @@
+"""Files: streamed read/write, atomic writes, listing with every FileEntry field, mkdir, remove,
+stat, move, and the permissions of the user a call acts as."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+
+
+async def test_write_creates_parents_and_reads_back_binary(client: EnvdClient, workdir: Path) -> None:
+    blob = os.urandom(3 * 1024 * 1024 + 17)
+    target = workdir / "a" / "b" / "c.bin"
+    written = await client.write_file(str(target), blob)
+    assert written == str(target)
+    assert target.read_bytes() == blob
+    assert await client.read_file(str(target)) == blob
+    assert await client.read_file(str(workdir / "a" / "b" / "c.bin")) == blob
+    empty = await client.write_file(str(workdir / "empty"), b"")
+    assert await client.read_file(empty) == b""
+
+
+async def test_streamed_upload_and_download(client: EnvdClient, workdir: Path) -> None:
+    chunk = os.urandom(1024 * 1024)
+    count = 48
+    sent = hashlib.sha256()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(count):
+            piece = chunk[i:] + chunk[:i]
+            sent.update(piece)
+            yield piece
+
+    path = str(workdir / "big.bin")
+    await client.write_file(path, chunks())
+    got = hashlib.sha256()
+    size = 0
+    async for piece in client.download(path, chunk_size=256 * 1024):
+        got.update(piece)
+        size += len(piece)
+    assert size == count * len(chunk)
+    assert got.hexdigest() == sent.hexdigest()
+
+
+async def test_write_is_atomic_and_keeps_the_mode(client: EnvdClient, workdir: Path) -> None:
+    target = workdir / "script.sh"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o750)
+    inode = target.stat().st_ino
+    await client.write_file(str(target), b"#!/bin/sh\necho new\n")
+    assert target.read_bytes() == b"#!/bin/sh\necho new\n"
+    assert target.stat().st_ino != inode  # replaced by rename, never truncated in place
+    assert target.stat().st_mode & 0o7777 == 0o750
+    assert sorted(os.listdir(workdir)) == ["script.sh"]  # no temporary file left
+
+
+async def test_list_dir_depth_and_every_file_entry_field(client: EnvdClient, workdir: Path) -> None:
+    (workdir / "dir" / "sub").mkdir(parents=True)
+    (workdir / "dir" / "sub" / "deep.txt").write_text("deep")
+    (workdir / "file.txt").write_text("hello")
+    os.chmod(workdir / "file.txt", 0o640)
+    os.symlink("file.txt", workdir / "link")
+    os.utime(workdir / "file.txt", (1_700_000_000, 1_700_000_000))
+
+    top = {e.name: e for e in await client.list_dir(str(workdir))}
+    assert sorted(top) == ["dir", "file.txt", "link"]
+    f = top["file.txt"]
+    assert (f.path, f.type, f.size, f.mode, f.permissions) == (
+        str(workdir / "file.txt"), "file", 5, 0o640, "-rw-r-----"
+    )
+    assert (f.owner, f.group, int(f.modified_at), f.symlink_target) == ("root", "root", 1_700_000_000, None)
+    assert top["dir"].type == "directory" and top["dir"].permissions.startswith("d")
+    assert top["link"].type == "symlink" and top["link"].symlink_target == "file.txt"
+    entry = f.to_file_entry()
+    assert set(entry) == {
+        "name", "path", "type", "size", "mode", "permissions", "owner", "group", "modified_at",
+        "symlink_target",
+    }
+
+    deep = {e.path for e in await client.list_dir(str(workdir), depth=3)}
+    assert str(workdir / "dir" / "sub" / "deep.txt") in deep
+    two = {e.path for e in await client.list_dir(str(workdir), depth=2)}
+    assert str(workdir / "dir" / "sub") in two and str(workdir / "dir" / "sub" / "deep.txt") not in two
+
+
+async def test_mkdir_stat_move_remove(client: EnvdClient, workdir: Path) -> None:
+    made = await client.make_dir(str(workdir / "x" / "y"))
+    assert made.type == "directory" and (workdir / "x" / "y").is_dir()
+    with pytest.raises(EnvdError) as exc:
+        await client.make_dir(str(workdir / "x" / "y"))
+    assert exc.value.code == "already_exists"
+    await client.write_file(str(workdir / "x" / "y" / "f"), b"data")
+    stat = await client.stat(str(workdir / "x" / "y" / "f"))
+    assert stat.size == 4 and stat.type == "file"
+    moved = await client.move(str(workdir / "x"), str(workdir / "z" / "x2"))
+    assert moved.path == str(workdir / "z" / "x2")
+    assert (workdir / "z" / "x2" / "y" / "f").read_bytes() == b"data"
+    await client.remove(str(workdir / "z"))
+    assert not (workdir / "z").exists()
+    for call in (client.stat(str(workdir / "z")), client.remove(str(workdir / "z")),
+                 client.read_file(str(workdir / "nope")), client.list_dir(str(workdir / "nope"))):
+        with pytest.raises(EnvdError) as exc:
+            await call
+        assert exc.value.code == "not_found"
+
+
+async def test_relative_paths_are_taken_from_the_users_home(client: EnvdClient) -> None:
+    name = f"envd-test-{time.time_ns()}.txt"
+    try:
+        await client.write_file(name, b"home")
+        assert Path("/root", name).read_bytes() == b"home"
+        assert (await client.stat(f"~/{name}")).path == f"/root/{name}"
+    finally:
+        Path("/root", name).unlink(missing_ok=True)
+
+
+async def test_unprivileged_user_gets_permission_denied(client: EnvdClient, workdir: Path) -> None:
+    secret = workdir / "secret"
+    secret.write_bytes(b"root only")
+    os.chmod(secret, 0o600)
+    private = workdir / "private"
+    private.mkdir(mode=0o700)
+    cases = [
+        client.read_file(str(secret), user="nobody"),
+        client.write_file(str(workdir / "new"), b"x", user="nobody"),  # workdir is 0755 root
+        client.list_dir(str(private), user="nobody"),
+        client.make_dir(str(workdir / "d"), user="nobody"),
+        client.remove(str(secret), user="nobody"),
+        client.move(str(secret), str(workdir / "moved"), user="nobody"),
+        client.stat(str(private / "x"), user="nobody"),
+    ]
+    for call in cases:
+        with pytest.raises(EnvdError) as exc:
+            await call
+        assert exc.value.code == "permission_denied", exc.value
+    assert secret.read_bytes() == b"root only" and not (workdir / "new").exists()
+    # Where nobody may write, files are created as nobody.
+    shared = workdir / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    await client.write_file(str(shared / "mine" / "f.txt"), b"ok", user="nobody")
+    entry = await client.stat(str(shared / "mine" / "f.txt"), user="nobody")
+    assert (entry.owner, entry.group) == ("nobody", "nogroup")
+    assert (shared / "mine").stat().st_uid == 65534
+    # The root thread pool is unaffected by the unprivileged one.
+    assert await client.read_file(str(secret)) == b"root only"
+
+
+async def test_bad_paths_and_directories(client: EnvdClient, workdir: Path) -> None:
+    (workdir / "d").mkdir()
+    (workdir / "f").write_text("f")
+    cases = [
+        (client.read_file(str(workdir / "d")), "invalid_argument"),
+        (client.write_file(str(workdir / "d"), b"x"), "invalid_argument"),
+        (client.write_file(str(workdir / "f" / "under-a-file"), b"x"), "already_exists"),
+        (client.list_dir(str(workdir / "f")), "invalid_argument"),
+        (client.stat(""), "invalid_argument"),
+        (client.stat(str(workdir), user="no-such-user"), "invalid_argument"),
+    ]
+    for call, code in cases:
+        with pytest.raises(EnvdError) as exc:
+            await call
+        assert exc.value.code == code, exc.value
