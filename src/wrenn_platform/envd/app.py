@@ -115,7 +115,10 @@ class Envd:
             return
         try:
             await handler(request, response)
-        except RpcError as exc:
+        except (RpcError, BadRequest) as exc:
+            if isinstance(exc, BadRequest):
+                response.keep_alive = False
+                exc = RpcError("invalid_argument", str(exc))
             if not response.started:
                 await response.start(200, {"Content-Type": CONNECT_JSON})
             await response.write(end_stream(exc))
