@@ -30,6 +30,7 @@ from wrenn_platform.host_agent.templates import (
     InvalidTemplateName,
     TemplateExists,
     TemplateInfo,
+    TemplateInUse,
     TemplateNotFound,
     TemplateStore,
     read_info,
@@ -381,6 +382,20 @@ def test_snapshot_lifecycle(store: TemplateStore) -> None:
     with pytest.raises(TemplateNotFound):
         store.delete("team-1", "snap")
     assert list((store.data_dir / "templates" / "team-1").iterdir()) == []
+
+
+def test_a_parent_template_cannot_be_deleted_before_its_children(store: TemplateStore) -> None:
+    with store.snapshot_dir("team-1", "first", runtime="namespace", parent=store.resolve("minimal")) as pending:
+        (pending.path / "upper").mkdir()
+    first = store.resolve("first", "team-1")
+    with store.snapshot_dir("team-1", "second", runtime="namespace", parent=first) as pending:
+        (pending.path / "upper").mkdir()
+    assert store.resolve("second", "team-1").parent_dir == first.path
+    with pytest.raises(TemplateInUse, match="parent of second"):
+        store.delete("team-1", "first")
+    store.delete("team-1", "second")
+    store.delete("team-1", "first")
+    assert [t.name for t in store.list("team-1")] == ["minimal"]
 
 
 def test_failed_snapshot_leaves_nothing(store: TemplateStore) -> None:

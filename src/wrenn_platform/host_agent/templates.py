@@ -71,6 +71,10 @@ class TemplateExists(TemplateError):
     pass
 
 
+class TemplateInUse(TemplateError):
+    """Another template is layered on this one (a snapshot's `parent_dir`)."""
+
+
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid template name, else raise InvalidTemplateName."""
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
@@ -350,6 +354,9 @@ class TemplateStore:
         template_dir = self.team_dir(team_id) / name
         if not (template_dir / METADATA_FILE).is_file():
             raise TemplateNotFound(f"template {name!r} not found for team {team_id}")
+        children = [t.name for t in self.list() if t.parent_dir == template_dir]
+        if children:
+            raise TemplateInUse(f"template {name!r} is the parent of {', '.join(sorted(children))}: delete those first")
         # Rename first so a half-deleted directory never looks like a template.
         trash = template_dir.with_name(f".trash-{name}-{uuid.uuid4().hex[:8]}")
         os.rename(template_dir, trash)
