@@ -53,6 +53,10 @@ _ERRORS: dict[str, type[AgentError]] = {
 }
 
 
+# envd refusing to start a command, as the exit status a shell would give it
+_SPAWN_FAILURES = {"not_found": 127, "permission_denied": 126}
+
+
 def agent_error(exc: EnvdError) -> AgentError:
     return _ERRORS.get(exc.code, GuestError)(exc.message or exc.code)
 
@@ -176,20 +180,27 @@ class Guest:
         """A foreground command: its output, exit code and duration. On timeout envd kills it and
         the result says `timed_out` with the output produced until then."""
         stdout, stderr = bytearray(), bytearray()
-        exit_code, timed_out = -1, False
+        exit_code, timed_out, pid = -1, False, 0
         started = time.monotonic()
         events = self.envd.start(req.cmd, req.args, envs=req.envs, cwd=req.cwd, user=req.user,
                                  stdin=False, timeout=req.timeout_sec)
         try:
             async for ev in events:
-                if isinstance(ev, ProcessOutput):
+                if isinstance(ev, ProcessStarted):
+                    pid = ev.pid
+                elif isinstance(ev, ProcessOutput):
                     (stderr if ev.stream == "stderr" else stdout).extend(ev.data)
                 elif isinstance(ev, ProcessEnded):
                     exit_code = ev.exit_code
         except EnvdError as exc:
-            if exc.code != "deadline_exceeded":
+            if exc.code in _SPAWN_FAILURES and pid == 0:
+                # A shell's answer, not an API error: 404 would read as "capsule not found".
+                exit_code = _SPAWN_FAILURES[exc.code]
+                stderr.extend(f"{exc.message}\n".encode())
+            elif exc.code == "deadline_exceeded":
+                timed_out = True
+            else:
                 raise agent_error(exc) from exc
-            timed_out = True
         finally:
             await events.aclose()
         duration_ms = int((time.monotonic() - started) * 1000)
