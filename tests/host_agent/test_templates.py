@@ -234,15 +234,22 @@ def test_failed_debootstrap_reports_its_log_and_leaves_nothing(tmp_path: Path, m
     assert not (tmp_path / "templates" / "broken").exists()
 
 
-def test_prune_keeps_current_newest_and_snapshot_parents(tmp_path: Path, minimal_template: TemplateInfo) -> None:
-    base_dir = Path(minimal_template.metadata["base_layer"])
+def test_prune_keeps_current_newest_and_snapshot_parents(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     root = cache / "templates" / "minimal"
-    envd = frozen_envd(tmp_path)
+    kept_layer = cache / "layers" / "minimal-base" / "1111111111111111"
+    kept_layer.mkdir(parents=True)
     builds = []
-    for i in range(3):
-        (envd / "variant.py").write_text(f"N = {i}\n")
-        builds.append(assemble_template(MINIMAL, base_dir, root, envd)[0].path)
+    for i in range(4):
+        build = root / f"{i:016x}"
+        (build / "rootfs").mkdir(parents=True)
+        info = TemplateInfo(
+            name="minimal", type="base", platform=True, path=build, metadata={"base_layer": str(kept_layer)}
+        )
+        write_info(info)
+        os.utime(build / "template.json", (1_700_000_000 + i, 1_700_000_000 + i))
+        builds.append(build)
+    (root / "current").symlink_to(builds[1].name)  # e.g. after a rebuild of an older recipe
     stale_layer = cache / "layers" / "minimal-base" / "0000000000000000"
     stale_layer.mkdir(parents=True)
     (cache / "logs").mkdir()
@@ -254,11 +261,11 @@ def test_prune_keeps_current_newest_and_snapshot_parents(tmp_path: Path, minimal
     removed = prune("minimal", cache, keep=1, referenced=[builds[0]], keep_logs=1)
 
     old_logs = {cache / "logs" / f"minimal-2026010{i}T000000-1.log" for i in range(2)}
-    assert set(removed) == {builds[1], stale_layer, *old_logs}
-    assert [b.exists() for b in builds] == [True, False, True]
-    assert (root / "current").resolve() == builds[2]
+    assert set(removed) == {builds[2], stale_layer, *old_logs}
+    assert [b.exists() for b in builds] == [True, True, False, True]  # parent, current, -, newest
+    assert (root / "current").resolve() == builds[1]
     assert len(list((cache / "logs").glob("*.log"))) == 1
-    assert base_dir.exists()
+    assert kept_layer.exists()
 
 
 def test_debootstrap_output_becomes_phases_and_steps() -> None:
