@@ -44,7 +44,7 @@ async def wait_for_health(host: str, port: int, timeout: float, alive: Any = Non
         if loop.time() > deadline:
             raise TimeoutError(f"envd did not answer on {host}:{port} within {timeout:.0f} s")
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.2, 0.01)
 
 
 async def envd_version(host: str, port: int, token: str) -> str:

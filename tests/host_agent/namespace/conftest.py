@@ -1,0 +1,108 @@
+"""Real capsules on the namespace runtime, as root. Slots come from the machine-wide lease dir
+(shared with every other agent and test run on this machine)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from wrenn_platform.host_agent.envd_client import EnvdClient
+from wrenn_platform.host_agent.network import allocate_slot, release_slot
+from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot, RunningCapsule
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
+from wrenn_platform.host_agent.templates import TemplateInfo
+
+pytestmark = pytest.mark.root
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+# Not under pytest's tmp_path: the capsule's unprivileged host uid must traverse to its root.
+STATE_PARENT = Path("/var/tmp/wrenn-test-namespace")
+
+
+@pytest.fixture
+def state_root() -> Path:
+    path = STATE_PARENT / uuid.uuid4().hex[:12]
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def owner(state_root: Path) -> str:
+    return f"test:{state_root}"
+
+
+@pytest.fixture
+def runtime(state_root: Path) -> NamespaceRuntime:
+    return NamespaceRuntime(state_root, pids_max=256)
+
+
+def new_id() -> str:
+    return "cl-t" + uuid.uuid4().hex[:10]
+
+
+def spec_for(template: TemplateInfo | Path, **overrides: object) -> CapsuleSpec:
+    template_dir = template if isinstance(template, Path) else template.path
+    values: dict[str, object] = dict(
+        capsule_id=new_id(),
+        template="minimal",
+        template_dir=template_dir,
+        vcpus=1,
+        memory_mb=256,
+        disk_size_mb=256,
+        envd_access_token=TOKEN,
+    )
+    values.update(overrides)
+    return CapsuleSpec(**values)  # type: ignore[arg-type]
+
+
+MakeCapsule = Callable[..., Awaitable[RunningCapsule]]
+
+
+@pytest.fixture
+async def make_capsule(
+    runtime: NamespaceRuntime, minimal_template: TemplateInfo, owner: str
+) -> AsyncIterator[MakeCapsule]:
+    made: list[tuple[str, NetworkSlot]] = []
+
+    async def make(dns_servers: tuple[str, ...] | None = None, **overrides: object) -> RunningCapsule:
+        spec = spec_for(minimal_template, **overrides)
+        slot = await allocate_slot(owner, spec.capsule_id, dns_servers=dns_servers)
+        try:
+            capsule = await runtime.create(spec, slot)
+        except BaseException:
+            await release_slot(slot)
+            raise
+        made.append((spec.capsule_id, slot))
+        return capsule
+
+    yield make
+    for capsule_id, slot in made:
+        await runtime.destroy(capsule_id)
+        await release_slot(slot)
+
+
+def envd(capsule: RunningCapsule) -> EnvdClient:
+    return EnvdClient(capsule.envd_url, TOKEN, timeout=60)
+
+
+async def sh(capsule: RunningCapsule, script: str, user: str = "user", timeout: float = 30) -> tuple[int, str, str]:
+    async with envd(capsule) as client:
+        result = await client.run("/bin/sh", ["-c", script], user=user, timeout=timeout)
+    return result.exit_code, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+def my_mounts(state_root: Path) -> list[str]:
+    prefix = f"{state_root}/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def cgroup_exists(capsule_id: str) -> bool:
+    return any(
+        os.path.isdir(f"/sys/fs/cgroup/{c}/wrenn/{capsule_id}") for c in ("cpu", "cpuacct", "memory", "pids", "freezer")
+    )

@@ -1,0 +1,71 @@
+"""Limits hold inside a capsule and the host is unharmed: memory (OOM inside), CPU quota, pids
+(fork bomb contained), disk (ENOSPC inside)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime, cgroups
+
+from .conftest import MakeCapsule, sh
+
+
+async def test_memory_limit_ooms_inside_the_capsule(make_capsule: MakeCapsule) -> None:
+    capsule = await make_capsule(memory_mb=128)
+    cg = cgroups.Cgroup(capsule.capsule_id)
+    code, _, _ = await sh(capsule, "python3 -c 'x = bytearray(400 * 1024 * 1024); x[::4096] = b\"a\" * len(x[::4096])'")
+    assert code != 0  # killed
+    assert cg.oom_kills() >= 1
+    assert cg.memory_bytes() <= 128 * 1024 * 1024
+    code, out, _ = await sh(capsule, "echo still-alive")  # envd survived
+    assert (code, out) == (0, "still-alive\n")
+
+
+async def test_cpu_quota_caps_usage(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
+    capsule = await make_capsule(vcpus=2)
+    cpu_dir = Path("/sys/fs/cgroup/cpu/wrenn") / capsule.capsule_id
+    assert int((cpu_dir / "cpu.cfs_quota_us").read_text()) == 2 * int((cpu_dir / "cpu.cfs_period_us").read_text())
+    # Others share this 2-core machine, so one full CPU may not be available to observe a cap of
+    # 1: tighten the same quota to 0.2 CPU and check that every process of the capsule obeys it.
+    (cpu_dir / "cpu.cfs_quota_us").write_text("20000")
+    before = runtime.sample(capsule.capsule_id).cpu_seconds
+    start = time.monotonic()
+    await sh(capsule, "timeout 2 sh -c 'while :; do :; done' & timeout 2 sh -c 'while :; do :; done' & wait")
+    wall = time.monotonic() - start
+    used = runtime.sample(capsule.capsule_id).cpu_seconds - before
+    stat = (cpu_dir / "cpu.stat").read_text()
+    throttled = int(next(line.split()[1] for line in stat.splitlines() if line.startswith("nr_throttled")))
+    assert used <= wall * 0.2 + 0.1, (used, wall)
+    assert throttled > 0, stat
+
+
+async def test_pids_limit_contains_a_fork_bomb(make_capsule: MakeCapsule) -> None:
+    capsule = await make_capsule()  # runtime fixture: pids_max=256
+    pids_dir = Path("/sys/fs/cgroup/pids/wrenn") / capsule.capsule_id
+    code, out, err = await sh(
+        capsule,
+        "bomb() { bomb | bomb & }; (bomb) 2>/dev/null & sleep 3; echo done",
+        timeout=60,
+    )
+    assert int((pids_dir / "pids.max").read_text()) == 256
+    assert int((pids_dir / "pids.events").read_text().split()[1]) > 0  # forks were refused
+    assert int((pids_dir / "pids.current").read_text()) <= 256
+    # the host can still fork
+    proc = await asyncio.create_subprocess_exec("true")
+    assert await proc.wait() == 0
+
+
+async def test_disk_limit_gives_enospc_inside(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
+    capsule = await make_capsule(disk_size_mb=64)
+    code, out, err = await sh(capsule, "dd if=/dev/zero of=/home/user/big bs=1M count=200 2>&1; echo rc=$?")
+    assert "No space left on device" in out
+    assert "rc=1" in out
+    image = runtime.state_dir(capsule.capsule_id) / "disk.img"
+    assert image.stat().st_size == 64 * 1024 * 1024
+    assert runtime.sample(capsule.capsule_id).disk_bytes <= 64 * 1024 * 1024
+    code, out, _ = await sh(capsule, "rm /home/user/big && echo ok")  # the capsule recovers
+    assert out == "ok\n"
+    assert os.statvfs("/").f_bavail > 0
