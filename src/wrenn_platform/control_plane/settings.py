@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     activation_ttl_seconds: int = Field(30 * 60, description="Activation link lifetime.")
     signup_cooldown_seconds: int = Field(60, description="Minimum time between activation emails to one address.")
     password_reset_ttl_seconds: int = Field(15 * 60, description="Password reset link lifetime.")
+    session_cache_seconds: int = Field(
+        30, description="How long a session lookup stays in the Redis session cache (revocation clears it at once)."
+    )
+    oauth_state_ttl_seconds: int = Field(10 * 60, description="How long an OAuth login or connect may take.")
+    redis_prefix: str = Field("wrenn:", description="Prefix of every Redis key and channel (share one Redis safely).")
+    trust_proxy_headers: bool = Field(
+        False, description="Take the client IP from X-Forwarded-For (only behind a trusted reverse proxy)."
+    )
 
     smtp_host: str = Field("", description="SMTP server; empty = write emails to DATA_DIR/outbox/*.eml.")
     smtp_port: int = Field(587, description="SMTP port.")
@@ -50,7 +58,16 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, description="Largest JSON request body (413 above).")
     runtime: Literal["auto", "namespace", "microvm"] = Field("auto", description="Capsule runtime of the local agent.")
     embedded_agent: bool = Field(True, description="Run a host agent inside `wrenn server`.")
+    cache_dir: Path = Field(Path("/var/cache/wrenn"), description="Built platform templates (the embedded agent's "
+                            "template cache).")
     secret_key: str = Field("", description="Key for signing and encrypting; empty = generated into DATA_DIR.")
+    host_heartbeat_seconds: float = Field(5.0, description="How often a host agent heartbeats.")
+    host_offline_after_seconds: float = Field(30.0, description="A host without a heartbeat this long gets no "
+                                              "new capsules and is marked unreachable.")
+    reconcile_interval_seconds: float = Field(5.0, description="How often capsule records are checked against "
+                                              "what the hosts report.")
+    usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")
+    capsule_min_timeout_sec: int = Field(60, description="Positive capsule `timeout_sec` below this is clamped up.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

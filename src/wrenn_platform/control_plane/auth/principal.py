@@ -2,7 +2,8 @@
 
 Cookie-authenticated requests that change state must carry `X-CSRF-Token` equal to the
 `wrenn_csrf` cookie (double submit); API-key requests are exempt. Route dependencies:
-`require_session`, `require_key_or_session`, `require_admin`.
+`require_session`, `require_key_or_session`, `require_admin`. With Redis configured, the session
+lookup goes through `session_cache.py`; revocations invalidate it (`sessions.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..deps import get_db, get_settings
 from ..errors import ApiError, forbidden, unauthorized
 from ..security import equal, sha256_hex
 from ..settings import Settings
+from .session_cache import TOUCH_OPTION, SessionCache, SessionSnapshot
 
 SESSION_COOKIE = "wrenn_sid"
 CSRF_COOKIE = "wrenn_csrf"
@@ -51,28 +53,57 @@ class Principal:
         return (self.session_id and self.user_id) or self.api_key_id or ""
 
 
-async def _session_principal(request: Request, db: AsyncSession, settings: Settings) -> Principal | None:
-    sid = request.cookies.get(SESSION_COOKIE)
-    if not sid:
-        return None
+async def _load_session(request: Request, db: AsyncSession, sid_hash: str) -> SessionSnapshot | None:
+    cache: SessionCache | None = getattr(request.app.state, "session_cache", None)
+    generation = 0
+    if cache is not None:
+        cached, generation = await cache.get(sid_hash)
+        if cached is not None:
+            return cached
     row = (
         await db.execute(
             select(AuthSession, User)
             .join(User, User.id == AuthSession.user_id)
-            .where(AuthSession.sid_hash == sha256_hex(sid))
+            .where(AuthSession.sid_hash == sid_hash)
         )
     ).first()
     if row is None:
         return None
     auth_session, user = row
+    snapshot = SessionSnapshot(
+        session_id=auth_session.id,
+        user_id=user.id,
+        team_id=auth_session.team_id,
+        created_at=auth_session.created_at,
+        last_seen_at=auth_session.last_seen_at,
+        expires_at=auth_session.expires_at,
+        revoked=auth_session.revoked_at is not None,
+        user_active=user.is_active,
+        user_deleted=user.deleted_at is not None,
+        is_admin=user.is_admin,
+        actor_name=user.name or user.email,
+    )
+    if cache is not None and not snapshot.revoked:
+        await cache.put(sid_hash, snapshot, generation)
+    return snapshot
+
+
+async def _session_principal(request: Request, db: AsyncSession, settings: Settings) -> Principal | None:
+    sid = request.cookies.get(SESSION_COOKIE)
+    if not sid:
+        return None
+    sid_hash = sha256_hex(sid)
+    session = await _load_session(request, db, sid_hash)
+    if session is None:
+        return None
     now = utcnow()
-    idle_deadline = auth_session.last_seen_at + timedelta(seconds=settings.session_idle_seconds)
+    idle_deadline = session.last_seen_at + timedelta(seconds=settings.session_idle_seconds)
     if (
-        auth_session.revoked_at is not None
-        or auth_session.expires_at <= now
+        session.revoked
+        or session.expires_at <= now
         or idle_deadline <= now
-        or not user.is_active
-        or user.deleted_at is not None
+        or not session.user_active
+        or session.user_deleted
     ):
         return None
     if request.method not in SAFE_METHODS:
@@ -80,24 +111,32 @@ async def _session_principal(request: Request, db: AsyncSession, settings: Setti
         cookie = request.cookies.get(CSRF_COOKIE, "")
         if not header or not cookie or not equal(header, cookie):
             raise ApiError(403, "csrf_failed", "missing or invalid X-CSRF-Token header")
-    if now - auth_session.last_seen_at >= _TOUCH_INTERVAL:
-        await db.execute(update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now))
+    if now - session.last_seen_at >= _TOUCH_INTERVAL:
+        await db.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session.session_id, AuthSession.revoked_at.is_(None))
+            .values(last_seen_at=now)
+            .execution_options(**{TOUCH_OPTION: True})
+        )
         await db.commit()
+        cache: SessionCache | None = getattr(request.app.state, "session_cache", None)
+        if cache is not None:
+            await cache.drop(sid_hash)
     role = (
         await db.execute(
             select(TeamMember.role).where(
-                TeamMember.team_id == auth_session.team_id, TeamMember.user_id == user.id
+                TeamMember.team_id == session.team_id, TeamMember.user_id == session.user_id
             )
         )
     ).scalar_one_or_none()
     return Principal(
         kind="session",
-        team_id=auth_session.team_id,
-        user_id=user.id,
+        team_id=session.team_id,
+        user_id=session.user_id,
         role=role,
-        is_admin=user.is_admin,
-        actor_name=user.name or user.email,
-        session_id=auth_session.id,
+        is_admin=session.is_admin,
+        actor_name=session.actor_name,
+        session_id=session.session_id,
     )
 
 
