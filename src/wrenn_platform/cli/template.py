@@ -71,18 +71,19 @@ def list_templates(
     except TemplateError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    table = Table("name", "type", "team", "size", "created", "recipe", "path")
+    table = Table("name", "type", "team", "size", "created", "recipe")
+    table.add_column("path", overflow="fold")
     for t in templates:
         table.add_row(
             t.name,
-            t.type + (" (platform)" if t.platform else ""),
+            "platform" if t.platform else t.type,
             t.team_id or "-",
             f"{t.size_bytes / 1e6:.0f} MB",
-            t.created_at,
+            t.created_at.replace("T", " ").removesuffix("Z"),
             t.recipe_hash or "-",
             str(t.path),
         )
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)
     if not templates:
         Console(stderr=True).print("no templates yet: run `wrenn template build minimal`")
 
