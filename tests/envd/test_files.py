@@ -112,12 +112,13 @@ async def test_mkdir_stat_move_remove(client: EnvdClient, workdir: Path) -> None
 
 async def test_relative_paths_are_taken_from_the_users_home(client: EnvdClient) -> None:
     name = f"envd-test-{time.time_ns()}.txt"
+    home_file = Path("/root") / name
     try:
         await client.write_file(name, b"home")
-        assert Path("/root", name).read_bytes() == b"home"
-        assert (await client.stat(f"~/{name}")).path == f"/root/{name}"
+        assert Path(home_file).read_bytes() == b"home"
+        assert (await client.stat(f"~/{name}")).path == str(home_file)
     finally:
-        Path("/root", name).unlink(missing_ok=True)
+        os.unlink(home_file)
 
 
 async def test_unprivileged_user_gets_permission_denied(client: EnvdClient, workdir: Path) -> None:

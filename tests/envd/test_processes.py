@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ async def test_stream_input(client: EnvdClient) -> None:
     info = await client.start_background("sha256sum", stdin=True, tag="hasher")
     chunks = [bytes([i]) * 100_000 for i in range(20)]
 
-    async def gen():  # type: ignore[no-untyped-def]
+    async def gen() -> AsyncIterator[bytes]:
         for c in chunks:
             yield c
 

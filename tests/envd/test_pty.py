@@ -7,11 +7,11 @@ from collections.abc import AsyncGenerator
 
 from wrenn_platform.host_agent.envd_client import (
     EnvdClient,
-    PtySize,
     ProcessEnded,
     ProcessEvent,
     ProcessOutput,
     ProcessStarted,
+    PtySize,
 )
 
 

@@ -207,12 +207,8 @@ class Process:
         status = self.exit_status or 0
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            try:
-                name = signal.Signals(sig).name[3:].lower()
-            except ValueError:
-                name = str(sig)
-            names = {"term": "terminated", "kill": "killed", "int": "interrupt", "hup": "hangup"}
-            return {"exitCode": -1, "exited": False, "status": f"signal: {names.get(name, name)}"}
+            name = (signal.strsignal(sig) or f"signal {sig}").lower()
+            return {"exitCode": -1, "exited": False, "status": f"signal: {name}"}
         code = os.WEXITSTATUS(status)
         return {"exitCode": code, "exited": True, "status": f"exit status {code}"}
 
