@@ -115,7 +115,7 @@ async def test_relative_paths_are_taken_from_the_users_home(client: EnvdClient) 
     home_file = Path("/root") / name
     try:
         await client.write_file(name, b"home")
-        assert Path(home_file).read_bytes() == b"home"
+        assert home_file.read_bytes() == b"home"
         assert (await client.stat(f"~/{name}")).path == str(home_file)
     finally:
         os.unlink(home_file)
