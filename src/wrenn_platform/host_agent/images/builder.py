@@ -303,25 +303,28 @@ def build_template(
     log_dir = cache_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    with _locked(cache_dir / "locks" / f"{name}.lock", reporter, f"build of {name}"):
+    with (
+        _locked(cache_dir / "locks" / f"{name}.lock", reporter, f"build of {name}"),
+        open(log_path, "w") as log,
+    ):
+        log.write(f"wrenn template build {name} at {_now()}\n")
         try:
-            with open(log_path, "w") as log:
-                log.write(f"wrenn template build {name} at {_now()}\n")
-                base_dir, built_base = build_base(recipe, cache_dir, log, reporter, force=force)
-                log.write(f"base layer: {base_dir} ({'built' if built_base else 'cached'})\n")
-                info, built = assemble_template(
-                    recipe, base_dir, template_root, envd_source, reporter, force=force or built_base
-                )
-                log.write(f"template: {info.path} ({'built' if built else 'cached'})\n")
+            base_dir, built_base = build_base(recipe, cache_dir, log, reporter, force=force)
+            log.write(f"base layer: {base_dir} ({'built' if built_base else 'cached'})\n")
+            info, built = assemble_template(
+                recipe, base_dir, template_root, envd_source, reporter, force=force or built_base
+            )
+            log.write(f"template: {info.path} ({'built' if built else 'cached'})\n")
         except subprocess.CalledProcessError as exc:
+            log.write(f"FAILED: {exc}\n")
+            log.flush()
             raise BuildError(
                 f"building template {name!r} failed: `{' '.join(map(str, exc.cmd))}` exited with "
                 f"{exc.returncode}. Full log: {log_path}\n{_tail(log_path)}",
                 log_path,
             ) from exc
-        except BuildError as exc:
-            raise BuildError(f"{exc} (log: {log_path})", log_path) from exc
-        except OSError as exc:
+        except (BuildError, OSError) as exc:
+            log.write(f"FAILED: {exc}\n")
             raise BuildError(f"building template {name!r} failed: {exc}. Full log: {log_path}", log_path) from exc
     reporter.note(f"{name}: built {info.path}")
     return BuildResult(info, built_base, built, time.monotonic() - started, log_path)
