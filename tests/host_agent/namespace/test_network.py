@@ -1,0 +1,105 @@
+"""Slots: egress NAT and DNS through a fake internet in its own netns; leases safe across
+processes; the shared nftables table is idempotent and has no per-slot rules."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from wrenn_platform.host_agent.network import allocate_slot, leases, nftables, release_slot
+
+from .conftest import MakeCapsule, sh
+
+INTERNET_IP = "198.51.100.7"  # TEST-NET-2, only ever on a veth of this machine
+HOST_SIDE_IP = "198.51.100.1"
+PORT = 8080
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+async def internet() -> AsyncIterator[str]:
+    suffix = uuid.uuid4().hex[:6]
+    ns, host_if = f"wrntest-inet-{suffix}", f"wrnti{suffix}"
+    ip("netns", "add", ns)
+    proc = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("addr", "add", f"{HOST_SIDE_IP}/24", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("-n", ns, "addr", "add", f"{INTERNET_IP}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", ns, sys.executable, str(Path(__file__).with_name("fake_internet.py")),
+            INTERNET_IP, str(PORT), stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 10)) == b"ready\n"
+        yield INTERNET_IP
+    finally:
+        if proc is not None:
+            proc.kill()
+            await proc.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+async def test_egress_is_masqueraded_and_dns_works(make_capsule: MakeCapsule, internet: str) -> None:
+    capsule = await make_capsule(dns_servers=(internet,))
+    code, out, err = await sh(capsule, f"curl -sS -m 5 telnet://{internet}:{PORT} </dev/null")
+    assert code == 0, err
+    assert out == f"peer={HOST_SIDE_IP}\n"  # NAT: the capsule's 10.11.x.y never leaves the host
+    code, out, _ = await sh(capsule, "cat /etc/resolv.conf")
+    assert out == f"nameserver {internet}\n"
+    code, out, _ = await sh(capsule, "getent hosts example.test")
+    assert code == 0 and out.split() == [internet, "example.test"]
+    code, out, _ = await sh(capsule, "getent hosts example.invalid")
+    assert code != 0
+
+
+def _take(lease_dir: str, n: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    got = [leases.acquire("proc", f"h{i}", Path(lease_dir), max_slots=64).index for i in range(n)]
+    queue.put(got)
+
+
+def test_leases_are_exclusive_across_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_take, args=(str(tmp_path), 12, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    indexes = [i for got in results for i in got]
+    assert len(indexes) == 48 and len(set(indexes)) == 48
+    with pytest.raises(leases.NoFreeSlot):
+        for _ in range(17):
+            leases.acquire("me", "x", tmp_path, max_slots=64)
+    leases.release(indexes[0], tmp_path)
+    assert leases.acquire("me", "again", tmp_path, max_slots=64).index == indexes[0]
+
+
+async def test_slot_reuse_and_the_shared_table(owner: str) -> None:
+    nftables.install()
+    before = subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
+    slot = await allocate_slot(owner, "reuse")
+    assert subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout == before
+    assert slot.host_ip == slot.guest_ip and Path("/run/netns", slot.netns).exists()
+    await release_slot(slot)
+    await release_slot(slot)  # idempotent
+    assert not Path("/run/netns", slot.netns).exists()
+    assert subprocess.run(["ip", "link", "show", slot.host_iface], capture_output=True).returncode != 0
+    assert leases.read(slot.index) is None
+    nftables.install()  # a second agent starting: nothing changes
+    assert subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout == before
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
