@@ -18,11 +18,11 @@ import uvicorn
 from wrenn_platform.host_agent.api import create_app
 from wrenn_platform.host_agent.auth import HostKey
 from wrenn_platform.host_agent.client import AgentClient, HttpAgentClient, LocalAgentClient
+from wrenn_platform.host_agent.network import leases
 from wrenn_platform.host_agent.runtimes import build_runtime
 from wrenn_platform.host_agent.service import AgentSettings, HostAgent
 from wrenn_platform.host_agent.slot_pool import LeasedSlots
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
-
 
 TEST_ROOT = Path("/tmp/wrenn-agent-tests")
 
@@ -75,6 +75,16 @@ async def serve(agent: HostAgent, key: HostKey) -> AsyncIterator[Served]:
         await task
         sock.close()
         await agent.close()
+
+
+def exist(*paths: Path) -> list[bool]:
+    return [p.exists() for p in paths]
+
+
+def leased_by(agent: HostAgent) -> list[int]:
+    """Slot indexes the network module has leased to this agent."""
+    assert isinstance(agent.slots, LeasedSlots)
+    return [lease.index for lease in leases.list_leases(agent.slots.lease_dir) if lease.owner == agent.slots.owner]
 
 
 async def destroy_all(agent: HostAgent) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from wrenn_platform.host_agent.client import AgentClient, Channel
-from wrenn_platform.host_agent.network import leases
 from wrenn_platform.wire.agent import (
     AlreadyExists,
     BackgroundExecResponse,
@@ -24,13 +24,13 @@ from wrenn_platform.wire.agent import (
     NotFound,
 )
 
-from .conftest import Served
+from .conftest import Served, exist, leased_by
 
 pytestmark = pytest.mark.root
 
 
 async def run(client: AgentClient, capsule_id: str, cmd: str, *args: str, **kw: object) -> ExecResponse:
-    r = await client.exec(capsule_id, ExecRequest(cmd=cmd, args=list(args), **kw))  # type: ignore[arg-type]
+    r = await client.exec(capsule_id, ExecRequest(cmd=cmd, args=list(args), **kw))
     assert isinstance(r, ExecResponse)
     return r
 
@@ -56,10 +56,8 @@ async def messages_until(ch: Channel, stop: str, limit: float = 10.0) -> list[di
 async def capsule(client: AgentClient) -> AsyncIterator[str]:
     info = await client.create(CreateCapsuleRequest(template="minimal", metadata={"purpose": "test"}))
     yield info.id
-    try:
+    with contextlib.suppress(NotFound):
         await client.destroy(info.id)
-    except NotFound:
-        pass
 
 
 async def test_create_reports_a_running_capsule(client: AgentClient, capsule: str, served: Served) -> None:
@@ -268,14 +266,14 @@ async def test_destroy_releases_everything(client: AgentClient, served: Served) 
     rec_path = served.agent.records.path(info.id)
     rec = served.agent._get(info.id)
     state_dir, netns = Path(rec.state_dir or ""), Path("/run/netns", (rec.slot or {})["netns"])
-    assert rec_path.exists() and state_dir.is_dir() and netns.exists()
+    assert exist(rec_path, state_dir, netns) == [True, True, True]
     await client.destroy(info.id)
     with pytest.raises(NotFound):
         await client.get(info.id)
     with pytest.raises(NotFound):
         await client.destroy(info.id)
-    assert not rec_path.exists() and not state_dir.exists() and not netns.exists()
-    assert [lease for lease in leases.list_leases() if lease.owner == served.agent.slots.owner] == []  # type: ignore[attr-defined]
+    assert exist(rec_path, state_dir, netns) == [False, False, False]
+    assert leased_by(served.agent) == []
 
 
 async def test_failed_create_leaves_nothing(client: AgentClient, served: Served) -> None:
@@ -289,7 +287,7 @@ async def test_failed_create_leaves_nothing(client: AgentClient, served: Served)
     assert "create failed" in str(err.value)
     assert await client.list_capsules() == []
     assert list(served.agent.records.root.glob("*.json")) == []
-    assert [lease for lease in leases.list_leases() if lease.owner == served.agent.slots.owner] == []  # type: ignore[attr-defined]
+    assert leased_by(served.agent) == []
 
 
 async def test_unknown_capsule_is_404(client: AgentClient) -> None:

@@ -1,0 +1,175 @@
+"""What the agent does on its own: metrics sampling, TTL auto-pause, re-adoption after a restart —
+and the events it reports for them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.host_agent.runtime.namespace import cgroups
+from wrenn_platform.host_agent.service import AgentSettings
+from wrenn_platform.host_agent.templates import TemplateInfo
+from wrenn_platform.wire.agent import (
+    BackgroundExecResponse,
+    BadRequest,
+    CreateCapsuleRequest,
+    ExecRequest,
+    ExecResponse,
+    NotFound,
+    SandboxEvent,
+)
+
+from .conftest import Served, destroy_all, leased_by, make_agent, serve
+
+pytestmark = pytest.mark.root
+
+
+def test_timeout_clamp_defaults_to_sixty() -> None:
+    s = AgentSettings(host_id="h", data_dir=Path("/nonexistent"))
+    assert [s.clamp_timeout(t) for t in (0, 1, 59, 60, 61, 3600)] == [0, 60, 60, 60, 61, 3600]
+
+
+async def next_event(events: object, within: float) -> SandboxEvent:
+    return await asyncio.wait_for(anext(events), within)  # type: ignore[call-overload]
+
+
+async def test_metrics_sampled_into_every_range(http: HttpAgentClient) -> None:
+    info = await http.create(CreateCapsuleRequest(vcpus=1))
+    # Burn one CPU for ~1.5 s and hold 32 MiB, so both show up in the samples.
+    bg = await http.exec(info.id, ExecRequest(
+        cmd="python3", args=["-c", "import time; b = bytearray(32 << 20); t = time.time()\n"
+                             "while time.time() - t < 1.5: pass\ntime.sleep(30)"], background=True))
+    assert isinstance(bg, BackgroundExecResponse)
+    await asyncio.sleep(2.5)
+    m = await http.metrics(info.id, "10m")
+    assert m.sandbox_id == info.id and m.range == "10m"
+    assert len(m.points) >= 3
+    assert max(p.cpu_pct for p in m.points) > 50.0  # one busy process on one vCPU
+    assert all(0.0 <= p.cpu_pct <= 100.0 for p in m.points)
+    assert max(p.mem_bytes for p in m.points) > 32 << 20
+    now = time.time()
+    assert all(now - 600 <= p.timestamp_unix <= now + 1 for p in m.points)
+    for range_name in ("5m", "1h", "2h", "6h", "12h", "24h"):
+        pts = (await http.metrics(info.id, range_name)).points
+        assert pts and pts[-1].mem_bytes > 0, range_name
+    # Averaging tiers: timestamps on their bucket boundaries.
+    assert all(p.timestamp_unix % 30 == 0 for p in (await http.metrics(info.id, "1h")).points)
+    assert all(p.timestamp_unix % 300 == 0 for p in (await http.metrics(info.id, "24h")).points)
+    with pytest.raises(BadRequest):
+        await http.metrics(info.id, "3d")
+    await http.destroy(info.id)
+    with pytest.raises(NotFound):
+        await http.metrics(info.id, "10m")
+
+
+async def test_inactivity_auto_pauses_and_reports(http: HttpAgentClient, served: Served) -> None:
+    """min_timeout is 1 s in this agent; exec and ping keep it alive, silence pauses it."""
+    events = http.events()
+    info = await http.create(CreateCapsuleRequest(timeout_sec=2))
+    assert info.timeout_sec == 2
+    clamped = await http.create(CreateCapsuleRequest(timeout_sec=0))
+    assert clamped.timeout_sec == 0
+    for _ in range(6):  # 3 s of activity, longer than the TTL
+        await asyncio.sleep(0.5)
+        await http.ping(info.id) if _ % 2 else await http.exec(info.id, ExecRequest(cmd="true"))
+    assert (await http.get(info.id)).status == "running"
+    t0 = time.monotonic()
+    ev = await next_event(events, 6.0)
+    waited = time.monotonic() - t0
+    assert (ev.event, ev.sandbox_id, ev.host_id) == ("sandbox.auto_paused", info.id, "host-test")
+    assert 1.5 <= waited <= 4.0
+    assert (await http.get(info.id)).status == "paused"
+    assert (await http.get(clamped.id)).status == "running"  # timeout 0: never
+    resumed = await http.resume(info.id)
+    assert resumed.status == "running"
+    r = await http.exec(info.id, ExecRequest(cmd="echo", args=["back"]))
+    assert isinstance(r, ExecResponse) and r.stdout == "back\n"
+    await events.aclose()
+
+
+async def test_process_output_and_traffic_count_as_activity(http: HttpAgentClient) -> None:
+    info = await http.create(CreateCapsuleRequest(timeout_sec=2))
+    # A process that keeps printing (output seen by a stream attached through the agent).
+    await http.exec(info.id, ExecRequest(cmd="/bin/sh", args=["-c", "while true; do echo tick; sleep 0.3; done"],
+                                         background=True, tag="ticker"))
+    async with http.process_stream(info.id, "ticker") as ch:
+        deadline = time.monotonic() + 3.5
+        async for msg in ch:
+            if time.monotonic() > deadline:
+                break
+            assert msg["type"] in ("start", "stdout")
+    assert (await http.get(info.id)).status == "running"
+    await http.kill_process(info.id, "ticker")
+    # Traffic through the slot: the host keeps talking to a server in the capsule.
+    await http.exec(info.id, ExecRequest(cmd="python3", args=["-m", "http.server", "8000"], background=True))
+    import httpx
+
+    async with httpx.AsyncClient() as web:
+        for _ in range(10):
+            await asyncio.sleep(0.35)
+            try:
+                await web.get(f"http://{info.host_ip}:8000/", timeout=1)
+            except httpx.HTTPError:
+                pass
+    assert (await http.get(info.id)).status == "running"
+    await asyncio.sleep(3.5)
+    assert (await http.get(info.id)).status == "paused"
+
+
+async def test_restart_readopts_running_and_reports_the_rest(
+        data_dir: Path, minimal_template: TemplateInfo, served: Served) -> None:
+    """A second agent on the same data dir takes back live capsules, paused ones stay paused, and a
+    capsule whose processes died meanwhile is cleaned up and reported."""
+    agent_dir = data_dir.parent / "restart"
+    first = make_agent(agent_dir, minimal_template)
+    async with serve(first, served.key) as s1:
+        c1 = HttpAgentClient(s1.url, s1.key)
+        live = await c1.create(CreateCapsuleRequest(timeout_sec=0))
+        paused = await c1.create(CreateCapsuleRequest())
+        doomed = await c1.create(CreateCapsuleRequest())
+        bg = await c1.exec(live.id, ExecRequest(cmd="sleep", args=["300"], background=True, tag="survivor"))
+        assert isinstance(bg, BackgroundExecResponse)
+        await c1.exec(live.id, ExecRequest(cmd="/bin/sh", args=["-c", "echo persisted > /tmp/p"]))
+        await c1.pause(paused.id)
+        slots_before = sorted(leased_by(first))
+        await c1.aclose()
+    # The agent is gone; its capsules keep running. Kill one of them behind its back.
+    await asyncio.to_thread(cgroups.Cgroup(doomed.id).kill_all)
+
+    second = make_agent(agent_dir, minimal_template)
+    try:
+        events = second.events.subscribe(after=0)
+        async with serve(second, served.key) as s2:
+            c2 = HttpAgentClient(s2.url, s2.key)
+            by_id = {c.id: c for c in await c2.list_capsules()}
+            assert set(by_id) == {live.id, paused.id}
+            assert by_id[live.id].status == "running" and by_id[paused.id].status == "paused"
+            assert (by_id[live.id].host_ip, by_id[live.id].guest_ip) == (live.host_ip, live.guest_ip)
+            ev = await next_event(events, 1.0)
+            assert (ev.event, ev.sandbox_id) == ("sandbox.stopped", doomed.id) and ev.reason
+            r = await c2.exec(live.id, ExecRequest(cmd="cat", args=["/tmp/p"]))
+            assert isinstance(r, ExecResponse) and r.stdout == "persisted\n"
+            procs = (await c2.list_processes(live.id)).processes
+            assert [p.pid for p in procs if p.tag == "survivor"] == [bg.pid]
+            await c2.resume(paused.id)
+            r = await c2.exec(paused.id, ExecRequest(cmd="true"))
+            assert isinstance(r, ExecResponse) and r.exit_code == 0
+            # The dead capsule's slot went back to the pool; the others kept theirs.
+            assert sorted(leased_by(second)) == sorted(set(slots_before) - {doomed_slot(doomed.host_ip)})
+            await c2.aclose()
+    finally:
+        await destroy_all(second)
+    assert leased_by(second) == []
+
+
+def doomed_slot(host_ip: str) -> int:
+    from wrenn_platform.host_agent.network.addressing import slot_addresses
+
+    for index in range(1 << 14):
+        if slot_addresses(index).slot_ip == host_ip:
+            return index
+    raise AssertionError(host_ip)
