@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -95,7 +95,7 @@ class AgentClient(Protocol):
     async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse: ...
     async def make_dir(self, capsule_id: str, path: str) -> FileEntry: ...
     async def remove(self, capsule_id: str, path: str) -> None: ...
-    def events(self, after: int | None = None) -> AsyncIterator[SandboxEvent]: ...
+    def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]: ...
     async def aclose(self) -> None: ...
 
 
@@ -233,7 +233,7 @@ class LocalAgentClient:
     async def remove(self, capsule_id: str, path: str) -> None:
         await self.agent.remove(capsule_id, path)
 
-    def events(self, after: int | None = None) -> AsyncIterator[SandboxEvent]:
+    def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]:
         return self.agent.events.subscribe(after)
 
     async def aclose(self) -> None:
@@ -409,7 +409,7 @@ class HttpAgentClient:
     async def remove(self, capsule_id: str, path: str) -> None:
         await self._call("POST", self._c(capsule_id, "/files/remove"), json_body={"path": path})
 
-    async def events(self, after: int | None = None, retry_s: float = 1.0) -> AsyncIterator[SandboxEvent]:
+    async def events(self, after: int | None = None, retry_s: float = 1.0) -> AsyncGenerator[SandboxEvent, None]:
         """Verified events, reconnecting (and resuming after the last seq) whenever the link drops."""
         last = after
         while True:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from wrenn_platform.wire.agent import SandboxEvent
 
@@ -60,7 +60,7 @@ class EventBus:
     def backlog(self, after: int | None = None) -> list[SandboxEvent]:
         return [e for e in self._backlog if after is None or e.seq > after]
 
-    async def subscribe(self, after: int | None = None) -> AsyncIterator[SandboxEvent]:
+    async def subscribe(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]:
         """Events after `after` (None: only new ones; 0: the whole backlog), then live ones."""
         q: asyncio.Queue[SandboxEvent] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self._queues.add(q)  # before reading the backlog, so nothing falls between the two

@@ -40,7 +40,7 @@ async def test_http_rejects_missing_and_bad_tokens(served: Served) -> None:
         "other host": {"Authorization": f"Bearer {forged(key, sub='host-other')}"},
         "no exp": {"Authorization": f"Bearer {forged(key, exp=None)}"},
         "alg none": {"Authorization": "Bearer " + jwt.encode(
-            {"iss": CONTROL_PLANE, "aud": AGENT, "sub": key.host_id, "iat": 0, "exp": 2**31}, None, algorithm="none")},
+            {"iss": CONTROL_PLANE, "aud": AGENT, "sub": key.host_id, "iat": 0, "exp": 2**31}, "", algorithm="none")},
     }
     async with httpx.AsyncClient(base_url=served.url) as http:
         for why, headers in bad.items():

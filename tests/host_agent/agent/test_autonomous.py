@@ -4,9 +4,11 @@ and the events it reports for them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from wrenn_platform.host_agent.client import HttpAgentClient
@@ -106,15 +108,11 @@ async def test_process_output_and_traffic_count_as_activity(http: HttpAgentClien
     await http.kill_process(info.id, "ticker")
     # Traffic through the slot: the host keeps talking to a server in the capsule.
     await http.exec(info.id, ExecRequest(cmd="python3", args=["-m", "http.server", "8000"], background=True))
-    import httpx
-
     async with httpx.AsyncClient() as web:
         for _ in range(10):
             await asyncio.sleep(0.35)
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 await web.get(f"http://{info.host_ip}:8000/", timeout=1)
-            except httpx.HTTPError:
-                pass
     assert (await http.get(info.id)).status == "running"
     await asyncio.sleep(3.5)
     assert (await http.get(info.id)).status == "paused"
