@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -136,6 +138,39 @@ def test_minimal_has_envd_installed_and_runnable(minimal_template: TemplateInfo)
     result = chroot(rootfs, "env", "PYTHONPATH=/usr/local/lib/wrenn/envd", "python3", "-c", check)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 1
+
+
+def test_envd_serves_health_from_the_template(minimal_template: TemplateInfo) -> None:
+    """envd starts from the read-only tree (as PID 1 of a pid namespace) and answers /health."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = (
+        'r="$1"; mount --bind "$r" "$r" && mount -o remount,bind,ro "$r" && mount -t tmpfs tmpfs "$r/tmp" '
+        '&& mount -t tmpfs tmpfs "$r/run" && mount -t proc proc "$r/proc" '
+        '&& exec chroot "$r" /usr/local/bin/wrenn-envd --host 127.0.0.1 --port "$2"'
+    )
+    argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+    proc = subprocess.Popen(
+        [*argv, "sh", "-c", script, "sh", str(minimal_template.rootfs), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+                assert time.monotonic() < deadline, "envd did not answer within 20 s"
+                time.sleep(0.05)
+        assert response.status_code in (200, 204)
+    finally:
+        proc.kill()  # unshare ignores SIGTERM; --kill-child then ends the namespace's PID 1
+        proc.wait(timeout=10)
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def test_template_metadata(minimal_template: TemplateInfo) -> None:
