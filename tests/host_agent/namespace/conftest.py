@@ -45,8 +45,8 @@ def new_id() -> str:
     return "cl-t" + uuid.uuid4().hex[:10]
 
 
-def spec_for(template: TemplateInfo | Path, **overrides: object) -> CapsuleSpec:
-    template_dir = template if isinstance(template, Path) else template.path
+def spec_for(source: TemplateInfo | Path, **overrides: object) -> CapsuleSpec:
+    template_dir = source if isinstance(source, Path) else source.path
     values: dict[str, object] = dict(
         capsule_id=new_id(),
         template="minimal",

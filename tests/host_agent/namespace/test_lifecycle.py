@@ -1,0 +1,151 @@
+"""Pause/resume, snapshot into a template, adoption by a fresh runtime, failed creates."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wrenn_platform.host_agent.network import allocate_slot, release_slot
+from wrenn_platform.host_agent.runtime.base import RuntimeError_
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime, cgroups
+from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
+
+from .conftest import MakeCapsule, cgroup_exists, envd, my_mounts, sh, spec_for
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /home/user/counter; sleep 0.05; done"
+
+
+async def read_counter(capsule) -> int:  # type: ignore[no-untyped-def]
+    code, out, _ = await sh(capsule, "cat /home/user/counter")
+    return int(out)
+
+
+async def test_pause_freezes_and_resume_keeps_processes_files_and_ip(
+    make_capsule: MakeCapsule, runtime: NamespaceRuntime
+) -> None:
+    capsule = await make_capsule()
+    async with envd(capsule) as client:
+        started = await client.start_background("/bin/sh", ["-c", COUNTER], user="user", tag="counter")
+    await sh(capsule, "echo kept > /home/user/file")
+    await asyncio.sleep(0.3)
+    await runtime.pause(capsule.capsule_id)
+    assert cgroups.Cgroup(capsule.capsule_id).frozen()
+    frozen_at = (runtime.state_dir(capsule.capsule_id) / "disk/upper/home/user/counter").read_text()
+    await asyncio.sleep(0.4)
+    assert (runtime.state_dir(capsule.capsule_id) / "disk/upper/home/user/counter").read_text() == frozen_at
+    resumed = await runtime.resume(capsule.capsule_id)
+    assert resumed.slot == capsule.slot and resumed.envd_url == capsule.envd_url
+    first = await read_counter(resumed)
+    await asyncio.sleep(0.3)
+    assert await read_counter(resumed) > first >= int(frozen_at)
+    async with envd(resumed) as client:
+        pids = [p.pid for p in await client.list_processes()]
+    assert started.pid in pids
+    code, out, _ = await sh(resumed, "cat /home/user/file")
+    assert out == "kept\n"
+
+
+async def test_snapshot_becomes_a_template(
+    make_capsule: MakeCapsule, runtime: NamespaceRuntime, minimal_template: TemplateInfo, state_root: Path
+) -> None:
+    capsule = await make_capsule()
+    assert (await sh(capsule, "echo from-snapshot > /home/user/note"))[0] == 0
+    code, _, err = await sh(
+        capsule, "rm /etc/issue && mkdir -p /opt/app && chown user /opt/app && echo root-file > /root/secret", user="root"
+    )
+    assert code == 0, err
+    store = TemplateStore(data_dir=state_root / "data")
+    with store.snapshot_dir("team1", "snap", runtime="namespace", parent=minimal_template) as pending:
+        await runtime.snapshot(capsule.capsule_id, pending.path)
+    info = pending.committed
+    assert info is not None
+    assert (await sh(capsule, "echo still-running"))[1] == "still-running\n"
+    upper = info.path / "upper"
+    assert (upper / "home/user/note").stat().st_uid == 1000  # owners stored 0-based
+    assert (upper / "root/secret").stat().st_uid == 0
+    child = await make_capsule(template_dir=info.path, template="snap")
+    code, out, _ = await sh(child, "cat /home/user/note; test -e /etc/issue || echo issue-gone; stat -c %U /opt/app")
+    assert out == "from-snapshot\nissue-gone\nuser\n"
+    code, out, _ = await sh(child, "cat /root/secret", user="root")
+    assert out == "root-file\n"
+    code, _, _ = await sh(child, "cat /root/secret", user="user")
+    assert code != 0
+
+
+async def test_a_restarted_agent_adopts_running_capsules_and_cleans_the_rest(
+    runtime: NamespaceRuntime, state_root: Path, owner: str, minimal_template: TemplateInfo
+) -> None:
+    slots = []
+    try:
+        specs = [spec_for(minimal_template) for _ in range(2)]
+        for spec in specs:
+            slot = await allocate_slot(owner, spec.capsule_id)
+            slots.append(slot)
+            await runtime.create(spec, slot)
+        keep, lost = specs
+        async with envd(runtime._running(runtime._capsules[keep.capsule_id])) as client:
+            await client.start_background("/bin/sh", ["-c", "sleep 1000"], user="user", tag="sleeper")
+        # the second capsule dies while no agent watches it
+        cgroups.Cgroup(lost.capsule_id).kill_all()
+
+        fresh = NamespaceRuntime(state_root, pids_max=256)  # "agent restart": nothing in memory
+        report = await fresh.adopt_all()
+        assert [c.capsule_id for c in report.adopted] == [keep.capsule_id]
+        assert report.cleaned == [lost.capsule_id]
+        assert not runtime.state_dir(lost.capsule_id).exists() and not cgroup_exists(lost.capsule_id)
+        adopted = report.adopted[0]
+        assert adopted.metadata["runtime"] == "namespace" and adopted.slot == slots[0]
+        async with envd(adopted) as client:
+            assert "sleeper" in [p.tag for p in await client.list_processes()]
+        code, out, _ = await sh(adopted, "echo adopted")
+        assert out == "adopted\n"
+        await fresh.pause(keep.capsule_id)
+        await fresh.resume(keep.capsule_id)
+        await fresh.destroy(keep.capsule_id)
+        assert my_mounts(state_root) == [] and not cgroup_exists(keep.capsule_id)
+    finally:
+        for spec in specs:
+            await runtime.destroy(spec.capsule_id)
+        for slot in slots:
+            await release_slot(slot)
+
+
+def _leftovers(state_root: Path, capsule_id: str) -> list[str]:
+    found = my_mounts(state_root)
+    if cgroup_exists(capsule_id):
+        found.append("cgroup")
+    if (state_root / capsule_id).exists():
+        found.append("state dir")
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True, text=True).stdout
+    found += [line for line in loops.splitlines() if str(state_root) in line]
+    return found
+
+
+async def test_failed_creates_leave_nothing_behind(
+    runtime: NamespaceRuntime, state_root: Path, owner: str, minimal_template: TemplateInfo, tmp_path: Path
+) -> None:
+    slot = await allocate_slot(owner, "failing")
+    try:
+        bad = spec_for(tmp_path)  # not a template
+        with pytest.raises(RuntimeError_, match="cannot be used"):
+            await runtime.create(bad, slot)
+        assert _leftovers(state_root, bad.capsule_id) == []
+
+        # fails late: everything (disk, overlay, cgroups, processes) exists when envd fails
+        broken = NamespaceRuntime(state_root, envd_command=("/bin/false",), envd_timeout=5)
+        late = spec_for(minimal_template)
+        with pytest.raises(RuntimeError_, match="envd did not start"):
+            await broken.create(late, slot)
+        assert _leftovers(state_root, late.capsule_id) == []
+
+        too_big = spec_for(minimal_template, disk_size_mb=10**9)  # a petabyte image: truncate fails
+        with pytest.raises(RuntimeError_):
+            await runtime.create(too_big, slot)
+        assert _leftovers(state_root, too_big.capsule_id) == []
+        assert os.listdir(state_root) == []
+    finally:
+        await release_slot(slot)
