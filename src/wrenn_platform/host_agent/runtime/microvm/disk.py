@@ -119,7 +119,9 @@ def flatten(src: Path, dest: Path) -> None:
 
 def copy_sparse(src: Path, dest: Path) -> None:
     """Copy keeping holes (guest RAM files are mostly holes): SEEK_DATA + copy_file_range."""
-    with open(src, "rb") as fi, open(dest, "wb") as fo:
+    # No O_TRUNC: a QEMU may already have `dest` mapped (the copy overlaps its start-up).
+    fo_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with open(src, "rb") as fi, os.fdopen(fo_fd, "wb") as fo:
         size = os.fstat(fi.fileno()).st_size
         os.ftruncate(fo.fileno(), size)
         pos = 0

@@ -59,7 +59,9 @@ async def init(
     new_token: str | None = None,
     env_vars: dict[str, str] | None = None,
     default_user: str | None = None,
+    retry_s: float = 0.0,
 ) -> None:
+    """POST /init: the host's time (envd sets the clock), and optionally token, env, user."""
     body: dict[str, Any] = {"timestamp": _timestamp()}
     if new_token:
         body["accessToken"] = new_token
@@ -67,8 +69,17 @@ async def init(
         body["envVars"] = env_vars
     if default_user:
         body["defaultUser"] = default_user
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        r = await client.post(f"{url}/init", json=body, headers={"X-Access-Token": token})
+    deadline = time.monotonic() + retry_s
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=0.5)) as client:
+        while True:
+            try:
+                r = await client.post(f"{url}/init", json=body, headers={"X-Access-Token": token})
+                break
+            except httpx.TransportError as exc:
+                # Right after a restore the first connection may fail: retry within retry_s.
+                if time.monotonic() > deadline:
+                    raise EnvdUnavailable(f"envd at {url} did not answer: {exc}") from exc
+                await asyncio.sleep(0.01)
     if r.status_code >= 300:
         raise EnvdUnavailable(f"envd /init: {r.status_code} {r.text[:200]}")
 

@@ -68,6 +68,8 @@ $b mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts
 $b mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
 $b mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /newroot/run
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+read up _ </newroot/proc/uptime
+echo "wrenn-init: starting $init at ${up}s" >/dev/console
 exec $b switch_root /newroot "$init"
 """
 

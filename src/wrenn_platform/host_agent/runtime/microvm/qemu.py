@@ -59,6 +59,15 @@ def kernel_cmdline(cfg: VmConfig) -> str:
         "pci=off",
         "nomodeset",
         "random.trust_cpu=on",
+        # Boot-time savings under TCG (~0.6 s). The guest kernel's own hardening against its
+        # processes buys nothing here: the capsule's code may be root inside, the boundary that
+        # matters is the VM. Clones share one memory layout anyway, so KASLR would not differ.
+        "cryptomgr.notests",
+        "initcall_blacklist=init_kprobe_trace",
+        "mitigations=off",
+        "nokaslr",
+        "audit=0",
+        "security=none",
         net.kernel_net_param(),
     ]
     parts += [f"{k}={v}" for k, v in cfg.env.items()]

@@ -235,7 +235,9 @@ class MicrovmRuntime:
                     await self._boot(vm, spec)
                 else:
                     await self._clone(vm, spec, snap)
-                rec.metadata["envd_version"] = await envd.version(envd.envd_url(slot.host_ip), rec.envd_token)
+                if "envd_version" not in rec.metadata:
+                    url = envd.envd_url(slot.host_ip)
+                    rec.metadata["envd_version"] = await envd.version(url, rec.envd_token)
                 self._save(vm)
         except BaseException as exc:
             await self._remove(vm)
@@ -264,40 +266,57 @@ class MicrovmRuntime:
 
     async def _clone(self, vm: _Vm, spec: CapsuleSpec, snap: SnapshotRecord) -> None:
         rec, d, src = vm.record, vm.dir, spec.template_dir
-        # The copy overlaps QEMU's start-up; the state load waits for it (virtio state loading
-        # reads guest RAM).
-        copy = asyncio.create_task(asyncio.to_thread(disk.copy_sparse, src / MEMORY_FILE, d / MEMORY_FILE))
+        await asyncio.to_thread(disk.create_memory_file, d / MEMORY_FILE, rec.shape.memory_mb)
+        # The RAM copy overlaps the overlay's creation and QEMU's start-up; the state load waits
+        # for it (loading virtio state reads guest RAM).
+        copy = asyncio.ensure_future(
+            asyncio.to_thread(disk.copy_sparse, src / MEMORY_FILE, d / MEMORY_FILE)
+        )
         try:
             await asyncio.to_thread(
                 disk.create_overlay, d / DISK_FILE, src / DISK_FILE, "qcow2", rec.shape.disk_size_mb
             )
-            await copy
-        except BaseException:
-            copy.cancel()
-            with contextlib.suppress(BaseException):
-                await copy
-            raise
-        await self._restore(vm, src / STATE_FILE, old_token=snap.envd_token)
-        url = envd.envd_url(rec.slot.host_ip)
-        await envd.init(url, rec.envd_token, env_vars=spec.env_vars or None, default_user=spec.default_user or None)
-        await envd.reseed(url, rec.envd_token)
+            await self._restore(vm, src / STATE_FILE, ready=copy, old_token=snap.envd_token, spec=spec)
+        finally:
+            if not copy.done():
+                copy.cancel()
+            await asyncio.gather(copy, return_exceptions=True)
+        await envd.reseed(envd.envd_url(rec.slot.host_ip), rec.envd_token)
+        if "envd_version" in snap.metadata:
+            rec.metadata["envd_version"] = snap.metadata["envd_version"]
 
-    async def _restore(self, vm: _Vm, state_file: Path, old_token: str | None = None) -> None:
-        """Start QEMU, load `state_file`, run it, and bring envd's clock (and token) up to date."""
+    async def _restore(
+        self,
+        vm: _Vm,
+        state_file: Path,
+        *,
+        ready: asyncio.Future[None] | None = None,
+        old_token: str | None = None,
+        spec: CapsuleSpec | None = None,
+    ) -> None:
+        """Start QEMU, load `state_file` (once `ready` is done), run it, and bring envd's clock
+        (and, for a clone, its token, env and user) up to date."""
         await self._start_qemu(vm, incoming=True)
         assert vm.qmp is not None and vm.proc is not None
         try:
+            if ready is not None:
+                await ready
             await vm.qmp.load_state(state_file)
             await vm.qmp.execute("cont")
         except QmpError as exc:
             raise RuntimeError_(f"restoring the VM failed: {exc}") from exc
         url = envd.envd_url(vm.record.slot.host_ip)
         try:
-            await envd.wait_healthy(url, self.restore_timeout, alive=vm.proc.alive)
+            await envd.init(
+                url,
+                old_token or vm.record.envd_token,
+                new_token=vm.record.envd_token if old_token else None,
+                env_vars=(spec.env_vars or None) if spec else None,
+                default_user=(spec.default_user or None) if spec else None,
+                retry_s=self.restore_timeout,
+            )
         except envd.EnvdUnavailable as exc:
             raise RuntimeError_(f"envd did not answer after the restore: {exc}") from exc
-        token = old_token or vm.record.envd_token
-        await envd.init(url, token, new_token=vm.record.envd_token if old_token else None)
 
     async def destroy(self, capsule_id: str) -> None:
         vm = self._vms.get(capsule_id)
