@@ -23,7 +23,6 @@ from wrenn_platform.host_agent.images import (
     assemble_template,
     base_layer_dir,
     build_template,
-    envd_hash,
     prune,
     template_hash,
 )
@@ -208,18 +207,25 @@ def test_rebuild_with_nothing_changed_is_a_fast_noop(minimal_template: TemplateI
 
 
 def test_recipe_hash_follows_the_recipe(tmp_path: Path) -> None:
-    envd = frozen_envd(tmp_path)
-    assert template_hash(MINIMAL, envd) == template_hash(MINIMAL, envd)
-    assert template_hash(MINIMAL, envd) == template_hash(MINIMAL, DEFAULT_ENVD_SOURCE) or (
-        envd_hash(envd) != envd_hash(DEFAULT_ENVD_SOURCE)  # envd edited meanwhile by someone else
-    )
+    envd = frozen_envd(tmp_path / "a")
+    copy = tmp_path / "b"
+    shutil.copytree(envd, copy)
+    (copy / "__pycache__").mkdir(exist_ok=True)
+    (copy / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"junk")
+    # Content-addressed: the same files elsewhere hash the same; bytecode caches do not count.
+    assert template_hash(MINIMAL, copy) == template_hash(MINIMAL, envd)
+
     more = dataclasses.replace(MINIMAL, packages=(*MINIMAL.packages, "jq"))
     assert more.hash() != MINIMAL.hash()
     assert template_hash(more, envd) != template_hash(MINIMAL, envd)
     assert base_layer_dir(tmp_path, more) != base_layer_dir(tmp_path, MINIMAL)
+
+    before = template_hash(MINIMAL, envd)
     (envd / "__init__.py").write_text((envd / "__init__.py").read_text() + "\n# changed\n")
-    assert base_layer_dir(tmp_path, MINIMAL) == base_layer_dir(tmp_path, MINIMAL)
-    assert template_hash(MINIMAL, envd) != template_hash(MINIMAL, frozen_envd(tmp_path / "again"))
+    edited = template_hash(MINIMAL, envd)
+    assert edited != before
+    (envd / "__init__.py").chmod(0o755)
+    assert template_hash(MINIMAL, envd) not in (before, edited)
 
 
 def test_envd_change_redoes_only_the_envd_layer(tmp_path: Path, minimal_template: TemplateInfo) -> None:
