@@ -130,3 +130,29 @@ async def make_user(app: FastAPI) -> AsyncIterator[UserFactory]:
     yield factory
     for c in clients:
         await c.aclose()
+
+
+SessionFactory = Callable[[str, str], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def session_for(app: FastAPI) -> AsyncIterator[SessionFactory]:
+    """`await session_for(user_id, team_id)`: a new logged-in client of an existing user, its session
+    scoped to `team_id` (as after switch-team), straight in the DB like `make_user`."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def factory(user_id: str, team_id: str) -> httpx.AsyncClient:
+        sid, csrf = new_token(), new_token()
+        async with app.state.sessionmaker() as db:
+            db.add(AuthSession(sid_hash=sha256_hex(sid), user_id=user_id, team_id=team_id,
+                               expires_at=utcnow() + timedelta(hours=24)))
+            await db.commit()
+        c = make_client(app, headers={CSRF_HEADER: csrf})
+        c.cookies.set(SESSION_COOKIE, sid)
+        c.cookies.set(CSRF_COOKIE, csrf)
+        clients.append(c)
+        return c
+
+    yield factory
+    for c in clients:
+        await c.aclose()

@@ -35,7 +35,7 @@ class Team(Base):
     __tablename__ = "teams"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.TEAM))
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(128))  # 1-128 chars (contract)
     slug: Mapped[str] = mapped_column(String(13), unique=True, default=ids.new_team_slug)
     is_byoc: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

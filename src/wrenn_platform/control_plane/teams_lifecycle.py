@@ -1,0 +1,80 @@
+"""What happens around a team when it is deleted or loses a member, in one place.
+
+- `delete_team`: soft delete (the row, its slug and every record stay), then every
+  `@on_team_deleted` hook runs in the same transaction. Destroying the team's capsules is such a
+  hook, registered by the capsules module; until one is registered there is nothing to destroy.
+  After the commit, the sessions scoped to the team are revoked. The team's API keys stop working
+  at once because the principal refuses keys of a deleted team (the key rows are kept).
+- `remove_member` (remove or leave): the membership row goes, then the user's sessions scoped to
+  that team are revoked, so a session opened before cannot keep acting in the team.
+
+Users whose default team goes away default to another live team of theirs (or none).
+Sessions are revoked through `auth.sessions`, which also invalidates the session cache.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .auth.sessions import revoke_user_sessions
+from .db.models import AuthSession, Team, TeamMember, User
+from .db.types import utcnow
+
+TeamDeletedHook = Callable[[AsyncSession, str], Awaitable[None]]
+_team_deleted_hooks: list[TeamDeletedHook] = []
+
+
+def on_team_deleted(hook: TeamDeletedHook) -> TeamDeletedHook:
+    """Register `hook(db, team_id)`, run inside the deleting transaction (e.g. destroy capsules)."""
+    if hook not in _team_deleted_hooks:
+        _team_deleted_hooks.append(hook)
+    return hook
+
+
+async def delete_team(app: FastAPI, db: AsyncSession, team: Team) -> None:
+    team.deleted_at = utcnow()
+    for hook in list(_team_deleted_hooks):
+        await hook(db, team.id)
+    member_ids = list((await db.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team.id))).all())
+    await _reassign_default_team(db, team.id, member_ids)
+    await db.commit()
+    await _revoke_team_sessions(app, db, team.id)
+
+
+async def remove_member(app: FastAPI, db: AsyncSession, member: TeamMember) -> None:
+    team_id, user_id = member.team_id, member.user_id
+    await db.delete(member)
+    await db.flush()
+    await _reassign_default_team(db, team_id, [user_id])
+    await db.commit()
+    await _revoke_team_sessions(app, db, team_id, user_id)
+
+
+async def _revoke_team_sessions(app: FastAPI, db: AsyncSession, team_id: str, user_id: str | None = None) -> None:
+    query = select(AuthSession.user_id, AuthSession.id).where(
+        AuthSession.team_id == team_id, AuthSession.revoked_at.is_(None)
+    )
+    if user_id is not None:
+        query = query.where(AuthSession.user_id == user_id)
+    by_user: defaultdict[str, list[str]] = defaultdict(list)
+    for owner_id, session_id in (await db.execute(query)).all():
+        by_user[owner_id].append(session_id)
+    for owner_id, session_ids in by_user.items():
+        await revoke_user_sessions(app, db, owner_id, session_ids)
+
+
+async def _reassign_default_team(db: AsyncSession, team_id: str, user_ids: list[str]) -> None:
+    users = await db.scalars(select(User).where(User.id.in_(user_ids), User.default_team_id == team_id))
+    for user in users.all():
+        user.default_team_id = await db.scalar(
+            select(TeamMember.team_id)
+            .join(Team, Team.id == TeamMember.team_id)
+            .where(TeamMember.user_id == user.id, TeamMember.team_id != team_id, Team.deleted_at.is_(None))
+            .order_by((TeamMember.role == "owner").desc(), TeamMember.joined_at)
+            .limit(1)
+        )
