@@ -1,0 +1,2 @@
+"""Capsules on the control plane: records, the lifecycle state machine, scheduling onto hosts,
+the calls into host agents (`host_agent.client.AgentClient`), reconciliation and usage."""

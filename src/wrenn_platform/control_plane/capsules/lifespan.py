@@ -1,0 +1,75 @@
+"""The capsule service's place in the app's life.
+
+- order 40: the agent registry and `CapsuleService` on `app.state` (before the embedded agent,
+  which registers its client there);
+- order 60: the reconciler loop; on shutdown it stops first, then in-flight lifecycle tasks are
+  let finish while the agents are still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db.models import Capsule
+from ..db.types import utcnow
+from ..services import service
+from ..teams_lifecycle import on_team_deleted
+from .agents import AgentRegistry
+from .reconciler import reconcile_once
+from .service import CapsuleService
+from .states import DESTROYABLE
+
+log = logging.getLogger(__name__)
+
+
+@service(40)
+@asynccontextmanager
+async def capsule_service(app: FastAPI) -> AsyncIterator[None]:
+    app.state.agents = AgentRegistry()
+    app.state.capsules = CapsuleService(app.state.sessionmaker, app.state.agents, app.state.settings)
+    yield
+
+
+@service(60)
+@asynccontextmanager
+async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
+    capsules: CapsuleService = app.state.capsules
+    settings = app.state.settings
+
+    async def loop() -> None:
+        while True:
+            try:
+                await reconcile_once(capsules, settings.host_offline_after_seconds)
+            except Exception:
+                log.exception("reconcile failed")
+            await asyncio.sleep(settings.reconcile_interval_seconds)
+
+    task = asyncio.create_task(loop(), name="capsule-reconciler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await capsules.aclose()
+
+
+def get_capsules(request: Request) -> CapsuleService:
+    capsules: CapsuleService = request.app.state.capsules
+    return capsules
+
+
+@on_team_deleted
+async def destroy_team_capsules(db: AsyncSession, team_id: str) -> None:
+    """A deleted team's capsules go to `stopping` in the deleting transaction; the reconciler then
+    destroys them on their hosts and records them `stopped`."""
+    await db.execute(update(Capsule).where(Capsule.team_id == team_id, Capsule.status.in_(DESTROYABLE))
+                     .values(status="stopping", last_updated=utcnow()))

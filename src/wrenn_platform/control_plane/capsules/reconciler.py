@@ -1,0 +1,106 @@
+"""Keeps capsule records true to what the hosts report.
+
+Every few seconds, for each host this control plane reaches: a record the host no longer has
+becomes `missing` (or `stopped` if it was being destroyed, `error` if its create never finished);
+a record in a transient status left behind (agent unreachable, control plane restarted) takes the
+host's view; a capsule the host runs but the records call stopped (or do not know) is destroyed.
+Hosts whose heartbeats stopped are marked `unreachable` and get no new capsules. Records with a
+lifecycle task in flight in this process are left to that task.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.wire.agent import AgentError, CapsuleInfo, NotFound
+
+from ..db.models import Capsule, Host
+from ..db.types import utcnow
+from .service import CapsuleService, info_values
+
+log = logging.getLogger(__name__)
+
+
+async def mark_stale_hosts(db: AsyncSession, offline_after_s: float) -> None:
+    cutoff = utcnow() - timedelta(seconds=offline_after_s)
+    await db.execute(update(Host).where(Host.status == "online", Host.last_heartbeat_at < cutoff)
+                     .values(status="unreachable"))
+    await db.commit()
+
+
+def _settle(row: Capsule, info: CapsuleInfo | None) -> dict[str, Any] | None:
+    """New values for a record given the host's view of it (None: host does not have it)."""
+    if info is None:
+        if row.status == "stopping":
+            return {"status": "stopped", "stopped_at": utcnow()}
+        if row.status == "starting":
+            return {"status": "error", "error": "the create did not complete on the host"}
+        if row.status not in ("missing", "error"):
+            return {"status": "missing", "error": "the host no longer has this capsule"}
+        return None
+    if row.status == "stopping":
+        return None  # destroy is retried by the caller
+    values = info_values(info)
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if "status" in changed and info.status != "error":
+        changed["error"] = ""
+    return changed or None
+
+
+async def reconcile_host(service: CapsuleService, host_id: str, client: AgentClient) -> None:
+    try:
+        infos = {info.id: info for info in await client.list_capsules()}
+    except (AgentError, httpx.HTTPError, OSError) as exc:
+        log.warning("reconcile: host %s unreachable: %s", host_id, exc)
+        return
+    async with service.sessionmaker() as db:
+        rows = (await db.execute(select(Capsule).where(Capsule.host_id == host_id, Capsule.status != "stopped"))
+                ).scalars().all()
+    retry_destroy: list[str] = []
+    for row in rows:
+        info = infos.pop(row.id, None)
+        if service.busy(row.id):
+            continue
+        values = _settle(row, info)
+        if values is not None:
+            log.info("reconcile: %s %s → %s", row.id, row.status, values.get("status", row.status))
+            await service.write(row.id, values, only_if=row.status)
+        elif info is not None and row.status == "stopping":
+            retry_destroy.append(row.id)
+    for capsule_id in retry_destroy + list(infos):
+        if service.busy(capsule_id):
+            continue
+        await _destroy_orphan(service, host_id, client, capsule_id)
+
+
+async def _destroy_orphan(service: CapsuleService, host_id: str, client: AgentClient, capsule_id: str) -> None:
+    async with service.lock(capsule_id):
+        async with service.sessionmaker() as db:
+            row = await db.get(Capsule, capsule_id)
+        if row is not None and row.status not in ("stopped", "stopping"):
+            return  # a record appeared (create committed meanwhile): not an orphan
+        log.warning("reconcile: destroying %s on %s (%s)", capsule_id, host_id,
+                    "being destroyed" if row is not None and row.status == "stopping" else "no live record")
+        try:
+            await client.destroy(capsule_id)
+        except NotFound:
+            pass
+        except (AgentError, httpx.HTTPError, OSError) as exc:
+            log.warning("reconcile: destroying %s failed: %s", capsule_id, exc)
+            return
+        if row is not None and row.status == "stopping":
+            await service.write(capsule_id, {"status": "stopped", "stopped_at": utcnow()}, only_if="stopping")
+
+
+async def reconcile_once(service: CapsuleService, offline_after_s: float) -> None:
+    async with service.sessionmaker() as db:
+        await mark_stale_hosts(db, offline_after_s)
+    for host_id, client in service.agents.items():
+        await reconcile_host(service, host_id, client)

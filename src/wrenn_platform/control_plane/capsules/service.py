@@ -1,0 +1,245 @@
+"""`CapsuleService`: capsule records and their life cycle.
+
+A lifecycle call checks the state machine, moves the record to the transient status with a
+conditional UPDATE (so two racing calls cannot both win), answers 202 at once, and a background
+task drives the agent and writes the outcome. Operations on one capsule are serialised by a
+per-capsule lock, so a destroy issued while the capsule is still starting runs after the create.
+
+When the agent cannot be reached the record keeps its transient status; the reconciler settles it
+from what the agent reports once it is back (`reconciler.py`), never guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.wire import agent as agent_wire
+from wrenn_platform.wire.api.capsules import Capsule as CapsuleOut
+from wrenn_platform.wire.api.capsules import CreateCapsuleRequest
+
+from ..auth.principal import Principal
+from ..db.models import Capsule, Template
+from ..db.types import utcnow
+from ..errors import not_found
+from ..settings import Settings
+from . import states
+from .agents import AgentRegistry, agent_errors
+from .scheduler import pick_host
+
+log = logging.getLogger(__name__)
+
+Op = Callable[[AgentClient], Awaitable[agent_wire.CapsuleInfo | None]]
+
+
+def to_out(capsule: Capsule) -> CapsuleOut:
+    return CapsuleOut(
+        id=capsule.id, status=capsule.status, template=capsule.template,
+        vcpus=capsule.vcpus, memory_mb=capsule.memory_mb, timeout_sec=capsule.timeout_sec,
+        guest_ip=capsule.guest_ip, host_ip=capsule.host_ip, created_at=capsule.created_at,
+        started_at=capsule.started_at, last_active_at=capsule.last_active_at, last_updated=capsule.last_updated,
+        metadata=dict(capsule.labels) if capsule.labels else None, disk_size_mb=capsule.disk_size_mb,
+    )
+
+
+def _unreachable(exc: agent_wire.AgentError) -> bool:
+    return exc.message.startswith("host agent unreachable")
+
+
+class CapsuleService:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], agents: AgentRegistry,
+                 settings: Settings) -> None:
+        self.sessionmaker = sessionmaker
+        self.agents = agents
+        self.settings = settings
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str, int] = {}  # capsule id → lifecycle tasks queued or running here
+
+    async def aclose(self) -> None:
+        """Let running lifecycle tasks finish (bounded), so no record is left mid-transition."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=60)
+            for task in pending:
+                task.cancel()
+
+    def busy(self, capsule_id: str) -> bool:
+        """A lifecycle task of this process is queued or running for the capsule."""
+        return capsule_id in self._inflight
+
+    def lock(self, capsule_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(capsule_id, asyncio.Lock())
+
+    # ---- lookups ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def owned(db: AsyncSession, principal: Principal, capsule_id: str) -> Capsule:
+        """The caller's capsule; another team's capsule is indistinguishable from a missing one."""
+        capsule = await db.get(Capsule, capsule_id)
+        if capsule is None or capsule.team_id != principal.team_id:
+            raise not_found(f"capsule {capsule_id} not found")
+        return capsule
+
+    async def running_client(self, db: AsyncSession, principal: Principal, capsule_id: str,
+                             doing: str) -> AgentClient:
+        capsule = await self.owned(db, principal, capsule_id)
+        states.require(capsule, states.RUNNING, doing)
+        return self.agents.get(capsule.host_id)
+
+    @staticmethod
+    async def list(db: AsyncSession, principal: Principal) -> list[Capsule]:
+        rows = await db.execute(select(Capsule).where(Capsule.team_id == principal.team_id)
+                                .order_by(Capsule.created_at.desc()))
+        return list(rows.scalars().all())
+
+    # ---- life cycle -------------------------------------------------------------------------------
+
+    async def create(self, db: AsyncSession, principal: Principal, req: CreateCapsuleRequest) -> Capsule:
+        snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
+                                                            Template.name == req.template))).scalar_one_or_none()
+        host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
+                                  pinned=snapshot.host_id if snapshot is not None else None)
+        timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
+        capsule = Capsule(team_id=principal.team_id, host_id=host_id, status="starting", template=req.template,
+                          vcpus=req.vcpus, memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
+                          timeout_sec=timeout, labels=dict(req.metadata or {}))
+        db.add(capsule)
+        await db.commit()
+        agent_req = agent_wire.CreateCapsuleRequest(
+            capsule_id=capsule.id, team_id=capsule.team_id, template=capsule.template, vcpus=capsule.vcpus,
+            memory_mb=capsule.memory_mb, disk_size_mb=capsule.disk_size_mb, timeout_sec=capsule.timeout_sec,
+            metadata=dict(capsule.labels),
+        )
+        self._spawn(capsule.id, host_id, "starting", "running", lambda c: c.create(agent_req))
+        return capsule
+
+    async def destroy(self, db: AsyncSession, capsule: Capsule) -> Capsule:
+        await self._transition(db, capsule, states.DESTROYABLE, "stopping", "destroy")
+
+        async def op(client: AgentClient) -> None:
+            with contextlib.suppress(agent_wire.NotFound):  # already gone from the host: done
+                await client.destroy(capsule.id)
+
+        self._spawn(capsule.id, capsule.host_id, "stopping", "stopped", op)
+        return capsule
+
+    async def pause(self, db: AsyncSession, capsule: Capsule) -> Capsule:
+        await self._transition(db, capsule, states.PAUSABLE, "pausing", "pause")
+        self._spawn(capsule.id, capsule.host_id, "pausing", "paused", lambda c: c.pause(capsule.id))
+        return capsule
+
+    async def resume(self, db: AsyncSession, capsule: Capsule) -> Capsule:
+        await self._transition(db, capsule, states.RESUMABLE, "resuming", "resume")
+        self._spawn(capsule.id, capsule.host_id, "resuming", "running", lambda c: c.resume(capsule.id))
+        return capsule
+
+    async def ping(self, db: AsyncSession, capsule: Capsule) -> None:
+        states.require(capsule, states.RUNNING, "ping")
+        with agent_errors():
+            await self.agents.get(capsule.host_id).ping(capsule.id)
+        capsule.last_active_at = utcnow()
+        await db.commit()
+
+    async def _transition(self, db: AsyncSession, capsule: Capsule, allowed: frozenset[str], to: str,
+                          doing: str) -> None:
+        states.require(capsule, allowed, doing)
+        if to != "stopping":
+            self.agents.get(capsule.host_id)  # 502 now rather than a record stuck in a transient status
+        result = await db.execute(update(Capsule).where(Capsule.id == capsule.id, Capsule.status.in_(allowed))
+                                  .values(status=to, last_updated=utcnow()))
+        await db.commit()
+        await db.refresh(capsule)
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            states.require(capsule, frozenset(), doing)
+
+    # ---- background driving -----------------------------------------------------------------------
+
+    def _spawn(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> None:
+        task = asyncio.create_task(self._drive(capsule_id, host_id, transient, target, op),
+                                   name=f"capsule-{transient}-{capsule_id}")
+        self._tasks.add(task)
+        self._inflight[capsule_id] = self._inflight.get(capsule_id, 0) + 1
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> None:
+        try:
+            async with self.lock(capsule_id):
+                values = await self._run_op(capsule_id, host_id, transient, target, op)
+                if values is not None:
+                    await self.write(capsule_id, values, only_if=transient)
+        except Exception:
+            log.exception("%s of %s failed", transient, capsule_id)
+        finally:
+            left = self._inflight.get(capsule_id, 1) - 1
+            if left > 0:
+                self._inflight[capsule_id] = left
+            else:
+                self._inflight.pop(capsule_id, None)
+            if target == "stopped":
+                self._locks.pop(capsule_id, None)
+
+    async def _run_op(self, capsule_id: str, host_id: str | None, transient: str, target: str,
+                      op: Op) -> dict[str, Any] | None:
+        async with self.sessionmaker() as db:
+            current = await db.get(Capsule, capsule_id)
+            if current is None or current.status != transient:
+                return None  # someone (a destroy, the reconciler) moved it on while we waited
+        try:
+            client = self.agents.get(host_id)
+            info = await op(client)
+        except agent_wire.AgentError as exc:
+            if _unreachable(exc):
+                log.warning("%s of %s: %s; left %s for the reconciler", transient, capsule_id, exc.message,
+                            transient)
+                return None
+            return await self._after_failure(capsule_id, host_id, transient, exc)
+        except Exception as exc:  # e.g. no connection to the host (ApiError from the registry)
+            log.warning("%s of %s failed: %s; left for the reconciler", transient, capsule_id, exc)
+            return None
+        values: dict[str, Any] = {"status": target, "error": ""}
+        if target == "stopped":
+            values["stopped_at"] = utcnow()
+        if info is not None:
+            values.update(info_values(info))
+            values["status"] = target
+        return values
+
+    async def _after_failure(self, capsule_id: str, host_id: str | None, transient: str,
+                             exc: agent_wire.AgentError) -> dict[str, Any]:
+        """The agent refused or failed: take its own view of the capsule when it has one."""
+        message = exc.message[:1000]
+        if transient == "starting":
+            return {"status": "error", "error": message}
+        with contextlib.suppress(Exception):
+            info = await self.agents.get(host_id).get(capsule_id)
+            return {**info_values(info), "error": message}
+        return {"status": "error", "error": message}
+
+    async def write(self, capsule_id: str, values: dict[str, Any], only_if: str | None = None) -> bool:
+        async with self.sessionmaker() as db:
+            stmt = update(Capsule).where(Capsule.id == capsule_id)
+            if only_if is not None:
+                stmt = stmt.where(Capsule.status == only_if)
+            result = await db.execute(stmt.values(**values, last_updated=utcnow()))
+            await db.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def info_values(info: agent_wire.CapsuleInfo) -> dict[str, Any]:
+    """The record fields an agent's view of a capsule determines."""
+    return {
+        "status": info.status,
+        "guest_ip": info.guest_ip,
+        "host_ip": info.host_ip,
+        "timeout_sec": info.timeout_sec,
+        "started_at": info.started_at,
+        "last_active_at": info.last_active_at,
+        "labels": dict(info.metadata),
+    }

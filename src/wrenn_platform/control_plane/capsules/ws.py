@@ -1,0 +1,92 @@
+"""Tenant WebSockets relayed to an agent channel, message for message (the contract's tables).
+
+The handshake is authorised like any request (API key, or session cookie) and refused with a plain
+HTTP status and the contract's error body — 401, 404 (also another team's capsule), 409 (not
+running) — before any upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+
+from wrenn_platform.host_agent.client import AgentClient, Channel
+from wrenn_platform.wire.agent import AgentError
+
+from ..auth.principal import require_key_or_session
+from ..errors import ApiError, error_body
+from .agents import to_api_error
+from .service import CapsuleService
+
+
+async def deny(ws: WebSocket, exc: ApiError) -> None:
+    response = JSONResponse(error_body(exc.code, exc.message, exc.extra), status_code=exc.status)
+    try:
+        await ws.send_denial_response(response)
+    except RuntimeError:  # server without the denial-response extension: refuse the upgrade instead
+        await ws.close(code=1008, reason=exc.message[:120])
+
+
+async def authorize(ws: WebSocket, capsule_id: str, doing: str) -> AgentClient | None:
+    """The agent client for the caller's running capsule, or None after refusing the handshake."""
+    app = ws.app
+    service: CapsuleService = app.state.capsules
+    request = Request({**ws.scope, "type": "http", "method": "GET"})
+    async with app.state.sessionmaker() as db:
+        try:
+            principal = await require_key_or_session(request, db, app.state.settings)
+            return await service.running_client(db, principal, capsule_id, doing)
+        except ApiError as exc:
+            await deny(ws, exc)
+            return None
+
+
+async def relay(ws: WebSocket, channel: Channel) -> None:
+    """Pump agent → tenant and tenant → agent until either side ends; then close the tenant socket."""
+    await ws.accept()
+
+    async def outbound() -> None:
+        try:
+            async for msg in channel:
+                await ws.send_json(msg)
+        except AgentError as exc:
+            await ws.send_json({"type": "error", "data": exc.message, "fatal": True})
+
+    async def inbound() -> None:
+        while True:
+            try:
+                msg: Any = await ws.receive_json()
+            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+                continue
+            if not isinstance(msg, dict):
+                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+                continue
+            try:
+                await channel.send(msg)
+            except AgentError:
+                return
+
+    out = asyncio.create_task(outbound())
+    inp = asyncio.create_task(inbound())
+    try:
+        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out, inp):
+            task.cancel()
+        for task in (out, inp):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
+                await task
+    if out in done:
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+async def refuse_agent_error(ws: WebSocket, exc: AgentError) -> None:
+    await deny(ws, to_api_error(exc))
