@@ -208,6 +208,19 @@ class Response:
             self._writer.write(data)
         await self._writer.drain()
 
+    async def write_parts(self, parts: list[bytes]) -> None:
+        """Write several pieces as one chunk without joining them (no copy of large pieces)."""
+        size = sum(len(p) for p in parts)
+        if not size:
+            return
+        if self._chunked:
+            self._writer.write(b"%x\r\n" % size)
+        for part in parts:
+            self._writer.write(part)
+        if self._chunked:
+            self._writer.write(b"\r\n")
+        await self._writer.drain()
+
     async def end(self) -> None:
         if self._chunked:
             self._writer.write(b"0\r\n\r\n")

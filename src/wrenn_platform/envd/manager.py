@@ -97,12 +97,12 @@ class ProcessManager:
             raise RpcError("already_exists", f"a running process already has tag {tag!r}")
         if not cwd:
             cwd = default_workdir or user.home
-            if not await asyncio.to_thread(os.path.isdir, cwd):
+            if not await self._fs.run(user, os.path.isdir, cwd, inline_for_root=True):
                 cwd = "/"
         elif not os.path.isabs(cwd):
             cwd = os.path.join(user.home, cwd)
         try:
-            await self._fs.run(user, _cwd_reachable, cwd)
+            await self._fs.run(user, _cwd_reachable, cwd, inline_for_root=True)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 raise RpcError("invalid_argument", f"cwd {cwd!r} does not exist") from None

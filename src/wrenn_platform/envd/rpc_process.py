@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import signal
+import struct
 from typing import Any
 
 from .connect import (
@@ -20,7 +21,7 @@ from .manager import ProcessManager
 from .process import Process
 from .state import AgentState
 
-MAX_EVENT_BYTES = 2 * 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
 DEFAULT_KEEPALIVE = 30.0
 
 _SIGNALS = {
@@ -71,9 +72,16 @@ def _pty_size(pty: Any) -> tuple[int, int]:
     return cols, rows
 
 
-def _data_event(stream: str, data: bytes) -> bytes:
-    payload = b'{"event":{"data":{"' + stream.encode() + b'":"' + base64.b64encode(data) + b'"}}}'
-    return envelope(payload)
+_PREFIX = {name: b'{"event":{"data":{"' + name.encode() + b'":"' for name in ("stdout", "stderr", "pty")}
+_SUFFIX = b'"}}}'
+
+
+def _data_event(stream: str, data: bytes) -> list[bytes]:
+    """A data event as pieces (header, prefix, base64, suffix) so the big one is never copied."""
+    encoded = base64.b64encode(data)
+    prefix = _PREFIX[stream]
+    length = len(prefix) + len(encoded) + len(_SUFFIX)
+    return [struct.pack(">BI", 0, length) + prefix, encoded, _SUFFIX]
 
 
 def _timeout_seconds(request: Request) -> float | None:
@@ -191,7 +199,7 @@ class ProcessService:
                 chunks = read.result()
                 if chunks is None:
                     break
-                await response.write(b"".join(self._coalesce(chunks)))
+                await response.write_parts(self._coalesce(chunks))
             # Stop watching the socket before the last write: after it, the client may send its
             # next request on this connection, which the watcher must not swallow.
             await _cancel(disconnected)
@@ -214,16 +222,18 @@ class ProcessService:
 
     @staticmethod
     def _coalesce(chunks: list[tuple[str, bytes]]) -> list[bytes]:
+        """Consecutive chunks of one stream become one event (fewer, larger messages)."""
         out: list[bytes] = []
         stream, size = chunks[0][0], 0
         parts: list[bytes] = []
         for name, data in chunks:
-            if name != stream or size + len(data) > MAX_EVENT_BYTES:
-                out.append(_data_event(stream, b"".join(parts)))
+            if parts and (name != stream or size + len(data) > MAX_EVENT_BYTES):
+                out.extend(_data_event(stream, b"".join(parts)))
                 stream, parts, size = name, [], 0
+            stream = name
             parts.append(data)
             size += len(data)
-        out.append(_data_event(stream, b"".join(parts)))
+        out.extend(_data_event(stream, b"".join(parts)))
         return out
 
     async def stream_input(self, request: Request, response: Response) -> None:

@@ -183,6 +183,9 @@ def _entry(raw: Mapping[str, Any]) -> EntryInfo:
 
 
 def _event(raw: Mapping[str, Any]) -> ProcessEvent | None:
+    if "_data" in raw:
+        stream: Stream = raw["_data"][0]
+        return ProcessOutput(stream, base64.b64decode(raw["_data"][1]))
     event = raw.get("event") or {}
     if "data" in event:
         data = event["data"]
@@ -208,17 +211,35 @@ def _envelope(message: Mapping[str, Any]) -> bytes:
     return struct.pack(">BI", 0, len(data)) + data
 
 
+_STREAMS: tuple[Stream, ...] = ("stdout", "stderr", "pty")
+_DATA_PREFIXES: dict[bytes, Stream] = {b'{"event":{"data":{"' + name.encode() + b'":"': name for name in _STREAMS}
+_DATA_SUFFIX = b'"}}}'
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    # Output events are most of a stream's bytes: decode envd's exact shape without a JSON pass.
+    if payload.endswith(_DATA_SUFFIX):
+        head = payload[:30]
+        for prefix, name in _DATA_PREFIXES.items():
+            if head.startswith(prefix):
+                return {"_data": (name, payload[len(prefix) : -len(_DATA_SUFFIX)])}
+    return json.loads(payload) if payload else {}
+
+
 async def _envelopes(response: httpx.Response) -> AsyncIterator[tuple[int, dict[str, Any]]]:
     buffer = bytearray()
     async for chunk in response.aiter_raw():
         buffer += chunk
-        while len(buffer) >= 5:
-            flags, length = struct.unpack_from(">BI", buffer)
-            if len(buffer) < 5 + length:
+        offset = 0
+        while len(buffer) - offset >= 5:
+            flags, length = struct.unpack_from(">BI", buffer, offset)
+            if len(buffer) - offset < 5 + length:
                 break
-            payload = bytes(buffer[5 : 5 + length])
-            del buffer[: 5 + length]
-            yield flags, json.loads(payload) if payload else {}
+            payload = bytes(buffer[offset + 5 : offset + 5 + length])
+            offset += 5 + length
+            yield flags, _decode(payload)
+        if offset:
+            del buffer[:offset]
     if buffer:
         raise EnvdError("internal", "stream ended inside a message")
 
@@ -339,19 +360,24 @@ class EnvdClient:
         try:
             if response.status_code != 200:
                 raise _error_from_response(response.status_code, await response.aread())
+            end: dict[str, Any] | None = None
             try:
+                # Read to the end of the body even after the end-of-stream message, so the
+                # connection goes back to the pool instead of being closed.
                 async for flags, payload in _envelopes(response):
                     if flags & 0x02:
-                        error = payload.get("error")
-                        if error:
-                            raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
-                        return
-                    yield payload
+                        end = payload
+                    elif end is None:
+                        yield payload
             except httpx.TimeoutException as exc:
                 raise EnvdError("deadline_exceeded", "envd stream went silent") from exc
             except httpx.TransportError as exc:
                 raise EnvdUnavailable(f"stream from envd broke: {exc!r}") from exc
-            raise EnvdUnavailable("stream from envd ended without an end-of-stream message")
+            if end is None:
+                raise EnvdUnavailable("stream from envd ended without an end-of-stream message")
+            error = end.get("error")
+            if error:
+                raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
         finally:
             await response.aclose()
 
