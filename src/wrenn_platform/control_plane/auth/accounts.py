@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ..db.models import OAuthIdentity, Team, TeamMember, User
 
@@ -66,10 +67,12 @@ async def providers_of(db: AsyncSession, user_id: str) -> list[str]:
 
 async def owns_shared_team(db: AsyncSession, user_id: str) -> bool:
     """Whether the user owns a live team that has other members (account deletion is blocked then)."""
+    other = aliased(TeamMember)
     other_members = (
         select(func.count())
-        .select_from(TeamMember)
-        .where(TeamMember.team_id == Team.id, TeamMember.user_id != user_id)
+        .select_from(other)
+        .where(other.team_id == Team.id, other.user_id != user_id)
+        .correlate(Team)
         .scalar_subquery()
     )
     owned = await db.execute(

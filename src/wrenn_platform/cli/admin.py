@@ -1,0 +1,71 @@
+"""`wrenn admin`: platform administration from the command line (same settings as `wrenn server`)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from wrenn_platform.control_plane.auth.accounts import create_user
+from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
+from wrenn_platform.control_plane.db.migrate import upgrade
+from wrenn_platform.control_plane.db.models import User
+from wrenn_platform.control_plane.security import hash_password
+from wrenn_platform.control_plane.settings import Settings
+from wrenn_platform.wire.api.auth import SignupRequest
+
+admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
+
+
+@admin_app.command("create")
+def create(
+    email: str = typer.Option(..., "--email", envvar="WRENN_ADMIN_EMAIL", help="Admin's email."),
+    password: str = typer.Option(..., "--password", envvar="WRENN_ADMIN_PASSWORD", help="At least 8 characters."),
+    name: str = typer.Option("Admin", "--name", help="Display name."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="WRENN_DATA_DIR", help="As for `wrenn server`."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="WRENN_DATABASE_URL", help="As for `wrenn server`."
+    ),
+) -> None:
+    """Create an active platform admin with a personal team (migrates the database first).
+
+    If the email already has an account, it is made an active admin and its password is kept,
+    so a container may run this on every start.
+    """
+    try:
+        request = SignupRequest(email=email, password=password, name=name)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise typer.BadParameter(str(error["msg"]), param_hint=f"--{error['loc'][0]}") from None
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    message = asyncio.run(_create(settings, request))
+    typer.echo(message)
+
+
+async def _create(settings: Settings, request: SignupRequest) -> str:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as db:
+            user = (await db.execute(select(User).where(User.email == request.email))).scalar_one_or_none()
+            if user is not None:
+                if user.deleted_at is not None:
+                    raise typer.BadParameter("that account is deleted", param_hint="--email")
+                user.is_admin = True
+                user.is_active = True
+                await db.commit()
+                return f"{user.email} already exists ({user.id}); it is an active platform admin"
+            user = await create_user(
+                db, email=request.email, name=request.name, password_hash=hash_password(request.password),
+                active=True, admin=True,
+            )
+            await db.commit()
+            return f"created platform admin {user.email} ({user.id}), team {user.default_team_id}"
+    finally:
+        await engine.dispose()
