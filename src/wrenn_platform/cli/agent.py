@@ -65,5 +65,5 @@ def agent(
 
     app = create_app(host_agent, key, lifespan=lifespan)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                           ws="websockets"))
+                                           ws="websockets-sansio"))
     asyncio.run(server.serve())

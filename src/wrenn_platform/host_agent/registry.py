@@ -1,7 +1,9 @@
 """The agent's record of each capsule on the host, persisted so a restarted agent can re-adopt it.
 
 One JSON file per capsule under `<data_dir>/agent/capsules/`, written atomically (temp file,
-fsync, rename), mode 0600 (it holds the capsule's envd access token). A record is written with
+rename; no fsync: it guards against the agent dying, not the machine — a reboot takes the
+capsules' processes, mounts and network with it, and the next agent cleans up what records it
+finds), mode 0600 (it holds the capsule's envd access token). A record is written with
 status `starting` *before* the runtime creates anything, so a crash in the middle of a create
 still leaves a record the next agent process cleans up.
 """
@@ -109,8 +111,6 @@ class RecordStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(fd, "w") as f:
             json.dump(record.to_json(), f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, target)
 
     def delete(self, capsule_id: str) -> None:

@@ -77,6 +77,8 @@ class SlotPool(Protocol):
         """Release this agent's slots other than `keep` (after a restart); the indexes released."""
         ...
 
+    async def aclose(self) -> None: ...
+
 
 @dataclass
 class AgentSettings:
@@ -128,6 +130,7 @@ class HostAgent:
         for g in list(self._guests.values()):
             await g.aclose()
         self._guests.clear()
+        await self.slots.aclose()
 
     async def _every(self, interval: float, tick: Callable[[], Awaitable[None]]) -> None:
         while True:

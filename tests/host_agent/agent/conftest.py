@@ -57,7 +57,7 @@ async def serve(agent: HostAgent, key: HostKey) -> AsyncIterator[Served]:
     """Start the agent and its API on a free loopback port; on exit stop both (capsules stay)."""
     import asyncio
 
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     await agent.start()
@@ -82,9 +82,11 @@ def exist(*paths: Path) -> list[bool]:
 
 
 def leased_by(agent: HostAgent) -> list[int]:
-    """Slot indexes the network module has leased to this agent."""
+    """Slot indexes the network module has leased to this agent for capsules (not its spares)."""
     assert isinstance(agent.slots, LeasedSlots)
-    return [lease.index for lease in leases.list_leases(agent.slots.lease_dir) if lease.owner == agent.slots.owner]
+    spares = {slot.index for slot in agent.slots._ready}
+    return sorted(lease.index for lease in leases.list_leases(agent.slots.lease_dir)
+                  if lease.owner == agent.slots.owner and lease.index not in spares)
 
 
 async def destroy_all(agent: HostAgent) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.host_agent.network import leases
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.service import AgentSettings
 from wrenn_platform.host_agent.templates import TemplateInfo
@@ -133,7 +134,8 @@ async def test_restart_readopts_running_and_reports_the_rest(
         assert isinstance(bg, BackgroundExecResponse)
         await c1.exec(live.id, ExecRequest(cmd="/bin/sh", args=["-c", "echo persisted > /tmp/p"]))
         await c1.pause(paused.id)
-        slots_before = sorted(leased_by(first))
+        slots_before = leased_by(first)
+        assert len(slots_before) == 3
         await c1.aclose()
     # The agent is gone; its capsules keep running. Kill one of them behind its back.
     await asyncio.to_thread(cgroups.Cgroup(doomed.id).kill_all)
@@ -157,11 +159,12 @@ async def test_restart_readopts_running_and_reports_the_rest(
             r = await c2.exec(paused.id, ExecRequest(cmd="true"))
             assert isinstance(r, ExecResponse) and r.exit_code == 0
             # The dead capsule's slot went back to the pool; the others kept theirs.
-            assert sorted(leased_by(second)) == sorted(set(slots_before) - {doomed_slot(doomed.host_ip)})
+            assert leased_by(second) == sorted(set(slots_before) - {doomed_slot(doomed.host_ip)})
             await c2.aclose()
     finally:
         await destroy_all(second)
     assert leased_by(second) == []
+    assert [lease for lease in leases.list_leases() if lease.owner == str(agent_dir)] == []  # spares too
 
 
 def doomed_slot(host_ip: str) -> int:

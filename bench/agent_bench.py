@@ -1,0 +1,125 @@
+"""Create → first exec through the host agent's HTTP API, against raw bubblewrap in the same run.
+
+    .venv/bin/python bench/agent_bench.py [--runs 100] [--warmup 3]
+
+Starts a real agent (namespace runtime, real network slots, the built `minimal` template) on a
+random loopback port and drives it with the control plane's `HttpAgentClient`: each run is
+`POST /v1/capsules` then `POST /v1/capsules/{id}/exec` of `echo hi`, timed from the create request
+to the exec's answer; the capsule is destroyed afterwards, untimed. The baseline is raw
+bubblewrap starting `echo hi` in the same template's root file system with all namespaces
+unshared (`bwrap --unshare-all`), timed from spawn to exit.
+Prints min/median/max/p50/p99 and the agent/baseline ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import uvicorn
+
+from wrenn_platform.host_agent.api import create_app
+from wrenn_platform.host_agent.auth import HostKey
+from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.host_agent.images import build_template
+from wrenn_platform.host_agent.runtimes import build_runtime
+from wrenn_platform.host_agent.service import AgentSettings, HostAgent
+from wrenn_platform.host_agent.slot_pool import LeasedSlots
+from wrenn_platform.host_agent.templates import TemplateStore
+from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest, ExecResponse
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(name: str, values: list[float]) -> str:
+    return (f"{name:<30} n={len(values):<4} min {min(values):7.1f}  median {statistics.median(values):7.1f}  "
+            f"max {max(values):7.1f}  p50 {percentile(values, 0.5):7.1f}  p99 {percentile(values, 0.99):7.1f} ms")
+
+
+def raw_bwrap(rootfs: Path, runs: int) -> list[float]:
+    argv = ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all",
+            "--die-with-parent", "/bin/echo", "hi"]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, check=True).stdout
+        times.append((time.perf_counter() - t0) * 1000)
+        assert out == b"hi\n"
+    return times
+
+
+async def agent_runs(client: HttpAgentClient, runs: int, warmup: int) -> tuple[list[float], list[float], list[float]]:
+    total, create, first_exec = [], [], []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        info = await client.create(CreateCapsuleRequest())
+        t1 = time.perf_counter()
+        r = await client.exec(info.id, ExecRequest(cmd="echo", args=["hi"]))
+        t2 = time.perf_counter()
+        assert isinstance(r, ExecResponse) and r.stdout == "hi\n"
+        await client.destroy(info.id)
+        if i >= warmup:
+            total.append((t2 - t0) * 1000)
+            create.append((t1 - t0) * 1000)
+            first_exec.append((t2 - t1) * 1000)
+    return total, create, first_exec
+
+
+async def main(runs: int, warmup: int) -> None:
+    template = build_template("minimal").info
+    cache_dir = template.path.parent.parent.parent
+    root = Path(tempfile.mkdtemp(prefix="wrenn-agent-bench-"))
+    root.chmod(0o755)  # capsule users must traverse it
+    data_dir = root / "data"
+    settings = AgentSettings(host_id="host-bench", data_dir=data_dir)
+    agent = HostAgent(settings, build_runtime("namespace", data_dir, cache_dir), LeasedSlots(str(data_dir)),
+                      TemplateStore(data_dir, cache_dir))
+    key = HostKey("host-bench", secrets.token_bytes(32))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets NODELAY
+    sock.bind(("127.0.0.1", 0))
+    await agent.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(agent, key), log_level="warning", lifespan="off",
+                                           ws="websockets-sansio"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    client = HttpAgentClient(f"http://127.0.0.1:{sock.getsockname()[1]}", key)
+    try:
+        baseline = await asyncio.to_thread(raw_bwrap, template.rootfs, runs)
+        total, create, first_exec = await agent_runs(client, runs, warmup)
+    finally:
+        await client.aclose()
+        for info in agent.list_capsules():
+            with contextlib.suppress(Exception):
+                await agent.destroy(info.id)
+        server.should_exit = True
+        await task
+        await agent.close()
+        shutil.rmtree(root, ignore_errors=True)
+    print(summary("raw bwrap echo hi (baseline)", baseline))
+    print(summary("agent create -> first exec", total))
+    print(summary("  of which create", create))
+    print(summary("  of which first exec", first_exec))
+    print(f"ratio agent/baseline (medians): {statistics.median(total) / statistics.median(baseline):.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.warmup))
