@@ -34,7 +34,7 @@ OWNER = f"bench:{STATE}"
 def stats(name: str, values: list[float], unit: str = "ms", scale: float = 1000.0) -> float:
     values = sorted(values)
     med = statistics.median(values)
-    p99 = values[min(len(values) - 1, int(round(0.99 * (len(values) - 1))))]
+    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
     print(
         f"  {name:34s} n={len(values):4d}  min {values[0] * scale:8.1f}  median {med * scale:8.1f}  "
         f"p99 {p99 * scale:8.1f}  max {values[-1] * scale:8.1f} {unit}"
@@ -44,8 +44,13 @@ def stats(name: str, values: list[float], unit: str = "ms", scale: float = 1000.
 
 def spec(template_dir: Path, **kw: object) -> CapsuleSpec:
     values: dict[str, object] = dict(
-        capsule_id="cl-b" + uuid.uuid4().hex[:10], template="minimal", template_dir=template_dir,
-        vcpus=1, memory_mb=256, disk_size_mb=1024, envd_access_token=TOKEN,
+        capsule_id="cl-b" + uuid.uuid4().hex[:10],
+        template="minimal",
+        template_dir=template_dir,
+        vcpus=1,
+        memory_mb=256,
+        disk_size_mb=1024,
+        envd_access_token=TOKEN,
     )
     values.update(kw)
     return CapsuleSpec(**values)  # type: ignore[arg-type]
@@ -54,9 +59,24 @@ def spec(template_dir: Path, **kw: object) -> CapsuleSpec:
 def raw_echo(rootfs: Path) -> float:
     start = time.perf_counter()
     out = subprocess.run(
-        ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid",
-         "--unshare-ipc", "--unshare-uts", "--unshare-net", "/bin/echo", "hi"],
-        capture_output=True, check=True,
+        [
+            "bwrap",
+            "--ro-bind",
+            str(rootfs),
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "/bin/echo",
+            "hi",
+        ],
+        capture_output=True,
+        check=True,
     ).stdout
     assert out == b"hi\n"
     return time.perf_counter() - start
@@ -66,10 +86,28 @@ async def raw_envd_echo(rootfs: Path, slot: NetworkSlot) -> float:
     """Raw bwrap in a ready slot netns starting envd, then one `echo hi` through it."""
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        "nsenter", f"--net=/run/netns/{slot.netns}", "bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc",
-        "--dev", "/dev", "--tmpfs", "/tmp", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--die-with-parent", "--setenv", "WRENN_ENVD_ACCESS_TOKEN", TOKEN, "/usr/local/bin/wrenn-envd",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "nsenter",
+        f"--net=/run/netns/{slot.netns}",
+        "bwrap",
+        "--ro-bind",
+        str(rootfs),
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--setenv",
+        "WRENN_ENVD_ACCESS_TOKEN",
+        TOKEN,
+        "/usr/local/bin/wrenn-envd",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async with EnvdClient(f"http://{slot.host_ip}:49983", TOKEN) as client:
@@ -100,7 +138,8 @@ async def create_exec_destroy(runtime: NamespaceRuntime, template_dir: Path) -> 
 
 
 def our_leftovers(ids: list[str], slots: list[int]) -> dict[str, int]:
-    mounts = [line.split()[4] for line in open("/proc/self/mountinfo") if line.split()[4].startswith(str(STATE))]
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(str(STATE))]
     netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True, text=True).stdout
@@ -119,9 +158,10 @@ def our_leftovers(ids: list[str], slots: list[int]) -> dict[str, int]:
 
 
 def mem_available() -> int:
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 
@@ -129,9 +169,8 @@ def pss_of_cgroup(capsule_id: str) -> int:
     total = 0
     for pid in cgroups.Cgroup(capsule_id).pids():
         try:
-            for line in open(f"/proc/{pid}/smaps_rollup"):
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += sum(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         except OSError:
             pass
     return total
@@ -160,8 +199,10 @@ async def idle_memory(runtime: NamespaceRuntime, template_dir: Path, count: int)
         print(f"  {count} idle capsules created in {elapsed:.1f} s (4 at a time)")
         stats("memory cgroup usage per capsule", [float(x) for x in cg], "MiB", 1 / 2**20)
         stats("PSS of the capsule's processes", [float(x) for x in pss], "MiB", 1 / 2**20)
-        print(f"  host MemAvailable drop / capsule: {(before - after) / count / 2**20:8.1f} MiB "
-              "(noisy: others use this machine)")
+        print(
+            f"  host MemAvailable drop / capsule: {(before - after) / count / 2**20:8.1f} MiB "
+            "(noisy: others use this machine)"
+        )
     finally:
         for cid, slot in made:
             await runtime.destroy(cid)

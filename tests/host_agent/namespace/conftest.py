@@ -90,9 +90,9 @@ def envd(capsule: RunningCapsule) -> EnvdClient:
     return EnvdClient(capsule.envd_url, TOKEN, timeout=60)
 
 
-async def sh(capsule: RunningCapsule, script: str, user: str = "user", timeout: float = 30) -> tuple[int, str, str]:
+async def sh(capsule: RunningCapsule, script: str, user: str = "user", within: float = 30) -> tuple[int, str, str]:
     async with envd(capsule) as client:
-        result = await client.run("/bin/sh", ["-c", script], user=user, timeout=timeout)
+        result = await client.run("/bin/sh", ["-c", script], user=user, timeout=within)
     return result.exit_code, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
 
 

@@ -13,8 +13,8 @@ from .conftest import MakeCapsule, sh
 CONNECT = (
     "python3 -c 'import socket,sys\n"
     "s=socket.socket(); s.settimeout(3)\n"
-    "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print(\"CONNECTED\")\n"
-    "except OSError as e: print(\"FAILED\", e)' {host} {port}"
+    'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("CONNECTED")\n'
+    'except OSError as e: print("FAILED", e)\' {host} {port}'
 )
 
 
@@ -47,12 +47,12 @@ async def test_capsule_cannot_reach_other_capsules_host_or_metadata(make_capsule
             ("169.254.169.254", 80),  # cloud metadata
         ]
         for host, p in targets:
-            code, out, err = await sh(a, CONNECT.format(host=host, port=p))
+            _code, out, err = await sh(a, CONNECT.format(host=host, port=p))
             assert out.startswith("FAILED"), (host, p, out, err)
         # ...and the host itself does reach both capsules (envd answered), and the listener works
-        code, out, _ = await sh(a, "echo ok")
+        _code, out, _ = await sh(a, "echo ok")
         assert out == "ok\n"
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()
         await asyncio.sleep(0.1)
         assert len(accepted) == 1  # only the host's own probe got in
@@ -63,13 +63,15 @@ async def test_capsule_cannot_reach_other_capsules_host_or_metadata(make_capsule
 async def test_capsule_sees_no_host_files_or_processes(make_capsule: MakeCapsule) -> None:
     capsule = await make_capsule()
     marker = Path("/tmp") / f"wrenn-host-marker-{uuid.uuid4().hex}"
-    marker.write_text("secret")
+    await asyncio.to_thread(marker.write_text, "secret")
     try:
         for user in ("user", "root"):
-            code, out, err = await sh(capsule, f"cat {marker}; ls /work /var/lib/wrenn 2>&1; echo rc=$?", user=user)
+            _code, out, _err = await sh(capsule, f"cat {marker}; ls /work /var/lib/wrenn 2>&1; echo rc=$?", user=user)
             assert "secret" not in out
             assert "No such file" in out
-        code, out, _ = await sh(capsule, "cat /proc/*/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'", user="root")
+        _code, out, _ = await sh(
+            capsule, "cat /proc/*/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'", user="root"
+        )
         assert "pytest" not in out and "wrenn_platform" not in out.replace("wrenn_envd", "")
         assert int(out.strip().split("\n")[-1]) < 20  # only the capsule's own few processes
         assert str(os.getpid()) not in out.split() or "pytest" not in out
@@ -79,7 +81,7 @@ async def test_capsule_sees_no_host_files_or_processes(make_capsule: MakeCapsule
 
 async def test_capsule_root_cannot_escape(make_capsule: MakeCapsule) -> None:
     capsule = await make_capsule()
-    host_aslr = Path("/proc/sys/kernel/randomize_va_space").read_text()
+    host_aslr = await asyncio.to_thread(Path("/proc/sys/kernel/randomize_va_space").read_text)
     probes = {
         "unshare": "unshare -U -r true",
         "unshare-net": "unshare -n true",
@@ -95,7 +97,7 @@ async def test_capsule_root_cannot_escape(make_capsule: MakeCapsule) -> None:
     for name, command in probes.items():
         code, out, err = await sh(capsule, command, user="root")
         assert code != 0, (name, out, err)
-    assert Path("/proc/sys/kernel/randomize_va_space").read_text() == host_aslr
+    assert await asyncio.to_thread(Path("/proc/sys/kernel/randomize_va_space").read_text) == host_aslr
     # capsule root is an unprivileged host uid, not host root; `user` is uid 1000 inside
     code, out, _ = await sh(capsule, "id -u; cat /proc/self/uid_map", user="root")
     uid, mapping = out.split("\n", 1)
@@ -104,5 +106,7 @@ async def test_capsule_root_cannot_escape(make_capsule: MakeCapsule) -> None:
     code, out, _ = await sh(capsule, "id -u; id -un")
     assert out == "1000\nuser\n"
     # the capsule's root keeps root's powers inside its own files
-    code, out, err = await sh(capsule, "echo x > /etc/wrenn-test && chown user /etc/wrenn-test && ls -l /etc/wrenn-test", user="root")
+    code, out, err = await sh(
+        capsule, "echo x > /etc/wrenn-test && chown user /etc/wrenn-test && ls -l /etc/wrenn-test", user="root"
+    )
     assert code == 0 and " user " in out, (out, err)

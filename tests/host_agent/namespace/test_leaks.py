@@ -4,6 +4,7 @@ compared (other agents and test runs share this machine)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,7 +31,7 @@ async def test_create_destroy_cycles_leak_nothing(
         slot = await allocate_slot(owner, spec.capsule_id)
         try:
             capsule = await runtime.create(spec, slot)
-            code, out, _ = await sh(capsule, "echo hi")
+            _code, out, _ = await sh(capsule, "echo hi")
             assert out == "hi\n"
         finally:
             await runtime.destroy(spec.capsule_id)
@@ -49,4 +50,4 @@ async def test_create_destroy_cycles_leak_nothing(
     assert [ip for *_, ip in used if f"={ip} " in conntrack] == []
     assert [lease for lease in leases.list_leases() if lease.owner == owner] == []
     assert _out("nft", "list", "table", "inet", "wrenn") == nft_before
-    assert list(state_root.iterdir()) == []
+    assert os.listdir(state_root) == []

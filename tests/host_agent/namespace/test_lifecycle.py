@@ -20,7 +20,7 @@ COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /home/user/counter; sleep 0.05
 
 
 async def read_counter(capsule) -> int:  # type: ignore[no-untyped-def]
-    code, out, _ = await sh(capsule, "cat /home/user/counter")
+    _code, out, _ = await sh(capsule, "cat /home/user/counter")
     return int(out)
 
 
@@ -45,7 +45,7 @@ async def test_pause_freezes_and_resume_keeps_processes_files_and_ip(
     async with envd(resumed) as client:
         pids = [p.pid for p in await client.list_processes()]
     assert started.pid in pids
-    code, out, _ = await sh(resumed, "cat /home/user/file")
+    _code, out, _ = await sh(resumed, "cat /home/user/file")
     assert out == "kept\n"
 
 
@@ -55,7 +55,9 @@ async def test_snapshot_becomes_a_template(
     capsule = await make_capsule()
     assert (await sh(capsule, "echo from-snapshot > /home/user/note"))[0] == 0
     code, _, err = await sh(
-        capsule, "rm /etc/issue && mkdir -p /opt/app && chown user /opt/app && echo root-file > /root/secret", user="root"
+        capsule,
+        "rm /etc/issue && mkdir -p /opt/app && chown user /opt/app && echo root-file > /root/secret",
+        user="root",
     )
     assert code == 0, err
     store = TemplateStore(data_dir=state_root / "data")
@@ -101,7 +103,7 @@ async def test_a_restarted_agent_adopts_running_capsules_and_cleans_the_rest(
         assert adopted.metadata["runtime"] == "namespace" and adopted.slot == slots[0]
         async with envd(adopted) as client:
             assert "sleeper" in [p.tag for p in await client.list_processes()]
-        code, out, _ = await sh(adopted, "echo adopted")
+        _code, out, _ = await sh(adopted, "echo adopted")
         assert out == "adopted\n"
         await fresh.pause(keep.capsule_id)
         await fresh.resume(keep.capsule_id)

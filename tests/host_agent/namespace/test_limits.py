@@ -45,10 +45,10 @@ async def test_cpu_quota_caps_usage(make_capsule: MakeCapsule, runtime: Namespac
 async def test_pids_limit_contains_a_fork_bomb(make_capsule: MakeCapsule) -> None:
     capsule = await make_capsule()  # runtime fixture: pids_max=256
     pids_dir = Path("/sys/fs/cgroup/pids/wrenn") / capsule.capsule_id
-    code, out, err = await sh(
+    _code, _out, _err = await sh(
         capsule,
         "bomb() { bomb | bomb & }; (bomb) 2>/dev/null & sleep 3; echo done",
-        timeout=60,
+        within=60,
     )
     assert int((pids_dir / "pids.max").read_text()) == 256
     assert int((pids_dir / "pids.events").read_text().split()[1]) > 0  # forks were refused
@@ -60,12 +60,12 @@ async def test_pids_limit_contains_a_fork_bomb(make_capsule: MakeCapsule) -> Non
 
 async def test_disk_limit_gives_enospc_inside(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
     capsule = await make_capsule(disk_size_mb=64)
-    code, out, err = await sh(capsule, "dd if=/dev/zero of=/home/user/big bs=1M count=200 2>&1; echo rc=$?")
+    _code, out, _err = await sh(capsule, "dd if=/dev/zero of=/home/user/big bs=1M count=200 2>&1; echo rc=$?")
     assert "No space left on device" in out
     assert "rc=1" in out
     image = runtime.state_dir(capsule.capsule_id) / "disk.img"
     assert image.stat().st_size == 64 * 1024 * 1024
     assert runtime.sample(capsule.capsule_id).disk_bytes <= 64 * 1024 * 1024
-    code, out, _ = await sh(capsule, "rm /home/user/big && echo ok")  # the capsule recovers
+    _code, out, _ = await sh(capsule, "rm /home/user/big && echo ok")  # the capsule recovers
     assert out == "ok\n"
     assert os.statvfs("/").f_bavail > 0

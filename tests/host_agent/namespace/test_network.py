@@ -26,6 +26,22 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def nft_table() -> str:
+    return subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
+
+
+def read(path: str) -> str:
+    return Path(path).read_text().strip()
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
 @pytest.fixture
 async def internet() -> AsyncIterator[str]:
     suffix = uuid.uuid4().hex[:6]
@@ -40,8 +56,15 @@ async def internet() -> AsyncIterator[str]:
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", ns, sys.executable, str(Path(__file__).with_name("fake_internet.py")),
-            INTERNET_IP, str(PORT), stdout=asyncio.subprocess.PIPE,
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            str(Path(__file__).with_name("fake_internet.py")),
+            INTERNET_IP,
+            str(PORT),
+            stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
         assert (await asyncio.wait_for(proc.stdout.readline(), 10)) == b"ready\n"
@@ -50,7 +73,8 @@ async def internet() -> AsyncIterator[str]:
         if proc is not None:
             proc.kill()
             await proc.wait()
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        deleting = await asyncio.create_subprocess_exec("ip", "netns", "del", ns)
+        await deleting.wait()
 
 
 async def test_egress_is_masqueraded_and_dns_works(make_capsule: MakeCapsule, internet: str) -> None:
@@ -91,15 +115,15 @@ def test_leases_are_exclusive_across_processes(tmp_path: Path) -> None:
 
 async def test_slot_reuse_and_the_shared_table(owner: str) -> None:
     nftables.install()
-    before = subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
+    before = nft_table()
     slot = await allocate_slot(owner, "reuse")
-    assert subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout == before
-    assert slot.host_ip == slot.guest_ip and Path("/run/netns", slot.netns).exists()
+    assert nft_table() == before
+    assert slot.host_ip == slot.guest_ip and exists(f"/run/netns/{slot.netns}")
     await release_slot(slot)
     await release_slot(slot)  # idempotent
-    assert not Path("/run/netns", slot.netns).exists()
-    assert subprocess.run(["ip", "link", "show", slot.host_iface], capture_output=True).returncode != 0
+    assert not exists(f"/run/netns/{slot.netns}")
+    assert not link_exists(slot.host_iface)
     assert leases.read(slot.index) is None
     nftables.install()  # a second agent starting: nothing changes
-    assert subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout == before
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    assert nft_table() == before
+    assert read("/proc/sys/net/ipv4/ip_forward") == "1"

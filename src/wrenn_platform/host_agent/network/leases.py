@@ -88,7 +88,7 @@ def read(index: int, lease_dir: Path = DEFAULT_LEASE_DIR) -> Lease | None:
 
 
 def list_leases(lease_dir: Path = DEFAULT_LEASE_DIR) -> list[Lease]:
-    leases = []
+    leases: list[Lease] = []
     if not lease_dir.is_dir():
         return leases
     for path in lease_dir.glob("*.json"):

@@ -137,9 +137,7 @@ async def release_slot(slot: NetworkSlot, *, lease_dir: Path = leases.DEFAULT_LE
     await asyncio.to_thread(leases.release, slot.index, lease_dir)
 
 
-async def reclaim_slots(
-    owner: str, keep: set[int], *, lease_dir: Path = leases.DEFAULT_LEASE_DIR
-) -> list[int]:
+async def reclaim_slots(owner: str, keep: set[int], *, lease_dir: Path = leases.DEFAULT_LEASE_DIR) -> list[int]:
     """Release the slots leased by `owner` that are not in `keep` (after an agent restart)."""
     released = []
     for lease in await asyncio.to_thread(leases.list_leases, lease_dir):

@@ -31,18 +31,31 @@ def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, .
     joining the capsule's user namespace."""
     argv = [
         BWRAP,
-        "--bind", str(root), "/",
-        "--proc", "/proc",
+        "--bind",
+        str(root),
+        "/",
+        "--proc",
+        "/proc",
         # bwrap 0.8 leaves /proc/sys writable; the kernel checks some sysctls against host uid 0
         # only, so never rely on the user namespace alone.
-        "--ro-bind", "/proc/sys", "/proc/sys",
-        "--dev", "/dev",
-        "--tmpfs", "/dev/shm",
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--hostname", hostname,
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/dev/shm",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        hostname,
         "--new-session",
-        "--chdir", "/",
-        "--cap-drop", "ALL",
+        "--chdir",
+        "/",
+        "--cap-drop",
+        "ALL",
     ]
     for cap in CAPSULE_ROOT_CAPS:
         argv += ["--cap-add", cap]

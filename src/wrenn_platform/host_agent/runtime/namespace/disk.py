@@ -40,7 +40,7 @@ class Paths:
         return self.state_dir / f"{LOWER}{i}"
 
     def lowers(self) -> list[Path]:
-        return sorted(p for p in self.state_dir.glob(f"{LOWER}*") if p.name[len(LOWER):].isdigit())
+        return sorted(p for p in self.state_dir.glob(f"{LOWER}*") if p.name[len(LOWER) :].isdigit())
 
 
 async def _run(*argv: str) -> None:
@@ -53,11 +53,22 @@ async def _run(*argv: str) -> None:
 
 
 async def create_disk(paths: Paths, size_mb: int, owner: int) -> None:
-    with open(paths.image, "wb") as f:
-        f.truncate(size_mb * 1024 * 1024)
+    fd = os.open(paths.image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size_mb * 1024 * 1024)  # sparse
+    finally:
+        os.close(fd)
     await _run(
-        "mkfs.ext4", "-F", "-q", "-m", "0", "-O", "^has_journal",
-        "-E", f"nodiscard,root_owner={owner}:{owner}", str(paths.image),
+        "mkfs.ext4",
+        "-F",
+        "-q",
+        "-m",
+        "0",
+        "-O",
+        "^has_journal",
+        "-E",
+        f"nodiscard,root_owner={owner}:{owner}",
+        str(paths.image),
     )
     paths.disk.mkdir()
     await _run("mount", "-o", "loop,nodev,nosuid", str(paths.image), str(paths.disk))
@@ -76,7 +87,10 @@ def mount_root(paths: Paths, lower_sources: list[Path], userns_fd: int) -> None:
     paths.root.mkdir()
     lowerdir = ":".join(str(paths.lower(i)) for i in range(len(lower_sources)))
     kernel.mount(
-        "overlay", str(paths.root), "overlay", 0,
+        "overlay",
+        str(paths.root),
+        "overlay",
+        0,
         f"lowerdir={lowerdir},upperdir={paths.upper},workdir={paths.work}",
     )
 

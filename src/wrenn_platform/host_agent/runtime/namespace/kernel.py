@@ -44,8 +44,11 @@ def _check(result: int, what: str) -> int:
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     _check(
         _libc.mount(
-            source.encode(), target.encode(), fstype.encode() if fstype else None,
-            ctypes.c_ulong(flags), data.encode() if data else None,
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
         ),
         f"mount {target}",
     )

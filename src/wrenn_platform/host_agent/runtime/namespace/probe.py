@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
 
 
-async def http_get(host: str, port: int, path: str, headers: dict[str, str] | None = None,
-                   timeout: float = 2.0) -> tuple[int, bytes]:
+async def http_get(
+    host: str, port: int, path: str, headers: dict[str, str] | None = None, within: float = 2.0
+) -> tuple[int, bytes]:
     async def go() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(host, port)
         try:
@@ -24,17 +25,17 @@ async def http_get(host: str, port: int, path: str, headers: dict[str, str] | No
         status = int(head.split(b" ", 2)[1])
         return status, body
 
-    return await asyncio.wait_for(go(), timeout)
+    return await asyncio.wait_for(go(), within)
 
 
-async def wait_for_health(host: str, port: int, timeout: float, alive: Any = None) -> None:
+async def wait_for_health(host: str, port: int, within: float, alive: Callable[[], bool] | None = None) -> None:
     """Poll `GET /health` until it answers 2xx; `alive()` returning False aborts early."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     delay = 0.002
     while True:
         try:
-            status, _ = await http_get(host, port, "/health", timeout=1.0)
+            status, _ = await http_get(host, port, "/health", within=1.0)
             if 200 <= status < 300:
                 return
         except (TimeoutError, OSError, ValueError, IndexError):
@@ -42,7 +43,7 @@ async def wait_for_health(host: str, port: int, timeout: float, alive: Any = Non
         if alive is not None and not alive():
             raise RuntimeError("the capsule exited while starting")
         if loop.time() > deadline:
-            raise TimeoutError(f"envd did not answer on {host}:{port} within {timeout:.0f} s")
+            raise TimeoutError(f"envd did not answer on {host}:{port} within {within:.0f} s")
         await asyncio.sleep(delay)
         delay = min(delay * 1.2, 0.01)
 

@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PIDS_MAX = 1024
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
-    "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation "
-    "than a virtual machine"
+    "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation than a virtual machine"
 )
 
 
@@ -278,15 +277,7 @@ class NamespaceRuntime:
         if st.capsule_id in self._capsules:
             return self._running(st)
         cg = cgroups.Cgroup(capsule_id)
-        paths = disk.Paths(state_dir)
-        alive = (
-            st.pid > 0
-            and st.pid_start != 0
-            and state.process_start_time(st.pid) == st.pid_start
-            and st.pid in cg.pids()
-            and os.path.ismount(paths.root)
-            and Path("/run/netns", st.slot.netns).exists()
-        )
+        alive = await asyncio.to_thread(self._still_there, st, state_dir)
         if alive:
             if st.paused:
                 alive = cg.frozen()
@@ -301,6 +292,17 @@ class NamespaceRuntime:
             return None
         self._capsules[capsule_id] = st
         return self._running(st)
+
+    @staticmethod
+    def _still_there(st: state.CapsuleState, state_dir: Path) -> bool:
+        return (
+            st.pid > 0
+            and st.pid_start != 0
+            and state.process_start_time(st.pid) == st.pid_start
+            and st.pid in cgroups.Cgroup(st.capsule_id).pids()
+            and str(disk.Paths(state_dir).root) in disk.mount_points()
+            and Path("/run/netns", st.slot.netns).exists()
+        )
 
     async def adopt_all(self) -> AdoptReport:
         """Adopt every capsule under `state_root`; clean up (and report) the rest."""

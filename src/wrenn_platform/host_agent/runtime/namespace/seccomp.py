@@ -9,6 +9,7 @@ to `clone`, whose namespace flags are checked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -18,18 +19,56 @@ import pyseccomp as sc
 
 DENIED = (
     # file systems and mounts
-    "mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
-    "fspick", "open_tree", "move_mount", "mount_setattr",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_tree",
+    "move_mount",
+    "mount_setattr",
     # namespaces
-    "unshare", "setns",
+    "unshare",
+    "setns",
     # kernel, modules, power
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-    "swapon", "swapoff", "syslog", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
     # introspection of other processes, risky subsystems
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-    "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "quotactl", "nfsservctl",
-    "iopl", "ioperm", "personality",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "lookup_dcookie",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "quotactl",
+    "nfsservctl",
+    "iopl",
+    "ioperm",
+    "personality",
 )
 # CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
 # CLONE_NEWTIME
@@ -43,10 +82,8 @@ def compiled_filter() -> bytes:
     f = sc.SyscallFilter(defaction=sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
     for name in DENIED:
-        try:
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # unknown on this arch/libseccomp
             f.add_rule(eperm, name)
-        except (RuntimeError, ValueError, OSError):
-            pass  # unknown on this architecture/libseccomp
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in CLONE_NS_FLAGS:
         f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))

@@ -27,6 +27,7 @@ def copy_upper(upper: Path, dest: Path, uid_base: int) -> None:
             os.lchown(path, uid, gid)
             if not os.path.islink(path) and mode & 0o6000:
                 os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
+
     shift(str(dest))
     for dirpath, dirnames, filenames in os.walk(dest):
         for name in dirnames + filenames:
