@@ -1,0 +1,108 @@
+"""Create, list, get, pause, resume, ping, destroy through the API, with the state machine's 409s."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from .conftest import Env, create_running, destroy, wait_status
+
+
+async def test_create_runs_and_destroy_keeps_the_record(api: httpx.AsyncClient) -> None:
+    started = time.monotonic()
+    resp = await api.post("/v1/capsules", json={"vcpus": 2, "memory_mb": 256, "disk_size_mb": 512,
+                                                "timeout_sec": 5, "metadata": {"owner": "tests"}})
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["status"] == "starting"
+    assert body["id"].startswith("cl-")
+    assert (body["template"], body["vcpus"], body["memory_mb"], body["disk_size_mb"]) == ("minimal", 2, 256, 512)
+    assert body["timeout_sec"] == 60  # positive values below 60 are clamped to 60
+    cap = await wait_status(api, body["id"], "running")
+    assert time.monotonic() - started < 10
+    assert cap["guest_ip"] and cap["host_ip"] and cap["started_at"]
+    assert cap["metadata"]["owner"] == "tests"
+    listed = {c["id"]: c for c in (await api.get("/v1/capsules")).json()}
+    assert listed[body["id"]]["status"] == "running"
+
+    resp = await api.post(f"/v1/capsules/{body['id']}/exec", json={"cmd": "nproc"})
+    assert resp.status_code == 200, resp.text
+
+    stopped = await destroy(api, body["id"])
+    assert stopped["status"] == "stopped"
+    assert (await api.get(f"/v1/capsules/{body['id']}")).json()["status"] == "stopped"
+    again = await api.delete(f"/v1/capsules/{body['id']}")
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "conflict"
+    exec_ = await api.post(f"/v1/capsules/{body['id']}/exec", json={"cmd": "true"})
+    assert exec_.status_code == 409
+
+
+async def test_pause_resume_and_wrong_state_409s(api: httpx.AsyncClient, capsules: Any) -> None:
+    cap = await capsules()
+    cid = cap["id"]
+    assert (await api.post(f"/v1/capsules/{cid}/resume")).status_code == 409  # running, not paused
+    resp = await api.post(f"/v1/capsules/{cid}/pause")
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["status"] == "pausing"
+    await wait_status(api, cid, "paused")
+    for method, path, body in [("post", "pause", None), ("post", "ping", None), ("post", "exec", {"cmd": "true"}),
+                               ("get", "processes", None), ("post", "files/list", {"path": "/"})]:
+        r = await api.request(method.upper(), f"/v1/capsules/{cid}/{path}", json=body)
+        assert r.status_code == 409, (path, r.text)
+        assert r.json()["error"]["message"]
+    resp = await api.post(f"/v1/capsules/{cid}/resume")
+    assert resp.status_code == 202
+    assert resp.json()["status"] == "resuming"
+    await wait_status(api, cid, "running")
+    resp = await api.post(f"/v1/capsules/{cid}/exec", json={"cmd": "echo", "args": ["back"]})
+    assert resp.json()["stdout"] == "back\n"
+
+
+async def test_destroy_while_starting_waits_for_the_create(api: httpx.AsyncClient) -> None:
+    resp = await api.post("/v1/capsules", json={})
+    cid = resp.json()["id"]
+    gone = await api.delete(f"/v1/capsules/{cid}")
+    assert gone.status_code == 202
+    assert (await wait_status(api, cid, "stopped"))["status"] == "stopped"
+
+
+async def test_ping_resets_inactivity(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    before = (await api.get(f"/v1/capsules/{shared_capsule}")).json()["last_active_at"]
+    time.sleep(0.01)
+    resp = await api.post(f"/v1/capsules/{shared_capsule}/ping")
+    assert resp.status_code == 204
+    after = (await api.get(f"/v1/capsules/{shared_capsule}")).json()["last_active_at"]
+    assert after and (before is None or after > before)
+
+
+async def test_validation_and_unknown(api: httpx.AsyncClient) -> None:
+    for body in ({"vcpus": 0}, {"memory_mb": "lots"}, {"timeout_sec": -1}):
+        r = await api.post("/v1/capsules", json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_request"
+    for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"), ("POST", "/ping"),
+                         ("GET", "/metrics"), ("GET", "/processes")]:
+        r = await api.request(method, f"/v1/capsules/cl-000000000000{path}")
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_unknown_template_ends_in_error_and_leaves_nothing(api: httpx.AsyncClient) -> None:
+    resp = await api.post("/v1/capsules", json={"template": "no-such-template"})
+    assert resp.status_code == 202
+    cap = await wait_status(api, resp.json()["id"], "error")
+    assert cap["status"] == "error"
+    assert (await api.delete(f"/v1/capsules/{cap['id']}")).status_code == 202
+    await wait_status(api, cap["id"], "stopped")
+
+
+async def test_create_then_first_exec(env: Env, api: httpx.AsyncClient) -> None:
+    cap = await create_running(api)
+    try:
+        r = await api.post(f"/v1/capsules/{cap['id']}/exec", json={"cmd": "cat", "args": ["/etc/hostname"]})
+        assert r.status_code == 200 and r.json()["exit_code"] == 0
+    finally:
+        await destroy(api, cap["id"])
