@@ -79,11 +79,16 @@ async def agent_runs(client: HttpAgentClient, runs: int, warmup: int) -> tuple[l
     return total, create, first_exec
 
 
+def make_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="wrenn-agent-bench-"))
+    root.chmod(0o755)  # capsule users must traverse it
+    return root
+
+
 async def main(runs: int, warmup: int) -> None:
     template = build_template("minimal").info
     cache_dir = template.path.parent.parent.parent
-    root = Path(tempfile.mkdtemp(prefix="wrenn-agent-bench-"))
-    root.chmod(0o755)  # capsule users must traverse it
+    root = make_root()
     data_dir = root / "data"
     settings = AgentSettings(host_id="host-bench", data_dir=data_dir)
     agent = HostAgent(settings, build_runtime("namespace", data_dir, cache_dir), LeasedSlots(str(data_dir)),
@@ -97,6 +102,8 @@ async def main(runs: int, warmup: int) -> None:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
     client = HttpAgentClient(f"http://127.0.0.1:{sock.getsockname()[1]}", key)
     try:
         baseline = await asyncio.to_thread(raw_bwrap, template.rootfs, runs)

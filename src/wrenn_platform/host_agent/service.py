@@ -34,6 +34,7 @@ from wrenn_platform.host_agent.templates import (
     TemplateError,
     TemplateExists,
     TemplateInfo,
+    TemplateInUse,
     TemplateNotFound,
     TemplateStore,
 )
@@ -326,9 +327,15 @@ class HostAgent:
 
     def delete_template(self, team_id: str, name: str) -> None:
         try:
+            path = str(self.templates.resolve(name, team_id).path)
+            users = [rec.id for rec in self._capsules.values() if rec.template_dir == path]
+            if users:
+                raise Conflict(f"template {name!r} is in use by capsule {', '.join(sorted(users))}")
             self.templates.delete(team_id, name)
         except TemplateNotFound as exc:
             raise NotFound(str(exc)) from exc
+        except TemplateInUse as exc:
+            raise Conflict(str(exc)) from exc
         except TemplateError as exc:
             raise BadRequest(str(exc)) from exc
 

@@ -22,6 +22,7 @@ from wrenn_platform.wire.agent import (
     ExecRequest,
     ExecResponse,
     NotFound,
+    SnapshotRequest,
 )
 
 from .conftest import Served, exist, leased_by
@@ -295,3 +296,29 @@ async def test_unknown_capsule_is_404(client: AgentClient) -> None:
                  client.exec("cl-nope", ExecRequest(cmd="true"))):
         with pytest.raises(NotFound):
             await call
+
+
+async def test_snapshot_becomes_a_template(client: AgentClient, capsule: str) -> None:
+    await sh(client, capsule, "mkdir -p /home/user/app && echo from-snapshot > /home/user/app/v")
+    tpl = await client.snapshot(capsule, SnapshotRequest(team_id="team-a", name="with-app"))
+    assert (tpl.name, tpl.type, tpl.platform) == ("with-app", "snapshot", False) and tpl.size_bytes > 0
+    assert (await client.get(capsule)).status == "running"  # the source keeps running
+    assert (await sh(client, capsule, "echo still")).stdout == "still\n"
+    with pytest.raises(AlreadyExists):
+        await client.snapshot(capsule, SnapshotRequest(team_id="team-a", name="with-app"))
+    assert "with-app" in [t.name for t in await client.list_templates("team-a")]
+    assert "with-app" not in [t.name for t in await client.list_templates("team-b")]
+
+    clone = await client.create(CreateCapsuleRequest(team_id="team-a", template="with-app"))
+    try:
+        assert (await sh(client, clone.id, "cat /home/user/app/v")).stdout == "from-snapshot\n"
+        with pytest.raises(NotFound):  # another team does not see it
+            await client.create(CreateCapsuleRequest(team_id="team-b", template="with-app"))
+        with pytest.raises(Conflict):  # a capsule runs on it
+            await client.delete_template("team-a", "with-app")
+    finally:
+        await client.destroy(clone.id)
+    await client.delete_template("team-a", "with-app")
+    assert "with-app" not in [t.name for t in await client.list_templates("team-a")]
+    with pytest.raises(NotFound):
+        await client.delete_template("team-a", "with-app")
