@@ -1,0 +1,123 @@
+"""Exec (foreground, background), processes, and files inside a real capsule, through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+
+import httpx
+
+
+async def test_foreground_exec(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
+                       json={"cmd": "sh", "args": ["-c", "echo out; echo err >&2; exit 3"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["stdout"], body["stderr"], body["exit_code"]) == ("out\n", "err\n", 3)
+    assert body["sandbox_id"] == shared_capsule and body["cmd"] == "sh"
+    assert isinstance(body["duration_ms"], int) and body["duration_ms"] >= 0
+    assert body["encoding"] == "utf-8"
+
+
+async def test_exec_binary_output_is_base64(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
+                       json={"cmd": "printf", "args": ["\\377\\376abc"]})
+    body = r.json()
+    assert body["encoding"] == "base64", body
+    assert base64.b64decode(body["stdout"]) == b"\xff\xfeabc"
+
+
+async def test_exec_timeout(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
+                       json={"cmd": "sleep", "args": ["30"], "timeout_sec": 1})
+    assert r.status_code == 200, r.text
+    assert r.json()["exit_code"] != 0
+    assert 900 <= r.json()["duration_ms"] < 5_000
+
+
+async def test_background_process_list_stream_and_kill(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    tag = f"web-{secrets.token_hex(3)}"
+    r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
+                       json={"cmd": "sh", "args": ["-c", "echo started; echo $FOO; pwd; sleep 600"],
+                             "background": True, "tag": tag, "envs": {"FOO": "bar"}, "cwd": "/tmp"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["tag"] == tag and body["pid"] > 0 and body["sandbox_id"] == shared_capsule
+    r = await api.post(f"/v1/capsules/{shared_capsule}/exec", json={"cmd": "sleep", "args": ["600"],
+                                                                   "background": True})
+    auto = r.json()
+    assert r.status_code == 202 and auto["tag"].startswith("proc-") and len(auto["tag"]) == len("proc-") + 8
+    procs = (await api.get(f"/v1/capsules/{shared_capsule}/processes")).json()["processes"]
+    by_tag = {p.get("tag"): p for p in procs}
+    assert by_tag[tag]["pid"] == body["pid"] and by_tag[tag]["cmd"] == "sh"
+    assert auto["tag"] in by_tag
+    # kill by tag with SIGTERM, by pid with the default SIGKILL
+    assert (await api.delete(f"/v1/capsules/{shared_capsule}/processes/{tag}",
+                             params={"signal": "SIGTERM"})).status_code == 204
+    assert (await api.delete(f"/v1/capsules/{shared_capsule}/processes/{auto['pid']}")).status_code == 204
+    for _ in range(100):
+        tags = {p.get("tag") for p in (await api.get(f"/v1/capsules/{shared_capsule}/processes")).json()["processes"]}
+        if tag not in tags and auto["tag"] not in tags:
+            break
+        await asyncio.sleep(0.05)
+    assert tag not in tags and auto["tag"] not in tags
+    r = await api.delete(f"/v1/capsules/{shared_capsule}/processes/no-such-tag")
+    assert r.status_code == 404, r.text
+    r = await api.delete(f"/v1/capsules/{shared_capsule}/processes/{tag}", params={"signal": "SIGHUP"})
+    assert r.status_code == 400, r.text
+
+
+async def test_files_roundtrip(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    base = f"/tmp/files-{secrets.token_hex(3)}"
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/mkdir", json={"path": base})
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"]["type"] == "directory" and r.json()["entry"]["path"] == base
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/mkdir", json={"path": base})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_exists"
+    data = secrets.token_bytes(200_000)
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write",
+                       files={"file": ("blob.bin", data)}, data={"path": f"{base}/blob.bin"})
+    assert r.status_code == 204, r.text
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": f"{base}/blob.bin"})
+    assert r.status_code == 200 and r.content == data
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/read", json={"path": f"{base}/blob.bin"})
+    assert r.status_code == 200 and r.content == data
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/write",
+                       files={"file": ("s.txt", b"streamed\n")}, data={"path": f"{base}/s.txt"})
+    assert r.status_code == 204, r.text
+    out = await api.post(f"/v1/capsules/{shared_capsule}/exec", json={"cmd": "cat", "args": [f"{base}/s.txt"]})
+    assert out.json()["stdout"] == "streamed\n"
+    listing = await api.post(f"/v1/capsules/{shared_capsule}/files/list", json={"path": base})
+    assert listing.status_code == 200, listing.text
+    entries = {e["name"]: e for e in listing.json()["entries"]}
+    assert entries["blob.bin"]["size"] == len(data) and entries["blob.bin"]["type"] == "file"
+    assert entries["s.txt"]["permissions"].startswith("-")
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/remove", json={"path": f"{base}/s.txt"})
+    assert r.status_code == 204
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": f"{base}/s.txt"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/read", json={"path": f"{base}/nope"})
+    assert r.status_code == 404
+
+
+async def test_upload_limit_413(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    too_big = b"x" * (1024 * 1024 + 4096)  # the test server's limit is 1 MiB
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write",
+                       files={"file": ("big", too_big)}, data={"path": "/tmp/big"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "payload_too_large"
+    # the streaming variant has no such limit
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/write",
+                       files={"file": ("big", too_big)}, data={"path": "/tmp/big-streamed"})
+    assert r.status_code == 204, r.text
+
+
+async def test_upload_needs_path_and_file(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write", data={"path": "/tmp/x"},
+                       files={"other": ("o", b"1")})
+    assert r.status_code == 400, r.text
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write", files={"file": ("f", b"1")})
+    assert r.status_code == 400, r.text
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write", json={"path": "/tmp/x"})
+    assert r.status_code == 415, r.text
