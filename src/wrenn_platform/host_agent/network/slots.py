@@ -104,7 +104,10 @@ async def setup_slot_network(slot: NetworkSlot) -> None:
 
 
 async def teardown_slot_network(slot: NetworkSlot) -> None:
-    """Remove the netns (which takes the veth pair with it) and the slot's conntrack entries."""
+    """Remove the netns (which takes the veth pair with it), then the slot's conntrack entries.
+
+    In that order: once the veth is gone nothing can create a new entry for the slot IP, so the
+    next capsule on this slot starts with none."""
     await _remove_netns(slot.netns)
     await _flush_conntrack(slot.host_ip)
 
