@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -78,6 +76,8 @@ async def test_malformed_requests(envd: EnvdProcess, client: EnvdClient) -> None
         assert r.json()["code"] in ("invalid_argument", "not_found")
         r = await http.post("/nope.Service/Call", json={})
         assert r.status_code == 404
+        r = await http.post("/filesystem.Filesystem/NoSuchMethod", json={})
+        assert r.status_code == 501 and r.json()["code"] == "unimplemented"
         r = await http.post("/process.Process/Start", content=b"\x00\x00\x00\x00\x05[1,2",
                             headers={"Content-Type": "application/connect+json"})
         assert r.status_code == 200 and b'"error"' in r.content
@@ -115,17 +115,6 @@ async def test_client_vanishing_mid_stream_keeps_the_process(client: EnvdClient,
     async with envd.client() as other:
         result = [e async for e in other.connect("firehose")]
     assert result[-1].exit_code == 0  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def small_disk(workdir: Path) -> Iterator[Path]:
-    mount = workdir / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=False)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_full_disk(client: EnvdClient, small_disk: Path) -> None:

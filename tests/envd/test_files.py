@@ -3,6 +3,7 @@ stat, move, and the permissions of the user a call acts as."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, FilesystemEvent, WatchStarted
 
 
 async def test_write_creates_parents_and_reads_back_binary(client: EnvdClient, workdir: Path) -> None:
@@ -168,3 +169,45 @@ async def test_bad_paths_and_directories(client: EnvdClient, workdir: Path) -> N
         with pytest.raises(EnvdError) as exc:
             await call
         assert exc.value.code == code, exc.value
+
+
+async def test_move_across_filesystems(client: EnvdClient, workdir: Path, small_disk: Path) -> None:
+    tree = workdir / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f.txt").write_bytes(b"payload")
+    os.chmod(tree / "sub" / "f.txt", 0o600)
+    os.symlink("sub/f.txt", tree / "link")
+    moved = await client.move(str(tree), str(small_disk / "tree"))
+    assert moved.type == "directory" and not tree.exists()
+    assert (small_disk / "tree" / "sub" / "f.txt").read_bytes() == b"payload"
+    assert (small_disk / "tree" / "sub" / "f.txt").stat().st_mode & 0o777 == 0o600
+    assert os.readlink(small_disk / "tree" / "link") == "sub/f.txt"
+
+
+async def test_watch_dir_reports_changes(client: EnvdClient, workdir: Path) -> None:
+    (workdir / "existing").mkdir()
+    events = client.watch_dir(str(workdir), recursive=True, include_entry=True)
+    assert isinstance(await anext(events), WatchStarted)
+    await client.write_file(str(workdir / "existing" / "a.txt"), b"hello")  # temp file + rename
+    await client.make_dir(str(workdir / "newdir"))
+    await client.remove(str(workdir / "existing" / "a.txt"))
+    seen: list[FilesystemEvent] = []
+
+    async def until_removed() -> None:
+        async for event in events:
+            assert isinstance(event, FilesystemEvent)
+            seen.append(event)
+            if event.type == "remove" and event.name == "existing/a.txt":
+                return
+
+    await asyncio.wait_for(until_removed(), 5)
+    await events.aclose()
+    kinds = {(e.name, e.type) for e in seen}
+    assert ("existing/a.txt", "create") in kinds  # the rename of the temporary file onto it
+    assert ("newdir", "create") in kinds
+    created = next(e for e in seen if e.name == "newdir")
+    assert created.entry is not None and created.entry.type == "directory"
+    with pytest.raises(EnvdError) as exc:
+        async for _ in client.watch_dir(str(workdir / "missing")):
+            pass
+    assert exc.value.code == "not_found"

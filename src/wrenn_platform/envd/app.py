@@ -51,6 +51,7 @@ class Envd:
             "/process.Process/Start": process.start,
             "/process.Process/Connect": process.connect,
             "/process.Process/StreamInput": process.stream_input,
+            "/filesystem.Filesystem/WatchDir": filesystem.watch_dir,
         }
 
     async def __call__(self, request: Request, response: Response) -> None:
@@ -74,6 +75,9 @@ class Envd:
                 await send_unary(response, self.metrics.snapshot())
             elif path == "/version":
                 await send_unary(response, {"version": VERSION})
+            elif path_is_rpc(path):
+                response.keep_alive = response.keep_alive and request.body_done
+                await send_unary_error(response, RpcError("unimplemented", f"{path} is not implemented"))
             else:
                 response.keep_alive = response.keep_alive and request.body_done
                 await send_error(response, RpcError("not_found", f"no route {request.method} {path}"))

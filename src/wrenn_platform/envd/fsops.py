@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -108,8 +109,41 @@ def move(source: str, destination: str) -> dict[str, Any]:
     parent = os.path.dirname(destination)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    os.rename(source, destination)
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another filesystem: copy, then remove the source (not atomic, as with mv(1)).
+        if os.path.lexists(destination):
+            raise FileExistsError(errno.EEXIST, "destination exists on another filesystem", destination) from None
+        try:
+            _copy(source, destination)
+        except BaseException:
+            if os.path.lexists(destination):
+                remove(destination)
+            raise
+        remove(source)
     return entry_info(destination)
+
+
+def _copy(source: str, destination: str) -> None:
+    st = os.lstat(source)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(source), destination)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(destination, stat.S_IMODE(st.st_mode))
+        with os.scandir(source) as it:
+            for child in it:
+                _copy(child.path, os.path.join(destination, child.name))
+    elif stat.S_ISREG(st.st_mode):
+        with open(source, "rb") as src, open(destination, "xb") as dst:
+            while data := src.read(1024 * 1024):
+                dst.write(data)
+            os.fchmod(dst.fileno(), stat.S_IMODE(st.st_mode))
+    else:
+        raise OSError(errno.EINVAL, "cannot move special files across filesystems", source)
+    os.utime(destination, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 # -- streamed files ------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
-from . import fsops
-from .connect import RpcError, from_os_error
-from .httpio import Request
+from . import fsops, watch
+from .connect import RpcError, end_stream, envelope, from_os_error, read_envelope, start_stream
+from .httpio import Request, Response
 from .state import AgentState
 from .users import FsIdentities, User
 
@@ -71,3 +73,76 @@ class FilesystemService:
             raise RpcError("invalid_argument", f"depth must be between 1 and {MAX_DEPTH}")
         entries = await self._run(request, fsops.list_dir, ("path", message.get("path")), ("", depth))
         return {"entries": entries}
+
+    async def watch_dir(self, request: Request, response: Response) -> None:
+        """Server stream: `{start: {}}`, then `{filesystem: {name, type, entry?}}` per change."""
+        await start_stream(response)
+        try:
+            message = await read_envelope(request) or {}
+            user = self.state.request_user(request.headers.get("authorization"))
+            root = resolve_path(message.get("path"), user)
+            include_entry = bool(message.get("includeEntry"))
+            try:
+                watcher = await self.fs.run(user, watch.open_watcher, root, bool(message.get("recursive")))
+            except OSError as exc:
+                raise from_os_error(exc, root) from None
+        except RpcError as exc:
+            await response.write(end_stream(exc))
+            await response.end()
+            return
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def on_readable() -> None:
+            watcher.read()
+            ready.set()
+
+        loop.add_reader(watcher.fd, on_readable)
+        disconnected = asyncio.ensure_future(request.wait_disconnect())
+        try:
+            await response.write(envelope({"start": {}}))
+            while True:
+                waiter = asyncio.ensure_future(ready.wait())
+                done, _ = await asyncio.wait(
+                    {waiter, disconnected}, timeout=30.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                if disconnected in done:
+                    waiter.cancel()
+                    response.keep_alive = False
+                    return
+                if waiter not in done:
+                    waiter.cancel()
+                    await response.write(envelope({"keepalive": {}}))
+                    continue
+                ready.clear()
+                while watcher.new_dirs:
+                    with contextlib.suppress(OSError):
+                        await self.fs.run(user, watcher.add_tree, watcher.new_dirs.pop())
+                out: list[bytes] = []
+                while watcher.events:
+                    name, kind = watcher.events.popleft()
+                    event: dict[str, Any] = {"name": name, "type": kind}
+                    if include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
+                        with contextlib.suppress(OSError):
+                            event["entry"] = await self.fs.run(
+                                user, fsops.entry_info, os.path.join(root, name)
+                            )
+                    out.append(envelope({"filesystem": event}))
+                if watcher.overflowed:
+                    error = RpcError("resource_exhausted", "too many changes; events were lost")
+                    out.append(end_stream(error))
+                elif watcher.closed:
+                    out.append(end_stream())
+                if out:
+                    await response.write(b"".join(out))
+                if watcher.overflowed or watcher.closed:
+                    disconnected.cancel()
+                    await asyncio.gather(disconnected, return_exceptions=True)
+                    await response.end()
+                    return
+        except ConnectionError:
+            response.keep_alive = False
+        finally:
+            disconnected.cancel()
+            await asyncio.gather(disconnected, return_exceptions=True)
+            watcher.close()

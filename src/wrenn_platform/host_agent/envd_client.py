@@ -131,6 +131,21 @@ class EntryInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchStarted:
+    """The watch is in place: changes from now on are reported."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilesystemEvent:
+    name: str  # path relative to the watched directory
+    type: Literal["create", "write", "remove", "rename", "chmod"]
+    entry: EntryInfo | None = None  # with include_entry, for create/write/chmod
+
+
+WatchEvent = WatchStarted | FilesystemEvent
+
+
+@dataclass(frozen=True, slots=True)
 class GuestMetrics:
     ts: int
     cpu_count: int
@@ -430,6 +445,12 @@ class EnvdClient:
         if access_token:
             self.access_token = access_token
 
+    async def version(self) -> str:
+        r = await self._request("GET", "/version", headers=self._headers())
+        if r.status_code != 200:
+            raise _error_from_response(r.status_code, r.content)
+        return str(r.json().get("version", ""))
+
     async def metrics(self) -> GuestMetrics:
         r = await self._request("GET", "/metrics", headers=self._headers())
         if r.status_code != 200:
@@ -643,6 +664,29 @@ class EnvdClient:
             "filesystem.Filesystem/Move", {"source": source, "destination": destination}, user
         )
         return _entry(data["entry"])
+
+    async def watch_dir(
+        self, path: str, *, recursive: bool = False, include_entry: bool = False, user: str | None = None
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """Stream changes below a directory: `WatchStarted`, then `FilesystemEvent`s until the
+        iteration is left or the directory goes away."""
+        kinds: dict[str, Literal["create", "write", "remove", "rename", "chmod"]] = {
+            "EVENT_TYPE_CREATE": "create",
+            "EVENT_TYPE_WRITE": "write",
+            "EVENT_TYPE_REMOVE": "remove",
+            "EVENT_TYPE_RENAME": "rename",
+            "EVENT_TYPE_CHMOD": "chmod",
+        }
+        message = {"path": path, "recursive": recursive, "includeEntry": include_entry}
+        async for payload in self._server_stream("filesystem.Filesystem/WatchDir", message, user):
+            if "start" in payload:
+                yield WatchStarted()
+            elif "filesystem" in payload:
+                raw = payload["filesystem"]
+                kind = kinds.get(raw.get("type", ""))
+                if kind is not None:
+                    entry = _entry(raw["entry"]) if raw.get("entry") else None
+                    yield FilesystemEvent(raw.get("name", ""), kind, entry)
 
     async def read_file(self, path: str, *, user: str | None = None) -> bytes:
         parts = [chunk async for chunk in self.download(path, user=user)]
