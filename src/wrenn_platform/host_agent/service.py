@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import shutil
 import time
@@ -65,6 +66,7 @@ from wrenn_platform.wire.agent import (
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.2.0"
+_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class SlotPool(Protocol):
@@ -179,8 +181,8 @@ class HostAgent:
         capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
         if capsule_id in self._capsules:
             raise AlreadyExists(f"capsule {capsule_id} already exists")
-        if not capsule_id.replace("-", "").replace("_", "").isalnum() or len(capsule_id) > 64:
-            raise BadRequest(f"invalid capsule id {capsule_id!r}")
+        if not _CAPSULE_ID.fullmatch(capsule_id):
+            raise BadRequest(f"invalid capsule id {capsule_id!r}: 1-64 of A-Z a-z 0-9 _ -")
         try:
             template = self.templates.resolve(req.template, req.team_id)
         except TemplateNotFound as exc:
