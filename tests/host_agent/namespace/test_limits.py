@@ -69,3 +69,16 @@ async def test_disk_limit_gives_enospc_inside(make_capsule: MakeCapsule, runtime
     _code, out, _ = await sh(capsule, "rm /home/user/big && echo ok")  # the capsule recovers
     assert out == "ok\n"
     assert os.statvfs("/").f_bavail > 0
+
+
+async def test_capsule_cannot_fill_the_host_disk_through_its_console(
+    make_capsule: MakeCapsule, runtime: NamespaceRuntime
+) -> None:
+    capsule = await make_capsule(disk_size_mb=32)
+    # bwrap (pid 1 inside) holds the console log open: it is neither writable by capsule root nor
+    # on the host disk
+    _, out, _ = await sh(capsule, "head -c 64M /dev/zero > /proc/1/fd/1; echo rc=$?", user="root")
+    assert "rc=0" not in out
+    assert runtime.sample(capsule.capsule_id).disk_bytes <= 32 * 1024 * 1024
+    host_files = [p for p in runtime.state_dir(capsule.capsule_id).iterdir() if p.name not in ("disk", "root")]
+    assert all(p.is_dir() or p.stat().st_blocks * 512 < 1024 * 1024 for p in host_files)

@@ -3,7 +3,7 @@
 Layout in the capsule's state dir::
 
     disk.img   sparse ext4 image, `disk_size_mb` big (writes past it fail with ENOSPC)
-    disk/      its loop mount: upper/ and work/
+    disk/      its loop mount: upper/, work/ and console.log (envd's stdout and stderr)
     lower/     idmapped bind of the template's rootfs (owners shifted to the capsule's range)
     root/      the overlay: lower + upper; bwrap binds it as the capsule's /
 
@@ -35,6 +35,9 @@ class Paths:
         self.upper = self.disk / "upper"
         self.work = self.disk / "work"
         self.root = state_dir / ROOT
+        # On the capsule's own disk (beside upper/, invisible inside): capsule root can write to
+        # bwrap's stdout through /proc/1/fd/1, and must not be able to fill the host's disk.
+        self.console_log = self.disk / "console.log"
 
     def lower(self, i: int) -> Path:
         return self.state_dir / f"{LOWER}{i}"

@@ -195,7 +195,7 @@ class NamespaceRuntime:
                 procs_files=cg.procs_files(),
                 env=self._env(spec),
                 pass_fds=(seccomp_fd,),
-                log_path=paths.state_dir / "console.log",
+                log_path=paths.console_log,
             )
         finally:
             os.close(userns_fd)
@@ -211,7 +211,7 @@ class NamespaceRuntime:
                 st.slot.host_ip, ENVD_PORT, self.envd_timeout, alive=lambda: child.poll() is None
             )
         except (TimeoutError, RuntimeError) as exc:
-            tail = (paths.state_dir / "console.log").read_bytes()[-2000:].decode(errors="replace")
+            tail = paths.console_log.read_bytes()[-2000:].decode(errors="replace")
             raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
         version = await probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
         st.metadata = self._metadata(version)
