@@ -13,6 +13,7 @@ Connect RPC with the JSON codec (`process.Process`, `filesystem.Filesystem`), an
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import struct
 import time
@@ -200,7 +201,7 @@ def _entry(raw: Mapping[str, Any]) -> EntryInfo:
 def _event(raw: Mapping[str, Any]) -> ProcessEvent | None:
     if "_data" in raw:
         stream: Stream = raw["_data"][0]
-        return ProcessOutput(stream, base64.b64decode(raw["_data"][1]))
+        return ProcessOutput(stream, binascii.a2b_base64(raw["_data"][1]))
     event = raw.get("event") or {}
     if "data" in event:
         data = event["data"]
@@ -237,7 +238,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
         head = payload[:30]
         for prefix, name in _DATA_PREFIXES.items():
             if head.startswith(prefix):
-                return {"_data": (name, payload[len(prefix) : -len(_DATA_SUFFIX)])}
+                encoded = memoryview(payload)[len(prefix) : -len(_DATA_SUFFIX)]
+                return {"_data": (name, encoded)}
     return json.loads(payload) if payload else {}
 
 
@@ -250,7 +252,8 @@ async def _envelopes(response: httpx.Response) -> AsyncIterator[tuple[int, dict[
             flags, length = struct.unpack_from(">BI", buffer, offset)
             if len(buffer) - offset < 5 + length:
                 break
-            payload = bytes(buffer[offset + 5 : offset + 5 + length])
+            with memoryview(buffer) as view:
+                payload = bytes(view[offset + 5 : offset + 5 + length])
             offset += 5 + length
             yield flags, _decode(payload)
         if offset:
