@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 
 from .addressing import HOST_IFACE_PREFIX, SLOT_SUBNET
 
@@ -97,19 +96,10 @@ def install() -> None:
             f.write("1")
 
 
-_installed = False
-_install_lock = threading.Lock()
-
-
-def _install_once() -> None:
-    global _installed
-    with _install_lock:
-        if not _installed:
-            install()
-            _installed = True
-
-
 async def ensure_installed() -> None:
-    """Install the table once per process (re-checked after a failure)."""
-    if not _installed:
-        await asyncio.to_thread(_install_once)
+    """Check the table and (re)install it when missing or outdated.
+
+    Checked on every slot allocation rather than once per process: an operator's
+    `nft flush ruleset` or another tool replacing the ruleset must not leave new capsules
+    unprotected. The check is one `nft list table`, run alongside the slot's own set-up."""
+    await asyncio.to_thread(install)

@@ -121,11 +121,13 @@ async def allocate_slot(
     configure: SlotHook | None = None,
 ) -> NetworkSlot:
     """Lease a free slot, build its network, run `configure` on it; on failure undo everything."""
-    await nftables.ensure_installed()
     lease = await asyncio.to_thread(leases.acquire, owner, holder, lease_dir)
     slot = slot_for_index(lease.index, dns_servers)
     try:
-        await setup_slot_network(slot)
+        results = await asyncio.gather(nftables.ensure_installed(), setup_slot_network(slot), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         if configure is not None:
             await configure(slot)
     except BaseException:

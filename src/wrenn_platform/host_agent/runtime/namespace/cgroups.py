@@ -141,13 +141,15 @@ class Cgroup:
 
     def remove(self) -> None:
         for d in self.dirs.values():
-            for _ in range(100):
+            for attempt in range(500):
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:  # EBUSY while the last exiting task is being released
+                    if attempt == 499:
+                        raise
                     time.sleep(0.002)
 
     def cpu_seconds(self) -> float:
