@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import accel as accel_mod
 from . import disk, envd, initramfs, kernel, net, qemu
@@ -52,6 +54,8 @@ class _Vm:
     proc: vmproc.VmProcess | None
     qmp: Qmp | None
     lock: asyncio.Lock
+    guest_disk_bytes: int = 0  # the guest's own view (df /), refreshed by `poller`
+    poller: asyncio.Task[None] | None = None
 
 
 def _agent_version() -> str:
@@ -75,6 +79,7 @@ class MicrovmRuntime:
         boot_timeout: float = 90.0,
         restore_timeout: float = 20.0,
         sandbox: bool = True,
+        guest_metrics_interval: float = 5.0,
     ) -> None:
         self.state_root = state_root
         self.cache_dir = cache_dir
@@ -86,6 +91,7 @@ class MicrovmRuntime:
         self.boot_timeout = boot_timeout
         self.restore_timeout = restore_timeout
         self.sandbox = sandbox
+        self.guest_metrics_interval = guest_metrics_interval
         self.tsc_khz = accel_mod.host_tsc_khz()
         self.vmm_version = _qemu_version()
         self._vms: dict[str, _Vm] = {}
@@ -181,7 +187,24 @@ class MicrovmRuntime:
             raise RuntimeError_(f"capsule {capsule_id} is not known to the microvm runtime")
         return vm
 
+    def _start_poller(self, vm: _Vm) -> None:
+        if vm.poller is None or vm.poller.done():
+            vm.poller = asyncio.create_task(self._poll_guest(vm), name=f"microvm-metrics-{vm.record.capsule_id}")
+
+    async def _poll_guest(self, vm: _Vm) -> None:
+        """Keep the guest's disk usage at hand for the synchronous `sample()`."""
+        rec = vm.record
+        async with EnvdClient(envd.envd_url(rec.slot.host_ip), rec.envd_token, timeout=10.0) as client:
+            while True:
+                with contextlib.suppress(EnvdError, OSError, KeyError, ValueError):
+                    vm.guest_disk_bytes = (await client.metrics()).disk_used
+                await asyncio.sleep(self.guest_metrics_interval)
+
     async def _stop_vm(self, vm: _Vm) -> None:
+        if vm.poller is not None:
+            vm.poller.cancel()
+            await asyncio.gather(vm.poller, return_exceptions=True)
+            vm.poller = None
         if vm.qmp is not None:
             await vm.qmp.close()
             vm.qmp = None
@@ -239,6 +262,7 @@ class MicrovmRuntime:
                     url = envd.envd_url(slot.host_ip)
                     rec.metadata["envd_version"] = await envd.version(url, rec.envd_token)
                 self._save(vm)
+                self._start_poller(vm)
         except BaseException as exc:
             await self._remove(vm)
             if isinstance(exc, RuntimeError_ | asyncio.CancelledError):
@@ -379,6 +403,7 @@ class MicrovmRuntime:
             vm.record.status = "running"
             self._save(vm)
             (vm.dir / STATE_FILE).unlink(missing_ok=True)
+            self._start_poller(vm)
             return self._running(vm)
 
     async def snapshot(self, capsule_id: str, dest_template_dir: Path) -> None:
@@ -429,10 +454,23 @@ class MicrovmRuntime:
             except QmpError:
                 return None
             vm.qmp = qmp
+            self._start_poller(vm)
         elif not (state_dir / STATE_FILE).exists():
             return None
         self._vms[rec.capsule_id] = vm
         return self._running(vm)
+
+    async def detach(self) -> None:
+        """Let go of every VM without stopping it (agent shutdown); `adopt()` finds them again."""
+        for vm in list(self._vms.values()):
+            if vm.poller is not None:
+                vm.poller.cancel()
+                await asyncio.gather(vm.poller, return_exceptions=True)
+                vm.poller = None
+            if vm.qmp is not None:
+                await vm.qmp.close()
+                vm.qmp = None
+        self._vms.clear()
 
     def _load(self, d: Path) -> _Vm | None:
         try:
@@ -443,7 +481,7 @@ class MicrovmRuntime:
 
     def sample(self, capsule_id: str) -> ResourceSample:
         vm = self._get(capsule_id)
-        disk_bytes = disk.used_bytes(vm.dir / DISK_FILE)
+        disk_bytes = vm.guest_disk_bytes
         pid = vm.record.pid
         if pid is None or vm.proc is None or not vm.proc.alive():
             return ResourceSample(cpu_seconds=0.0, memory_bytes=0, disk_bytes=disk_bytes)
