@@ -42,17 +42,26 @@ async def next_event(events: object, within: float) -> SandboxEvent:
 
 async def test_metrics_sampled_into_every_range(http: HttpAgentClient) -> None:
     info = await http.create(CreateCapsuleRequest(vcpus=1))
-    # Burn one CPU for ~1.5 s and hold 32 MiB, so both show up in the samples.
+    # Burn exactly 1.5 CPU-seconds (however loaded the host is) and hold 32 MiB.
     bg = await http.exec(info.id, ExecRequest(
-        cmd="python3", args=["-c", "import time; b = bytearray(32 << 20); t = time.time()\n"
-                             "while time.time() - t < 1.5: pass\ntime.sleep(30)"], background=True))
+        cmd="python3", args=["-c", "import time; b = bytearray(32 << 20)\n"
+                             "while time.process_time() < 1.5: pass\nopen('/tmp/done', 'w').close(); time.sleep(60)"],
+        background=True))
     assert isinstance(bg, BackgroundExecResponse)
-    await asyncio.sleep(2.5)
+    for _ in range(200):
+        await asyncio.sleep(0.2)
+        done = await http.exec(info.id, ExecRequest(cmd="test", args=["-e", "/tmp/done"]))
+        if isinstance(done, ExecResponse) and done.exit_code == 0:
+            break
+    await asyncio.sleep(1.0)
     m = await http.metrics(info.id, "10m")
     assert m.sandbox_id == info.id and m.range == "10m"
-    assert len(m.points) >= 3
-    assert max(p.cpu_pct for p in m.points) > 50.0  # one busy process on one vCPU
+    assert len(m.points) >= 4
     assert all(0.0 <= p.cpu_pct <= 100.0 for p in m.points)
+    # The samples integrate to the CPU time the capsule used (1.5 s burnt + start-up), within the
+    # slack of sampling intervals stretched by a busy host.
+    cpu_seconds = sum(p.cpu_pct for p in m.points) / 100 * 0.5
+    assert 1.0 <= cpu_seconds <= 2.5, cpu_seconds
     assert max(p.mem_bytes for p in m.points) > 32 << 20
     now = time.time()
     assert all(now - 600 <= p.timestamp_unix <= now + 1 for p in m.points)
