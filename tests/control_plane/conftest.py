@@ -16,10 +16,16 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from wrenn_platform.control_plane.app import create_app
-from wrenn_platform.control_plane.auth.principal import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from wrenn_platform.control_plane.auth.principal import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Principal,
+    require_key_or_session,
+)
 from wrenn_platform.control_plane.db.models import AuthSession, Team, TeamMember, User
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import hash_password, new_token, sha256_hex
@@ -156,3 +162,16 @@ async def session_for(app: FastAPI) -> AsyncIterator[SessionFactory]:
     yield factory
     for c in clients:
         await c.aclose()
+
+
+@pytest.fixture
+async def key_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An anonymous client for `X-API-Key` calls, and a tiny route `/_test/key-team` that accepts
+    API keys (or a session) and answers whose team the caller acts for."""
+
+    @app.get("/_test/key-team")
+    async def key_team(principal: Principal = Depends(require_key_or_session)) -> dict[str, str]:
+        return {"team_id": principal.team_id, "kind": principal.kind}
+
+    async with make_client(app) as c:
+        yield c

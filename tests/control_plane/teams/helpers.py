@@ -35,3 +35,4 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None,
     if code is not None:
         assert error["code"] == code, error
     assert mentions in error["message"], error
+

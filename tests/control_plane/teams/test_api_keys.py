@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import httpx
-import pytest
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from sqlalchemy import select
 
-from wrenn_platform.control_plane.auth.principal import Principal, require_key_or_session
 from wrenn_platform.control_plane.db.models import ApiKey
 from wrenn_platform.control_plane.security import sha256_hex
 
-from ..conftest import SessionFactory, UserFactory, make_client
+from ..conftest import SessionFactory, UserFactory
 from .helpers import add_member, assert_error
 
 KEY_FIELDS = {"id", "team_id", "name", "key_prefix", "created_at", "last_used", "key"}
-
-
-@pytest.fixture
-async def key_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An anonymous client, and a tiny route that accepts API keys and says whose team it acts for."""
-
-    @app.get("/_test/key-team")
-    async def key_team(principal: Principal = Depends(require_key_or_session)) -> dict[str, str]:
-        return {"team_id": principal.team_id, "kind": principal.kind}
-
-    async with make_client(app) as c:
-        yield c
 
 
 async def test_create_shows_the_key_once_and_stores_only_its_hash(app: FastAPI, make_user: UserFactory) -> None:

@@ -6,15 +6,14 @@ import re
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.control_plane.auth.principal import Principal, require_key_or_session
 from wrenn_platform.control_plane.db.models import AuthSession, Team, User
 from wrenn_platform.control_plane.teams_lifecycle import _team_deleted_hooks, on_team_deleted
 
-from ..conftest import SessionFactory, UserFactory, make_client
+from ..conftest import SessionFactory, UserFactory
 from .helpers import add_member, assert_error
 
 
@@ -151,7 +150,7 @@ async def test_delete_is_owner_only(make_user: UserFactory, session_for: Session
 
 
 async def test_delete_is_soft_and_ends_keys_and_sessions(
-    app: FastAPI, make_user: UserFactory, session_for: SessionFactory
+    app: FastAPI, make_user: UserFactory, session_for: SessionFactory, key_client: httpx.AsyncClient
 ) -> None:
     owner = await make_user()
     member = await add_member(owner, make_user, session_for)
@@ -159,15 +158,10 @@ async def test_delete_is_soft_and_ends_keys_and_sessions(
     other = await make_user()  # another team, untouched
     other_key = (await other.client.post("/v1/api-keys", json={"name": "ci"})).json()["key"]
 
-    @app.get("/_test/key-team")
-    async def key_team(principal: Principal = Depends(require_key_or_session)) -> dict[str, str]:
-        return {"team_id": principal.team_id}
-
-    async with make_client(app) as anonymous:
-        assert (await anonymous.get("/_test/key-team", headers={"X-API-Key": key})).status_code == 200
-        assert (await owner.client.delete(f"/v1/teams/{owner.team_id}")).status_code == 204
-        assert_error(await anonymous.get("/_test/key-team", headers={"X-API-Key": key}), 401, "unauthorized")
-        assert (await anonymous.get("/_test/key-team", headers={"X-API-Key": other_key})).status_code == 200
+    assert (await key_client.get("/_test/key-team", headers={"X-API-Key": key})).status_code == 200
+    assert (await owner.client.delete(f"/v1/teams/{owner.team_id}")).status_code == 204
+    assert_error(await key_client.get("/_test/key-team", headers={"X-API-Key": key}), 401, "unauthorized")
+    assert (await key_client.get("/_test/key-team", headers={"X-API-Key": other_key})).status_code == 200
 
     # Sessions scoped to the deleted team end, for the owner and the member alike.
     assert_error(await owner.client.get("/v1/teams"), 401)
