@@ -7,16 +7,18 @@ Layout in the capsule's state dir::
     lower/     idmapped bind of the template's rootfs (owners shifted to the capsule's range)
     root/      the overlay: lower + upper; bwrap binds it as the capsule's /
 
-This kernel has no project quotas on ext4/xfs/tmpfs here, hence a loop image per capsule (12 ms
-for 1 GiB with no journal). The loop device is allocated with autoclear: it detaches itself when
-the mount goes away.
+This kernel has no project quotas on ext4/xfs/tmpfs here, hence a loop image per capsule: a sparse
+copy of a pristine empty ext4 image made once per size (no journal). The loop device is attached
+with autoclear: it detaches itself when the mount goes away.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import os
 import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 from . import kernel
@@ -46,39 +48,68 @@ class Paths:
         return sorted(p for p in self.state_dir.glob(f"{LOWER}*") if p.name[len(LOWER) :].isdigit())
 
 
-async def _run(*argv: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise OSError(f"{argv[0]} failed: {err.decode(errors='replace').strip()}")
+MKFS_OPTIONS = ("-F", "-q", "-m", "0", "-O", "^has_journal", "-E", "nodiscard")
+PRISTINE_DIR = Path("/run/wrenn/namespace-disks")  # one empty file system per size, on tmpfs
 
 
-async def create_disk(paths: Paths, size_mb: int, owner: int) -> None:
-    fd = os.open(paths.image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _pristine_image(size_mb: int) -> Path:
+    """An empty ext4 image of `size_mb` (made once: mkfs costs ~10-30 ms, a sparse copy <1 ms)."""
+    path = PRISTINE_DIR / f"ext4-v1-{size_mb}m.img"
+    if path.exists():
+        return path
+    PRISTINE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = PRISTINE_DIR / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
     try:
-        os.ftruncate(fd, size_mb * 1024 * 1024)  # sparse
+        with open(tmp, "wb") as f:
+            f.truncate(size_mb * 1024 * 1024)
+        proc = subprocess.run(["mkfs.ext4", *MKFS_OPTIONS, str(tmp)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise OSError(f"mkfs.ext4 failed: {proc.stderr.decode(errors='replace').strip()}")
+        os.replace(tmp, path)
     finally:
-        os.close(fd)
-    await _run(
-        "mkfs.ext4",
-        "-F",
-        "-q",
-        "-m",
-        "0",
-        "-O",
-        "^has_journal",
-        "-E",
-        f"nodiscard,root_owner={owner}:{owner}",
-        str(paths.image),
-    )
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _sparse_copy(source: Path, dest: Path) -> None:
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(src).st_size
+            os.ftruncate(dst, size)
+            pos = 0
+            while pos < size:
+                try:
+                    data = os.lseek(src, pos, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # only a hole is left
+                        break
+                    raise
+                hole = os.lseek(src, data, os.SEEK_HOLE)
+                offset = data
+                while offset < hole:
+                    copied = os.copy_file_range(src, dst, hole - offset, offset, offset)
+                    if copied == 0:
+                        raise OSError("short copy of a disk image")
+                    offset += copied
+                pos = hole
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def create_disk(paths: Paths, size_mb: int, owner: int) -> None:
+    """Sparse image from the pristine one, loop-mounted at `disk/`, upper and work owned by the
+    capsule's root."""
+    _sparse_copy(_pristine_image(size_mb), paths.image)
     paths.disk.mkdir()
-    await _run("mount", "-o", "loop,nodev,nosuid", str(paths.image), str(paths.disk))
+    kernel.loop_mount(str(paths.image), str(paths.disk), "ext4", kernel.MS_NODEV | kernel.MS_NOSUID)
+    shutil.rmtree(paths.disk / "lost+found", ignore_errors=True)
     for d in (paths.upper, paths.work):
         d.mkdir()
         os.chown(d, owner, owner)
-    shutil.rmtree(paths.disk / "lost+found", ignore_errors=True)
 
 
 def mount_root(paths: Paths, lower_sources: list[Path], userns_fd: int) -> None:

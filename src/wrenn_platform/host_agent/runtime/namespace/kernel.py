@@ -86,3 +86,75 @@ def idmapped_bind(source: str, target: str, userns_fd: int) -> None:
         )
     finally:
         os.close(tree)
+
+
+_LOOP_CTL_GET_FREE = 0x4C82
+_LOOP_CONFIGURE = 0x4C0A
+_LO_FLAGS_AUTOCLEAR = 4
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+
+
+class _LoopInfo64(ctypes.Structure):
+    _fields_ = [
+        ("lo_device", ctypes.c_uint64),
+        ("lo_inode", ctypes.c_uint64),
+        ("lo_rdevice", ctypes.c_uint64),
+        ("lo_offset", ctypes.c_uint64),
+        ("lo_sizelimit", ctypes.c_uint64),
+        ("lo_number", ctypes.c_uint32),
+        ("lo_encrypt_type", ctypes.c_uint32),
+        ("lo_encrypt_key_size", ctypes.c_uint32),
+        ("lo_flags", ctypes.c_uint32),
+        ("lo_file_name", ctypes.c_char * 64),
+        ("lo_crypt_name", ctypes.c_char * 64),
+        ("lo_encrypt_key", ctypes.c_char * 32),
+        ("lo_init", ctypes.c_uint64 * 2),
+    ]
+
+
+class _LoopConfig(ctypes.Structure):
+    _fields_ = [
+        ("fd", ctypes.c_uint32),
+        ("block_size", ctypes.c_uint32),
+        ("info", _LoopInfo64),
+        ("reserved", ctypes.c_uint64 * 8),
+    ]
+
+
+def loop_mount(image: str, target: str, fstype: str, flags: int = 0) -> None:
+    """`mount -o loop` without the process: attach a free loop device with autoclear (it detaches
+    itself when unmounted) and mount it. Retries when another process takes the same device."""
+    import fcntl
+
+    image_fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for _ in range(64):
+                number = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
+                device = f"/dev/loop{number}"
+                loop_fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    config = _LoopConfig(fd=image_fd)
+                    config.info.lo_flags = _LO_FLAGS_AUTOCLEAR
+                    config.info.lo_file_name = image.encode()[:63]
+                    try:
+                        fcntl.ioctl(loop_fd, _LOOP_CONFIGURE, config)
+                    except OSError as exc:
+                        if exc.errno == 16:  # EBUSY: raced with another attach
+                            continue
+                        raise
+                    try:
+                        mount(device, target, fstype, flags)
+                    except OSError:
+                        # autoclear detaches it once loop_fd is closed (nothing mounted it)
+                        raise
+                    return
+                finally:
+                    os.close(loop_fd)
+            raise OSError("no free loop device")
+        finally:
+            os.close(ctl)
+    finally:
+        os.close(image_fd)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -22,6 +23,7 @@ from .layers import BadTemplate, template_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_MAX = 1024
+_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # also its hostname and cgroup name
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
     "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation than a virtual machine"
@@ -140,7 +142,7 @@ class NamespaceRuntime:
     # -- Runtime protocol ------------------------------------------------------------------
 
     async def create(self, spec: CapsuleSpec, slot: NetworkSlot) -> RunningCapsule:
-        if spec.capsule_id in self._capsules or "/" in spec.capsule_id or spec.capsule_id.startswith("."):
+        if spec.capsule_id in self._capsules or not _CAPSULE_ID.fullmatch(spec.capsule_id):
             raise RuntimeError_(f"capsule id {spec.capsule_id!r} is in use or invalid")
         try:
             lowers = template_layers(spec.template_dir)
@@ -178,29 +180,11 @@ class NamespaceRuntime:
 
     async def _start(self, spec: CapsuleSpec, st: state.CapsuleState, lowers: list[Path]) -> None:
         paths = disk.Paths(self.state_dir(spec.capsule_id))
-        cg = cgroups.Cgroup(spec.capsule_id)
-        userns_fd = userns.create_userns(st.uid_base)
-        seccomp_fd = -1
+        userns_fd = await asyncio.to_thread(userns.create_userns, st.uid_base)
         try:
-            await disk.create_disk(paths, spec.disk_size_mb, st.uid_base)
-            disk.mount_root(paths, lowers, userns_fd)
-            self._write_etc(paths, spec, st.slot, st.uid_base)
-            cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
-            seccomp_fd = seccomp.filter_fd()
-            argv = bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, self.envd_command)
-            child = launcher.launch(
-                argv,
-                netns=Path("/run/netns") / st.slot.netns,
-                userns_fd=userns_fd,
-                procs_files=cg.procs_files(),
-                env=self._env(spec),
-                pass_fds=(seccomp_fd,),
-                log_path=paths.console_log,
-            )
+            child = await asyncio.to_thread(self._mount_and_launch, spec, st, lowers, paths, userns_fd)
         finally:
             os.close(userns_fd)
-            if seccomp_fd >= 0:
-                os.close(seccomp_fd)
         self._children[spec.capsule_id] = child
         st.pid = child.pid
         st.pid_start = state.process_start_time(child.pid)
@@ -216,6 +200,28 @@ class NamespaceRuntime:
         version = await probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
         st.metadata = self._metadata(version)
         state.save(paths.state_dir, st)
+
+    def _mount_and_launch(
+        self, spec: CapsuleSpec, st: state.CapsuleState, lowers: list[Path], paths: disk.Paths, userns_fd: int
+    ) -> subprocess.Popen[bytes]:
+        disk.create_disk(paths, spec.disk_size_mb, st.uid_base)
+        disk.mount_root(paths, lowers, userns_fd)
+        self._write_etc(paths, spec, st.slot, st.uid_base)
+        cg = cgroups.Cgroup(spec.capsule_id)
+        cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
+        seccomp_fd = seccomp.filter_fd()
+        try:
+            return launcher.launch(
+                bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, self.envd_command),
+                netns=Path("/run/netns") / st.slot.netns,
+                userns_fd=userns_fd,
+                procs_files=cg.procs_files(),
+                env=self._env(spec),
+                pass_fds=(seccomp_fd,),
+                log_path=paths.console_log,
+            )
+        finally:
+            os.close(seccomp_fd)
 
     async def _teardown(self, capsule_id: str, st: state.CapsuleState | None) -> None:
         """freeze, kill, thaw, wait empty; rmdir cgroups; unmount overlay, lowers, disk; rm -r."""
