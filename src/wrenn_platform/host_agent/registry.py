@@ -53,7 +53,9 @@ class CapsuleRecord:
     last_active_mono: float = field(default=0.0, compare=False)
 
     def network_slot(self) -> NetworkSlot | None:
-        return NetworkSlot(**self.slot) if self.slot else None
+        if not self.slot:
+            return None
+        return NetworkSlot(**{**self.slot, "dns_servers": tuple(self.slot.get("dns_servers", ()))})
 
     def attach(self, running: RunningCapsule) -> None:
         self.slot = asdict(running.slot)

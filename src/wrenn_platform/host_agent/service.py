@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
@@ -208,7 +209,7 @@ class HostAgent:
             slot: NetworkSlot | None = None
             try:
                 slot = await self.slots.allocate(capsule_id)
-                rec.slot = slot.__dict__.copy()
+                rec.slot = dataclasses.asdict(slot)
                 self.records.save(rec)  # before anything exists, so a crash from here on is cleaned up
                 running = await self.runtime.create(spec, slot)
             except BaseException as exc:
