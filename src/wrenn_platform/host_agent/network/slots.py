@@ -85,9 +85,9 @@ async def _flush_conntrack(ip: str) -> None:
 async def setup_slot_network(slot: NetworkSlot) -> None:
     """Create the slot's netns, veth pair and addresses (the lease must already be held)."""
     await _remove_netns(slot.netns)  # left by a crash between netns creation and lease release
-    await run(["ip", "netns", "add", slot.netns])
     await run(
         ["ip", "-batch", "-"],
+        f"netns add {slot.netns}\n"
         f"link add {slot.host_iface} type veth peer name {GUEST_IFACE} netns {slot.netns}\n"
         f"link set {slot.host_iface} addrgenmode none\n"
         f"addr add {slot.gateway_ip}/{slot.prefix_len} dev {slot.host_iface}\n"

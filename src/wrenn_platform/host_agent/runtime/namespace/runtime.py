@@ -232,10 +232,14 @@ class NamespaceRuntime:
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=2)
-        await asyncio.to_thread(cg.remove)
-        await asyncio.to_thread(disk.unmount_all, paths)
-        await asyncio.to_thread(disk.remove_state_dir, paths.state_dir)
+        # once the cgroup is empty, its removal and the disk's are independent
+        await asyncio.gather(asyncio.to_thread(cg.remove), asyncio.to_thread(self._remove_disk, paths))
         self._capsules.pop(capsule_id, None)
+
+    @staticmethod
+    def _remove_disk(paths: disk.Paths) -> None:
+        disk.unmount_all(paths)
+        disk.remove_state_dir(paths.state_dir)
 
     async def destroy(self, capsule_id: str) -> None:
         st = self._capsules.get(capsule_id) or state.load(self.state_dir(capsule_id))
