@@ -49,8 +49,10 @@ class CapsuleRecord:
     envd_url: str | None = None
     state_dir: str | None = None
     runtime_metadata: dict[str, str] = field(default_factory=dict)
-    # Not persisted: monotonic time of the last activity, for the TTL reaper.
+    # Not persisted: monotonic time of the last activity and foreground commands in flight, for
+    # the TTL reaper.
     last_active_mono: float = field(default=0.0, compare=False)
+    busy: int = field(default=0, compare=False)
 
     def network_slot(self) -> NetworkSlot | None:
         if not self.slot:
@@ -91,11 +93,12 @@ class CapsuleRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("last_active_mono")
+        data.pop("busy")
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CapsuleRecord:
-        known = {f for f in cls.__dataclass_fields__ if f != "last_active_mono"}
+        known = {f for f in cls.__dataclass_fields__ if f not in ("last_active_mono", "busy")}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -420,7 +420,7 @@ class HostAgent:
     async def _reap_tick(self) -> None:
         now = time.monotonic()
         for rec in list(self._capsules.values()):
-            if rec.status != "running" or rec.timeout_sec <= 0:
+            if rec.status != "running" or rec.timeout_sec <= 0 or rec.busy:
                 continue
             if now - rec.last_active_mono < rec.timeout_sec:
                 continue
@@ -428,7 +428,7 @@ class HostAgent:
             if lock.locked():
                 continue
             async with lock:
-                if rec.status != "running" or time.monotonic() - rec.last_active_mono < rec.timeout_sec:
+                if rec.status != "running" or rec.busy or time.monotonic() - rec.last_active_mono < rec.timeout_sec:
                     continue
                 try:
                     await self._pause_locked(rec)
@@ -471,8 +471,13 @@ class HostAgent:
         if req.background:
             pid, tag = await g.start_background(req)
             return BackgroundExecResponse(sandbox_id=capsule_id, cmd=req.cmd, pid=pid, tag=tag)
-        result = await g.run(req)
-        self._get(capsule_id).touch()
+        rec = self._get(capsule_id)
+        rec.busy += 1  # a foreground command still running is activity, however quiet it is
+        try:
+            result = await g.run(req)
+        finally:
+            rec.busy -= 1
+            rec.touch()
         return ExecResponse(sandbox_id=capsule_id, cmd=req.cmd, **result)
 
     async def list_processes(self, capsule_id: str) -> ProcessListResponse:

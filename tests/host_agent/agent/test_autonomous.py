@@ -128,6 +128,15 @@ async def test_process_output_and_traffic_count_as_activity(http: HttpAgentClien
     assert (await http.get(info.id)).status == "paused"
 
 
+async def test_a_quiet_foreground_command_is_not_paused_under_it(http: HttpAgentClient) -> None:
+    info = await http.create(CreateCapsuleRequest(timeout_sec=1))
+    r = await http.exec(info.id, ExecRequest(cmd="sleep", args=["3"], timeout_sec=20))
+    assert isinstance(r, ExecResponse) and r.exit_code == 0 and r.duration_ms < 6000
+    assert (await http.get(info.id)).status == "running"
+    await asyncio.sleep(2.5)
+    assert (await http.get(info.id)).status == "paused"
+
+
 async def test_restart_readopts_running_and_reports_the_rest(
         data_dir: Path, minimal_template: TemplateInfo, served: Served) -> None:
     """A second agent on the same data dir takes back live capsules, paused ones stay paused, and a
