@@ -45,19 +45,30 @@ def rss_kib(pid: int) -> int:
 
 
 class RssSampler:
+    """envd's RSS every 20 ms during one transfer: flat means the second half peaks no higher."""
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.peak = 0
+        self.samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_kib(self.pid))
+            self.samples.append(rss_kib(self.pid))
             time.sleep(0.02)
 
+    @property
+    def peak(self) -> int:
+        return max(self.samples)
+
+    @property
+    def halves(self) -> tuple[int, int]:
+        middle = len(self.samples) // 2
+        return max(self.samples[: middle or 1]), max(self.samples[middle:] or self.samples)
+
     def __enter__(self) -> RssSampler:
-        self.peak = rss_kib(self.pid)
+        self.samples.append(rss_kib(self.pid))
         self._thread.start()
         return self
 
@@ -258,17 +269,20 @@ def baseline_read(path: str, size: int) -> float:
     return size / (time.perf_counter() - t0) / 1e6
 
 
-async def measure(runs: int, pid: int, fn: Callable[[], object]) -> tuple[list[float], int]:
+async def measure(runs: int, pid: int, fn: Callable[[], object]) -> tuple[list[float], str]:
+    """Values of `runs` calls, and envd's RSS (MiB) per run: before → peak in 1st half / 2nd half."""
     values: list[float] = []
-    peak = 0
+    rss: list[str] = []
     for _ in range(runs):
+        before = rss_kib(pid)
         with RssSampler(pid) as sampler:
             value = fn()
             if asyncio.iscoroutine(value):
                 value = await value
         values.append(float(value))  # type: ignore[arg-type]
-        peak = max(peak, sampler.peak)
-    return values, peak
+        first, second = sampler.halves
+        rss.append(f"{before / 1024:.0f}→{first / 1024:.0f}/{second / 1024:.0f}")
+    return values, " ".join(rss)
 
 
 async def main() -> None:
@@ -296,7 +310,6 @@ async def main() -> None:
             print(summary("stdout streaming (raw socket)", raw_out, "MB/s", base_stdout, higher_is_better=True))
             print(summary("stdout streaming (EnvdClient)", stdout, "MB/s", base_stdout, higher_is_better=True))
             print(summary("stdout streaming (direct pipe)", base_stdout, "MB/s"))
-            peak_stdout = max(peak_stdout, peak_raw)
 
             with tempfile.TemporaryDirectory(prefix="envd-bench-", dir="/var/tmp") as tmp:
                 path = os.path.join(tmp, "blob")
@@ -309,9 +322,12 @@ async def main() -> None:
             print(summary("file write (direct)", base_writes, "MB/s"))
             print(summary("file read (envd)", reads, "MB/s", base_reads, higher_is_better=True))
             print(summary("file read (direct)", base_reads, "MB/s"))
-            print(f"envd RSS: {rss0 / 1024:.1f} MiB before transfers; peak during stdout "
-                  f"{peak_stdout / 1024:.1f} MiB, write {peak_write / 1024:.1f} MiB, read "
-                  f"{peak_read / 1024:.1f} MiB ({args.size_mib} MiB each)")
+            print(f"envd RSS, MiB, {args.size_mib} MiB per transfer (before → peak in 1st half / 2nd half):")
+            print(f"  at start {rss0 / 1024:.0f}")
+            print(f"  stdout (raw socket) {peak_raw}")
+            print(f"  stdout (EnvdClient) {peak_stdout}")
+            print(f"  file write          {peak_write}")
+            print(f"  file read           {peak_read}")
     finally:
         popen.terminate()
         popen.wait(10)

@@ -44,8 +44,12 @@ class OutputLog:
         self._trim()
         self._wake()
 
-    def close(self) -> None:
+    def close(self, keep: int | None = None) -> None:
+        """No more output. `keep` lowers the bound: what a late reader may still replay."""
         self._closed = True
+        if keep is not None and keep < self._bound:
+            self._bound = keep
+            self._trim()
         self._wake()
 
     def _wake(self) -> None:

@@ -19,6 +19,7 @@ from .users import User
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
+FINISHED_OUTPUT_KEPT = 1024 * 1024  # replayable after exit (the record lives on for a minute)
 EXIT_DRAIN_GRACE = 0.3  # how long output may keep flowing after exit (held by a grandchild)
 
 
@@ -196,7 +197,7 @@ class Process:
             os.close(self._stdin_fd)
             self._stdin_fd = None
         self._stdin_drained.set()
-        self.log.close()
+        self.log.close(keep=FINISHED_OUTPUT_KEPT)
         self.exit_event.set()
 
     @property
