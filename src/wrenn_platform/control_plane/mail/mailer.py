@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import smtplib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -23,6 +24,10 @@ from ..services import service
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class MailError(Exception):
+    """The message could not be handed to the mail server."""
 
 
 class MailBackend(Protocol):
@@ -58,7 +63,7 @@ class SmtpBackend:
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=30) as smtp:
             smtp.ehlo()
             if s.smtp_starttls and smtp.has_extn("starttls"):
-                smtp.starttls()
+                smtp.starttls(context=ssl.create_default_context())  # verifies the server's certificate
                 smtp.ehlo()
             if s.smtp_username:
                 smtp.login(s.smtp_username, s.smtp_password)
@@ -78,7 +83,11 @@ class Mailer:
         message["To"] = to
         message["Subject"] = subject
         message.set_content(body)
-        await self.backend.deliver(message)
+        try:
+            await self.backend.deliver(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("email to %s failed: %s", to, exc)
+            raise MailError(str(exc)) from exc
         if isinstance(self.backend, OutboxBackend):
             log.warning("email to %s written to %s; link: %s", to, self.backend.directory, link or "-")
         else:

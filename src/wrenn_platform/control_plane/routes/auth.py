@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
+from fastapi.responses import HTMLResponse
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,20 +19,20 @@ from ...wire.api.auth import (
     SwitchTeamRequest,
 )
 from .. import errors
-from ..auth import tokens
+from ..auth import pages, tokens
 from ..auth.accounts import create_user, login_team
 from ..auth.cookies import clear_session_cookies
 from ..auth.links import public_base
 from ..auth.login_limits import LoginLimits
 from ..auth.principal import Principal, require_session
 from ..auth.sessions import client_ip, revoke_user_sessions, rotate_session, start_session
-from ..db.models import Team, TeamMember, User
+from ..db.models import OneTimeToken, Team, TeamMember, User
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
 from ..errors import ApiError, conflict, forbidden, not_found
 from ..mail import messages
-from ..mail.mailer import Mailer
-from ..security import hash_password, verify_password
+from ..mail.mailer import Mailer, MailError
+from ..security import hash_password, sha256_hex, verify_password
 from ..settings import Settings
 
 router = APIRouter(tags=["auth"])
@@ -79,8 +80,19 @@ async def signup(
     url = messages.link(public_base(request, settings), messages.ACTIVATE_PATH, raw)
     subject, text = messages.activation(user.name, url, settings.activation_ttl_seconds // 60)
     mailer: Mailer = request.app.state.mailer
-    await mailer.send(user.email, subject, text, link=url)
+    try:
+        await mailer.send(user.email, subject, text, link=url)
+    except MailError:
+        # Without the email the link is useless: drop it so that a retry is not held by the cooldown.
+        await db.execute(delete(OneTimeToken).where(OneTimeToken.token_hash == sha256_hex(raw)))
+        await db.commit()
+        raise ApiError(503, "unavailable", "could not send the activation email; try again later") from None
     return SignupResponse(message="Account created. Check your email for the activation link.")
+
+
+@router.get(messages.ACTIVATE_PATH, include_in_schema=False, response_class=HTMLResponse)
+async def activate_page() -> HTMLResponse:
+    return HTMLResponse(pages.ACTIVATE_PAGE, headers=pages.HEADERS)
 
 
 @router.post(

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Path, Request, Response
+from fastapi.responses import HTMLResponse
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +22,7 @@ from ...wire.api.me import (
     UpdateNameRequest,
 )
 from .. import errors
-from ..auth import tokens
+from ..auth import pages, tokens
 from ..auth.accounts import owns_shared_team, providers_of
 from ..auth.cookies import clear_session_cookies
 from ..auth.links import public_base
@@ -168,6 +169,11 @@ async def request_password_reset(
     # tells whether the address has an account.
     background.add_task(_send_reset, request.app, body.email, public_base(request, settings))
     return Response(status_code=204, background=background)
+
+
+@router.get(messages.RESET_PATH, include_in_schema=False, response_class=HTMLResponse)
+async def reset_page() -> HTMLResponse:
+    return HTMLResponse(pages.RESET_PAGE, headers=pages.HEADERS)
 
 
 @router.post(
