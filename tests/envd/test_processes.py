@@ -153,16 +153,20 @@ async def test_process_outlives_connection_and_reconnect_replays(client: EnvdCli
     assert isinstance(again[-1], ProcessEnded) and again[-1].exit_code == 7
 
 
-async def test_reconnect_by_pid_keeps_a_bounded_tail(client: EnvdClient) -> None:
+async def test_reconnect_by_pid_keeps_a_bounded_tail(client: EnvdClient, workdir: Path) -> None:
     # The session envd keeps 1 MiB per process; nobody reads while 3 MiB are written.
-    info = await client.start_background(
-        "sh", ["-c", "head -c 3145728 /dev/zero | tr '\\0' a; echo; echo tail-marker; sleep 0.5"]
-    )
-    await asyncio.sleep(0.3)
+    done = workdir / "written"
+    script = f"head -c 3145728 /dev/zero | tr '\\0' a; echo; echo tail-marker; touch {done}; sleep 1"
+    info = await client.start_background("sh", ["-c", script])
+    for _ in range(100):
+        if done.exists():
+            break
+        await asyncio.sleep(0.05)
     events = await collect(client.connect(str(info.pid)))
     data = output(events)
-    assert data.endswith(b"tail-marker\n")
-    assert 512 * 1024 <= len(data) <= 2 * 1024 * 1024
+    assert data.endswith(b"a\ntail-marker\n")
+    assert data.startswith(b"aaaa")
+    assert len(data) <= 1024 * 1024
 
 
 async def test_foreground_timeout_kills(client: EnvdClient) -> None:
