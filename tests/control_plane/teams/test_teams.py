@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.control_plane.db.models import AuthSession, Team, User
+from wrenn_platform.control_plane.db.models import AuthSession, Capsule, Team, User
 from wrenn_platform.control_plane.teams_lifecycle import _team_deleted_hooks, on_team_deleted
 
 from ..conftest import SessionFactory, UserFactory
@@ -191,6 +191,24 @@ async def test_delete_runs_the_team_deleted_hooks(app: FastAPI, make_user: UserF
     finally:
         _team_deleted_hooks.remove(record)
     assert seen == [owner.team_id]
+
+
+async def test_delete_destroys_the_team_capsules(app: FastAPI, make_user: UserFactory) -> None:
+    """The capsules module's hook marks live capsules `stopping` (its reconciler destroys them)."""
+    owner, other = await make_user(), await make_user()
+    async with app.state.sessionmaker() as db:
+        running = Capsule(team_id=owner.team_id, status="running")
+        paused = Capsule(team_id=owner.team_id, status="paused")
+        stopped = Capsule(team_id=owner.team_id, status="stopped")
+        elsewhere = Capsule(team_id=other.team_id, status="running")
+        db.add_all([running, paused, stopped, elsewhere])
+        await db.commit()
+        ids = [running.id, paused.id, stopped.id, elsewhere.id]
+    assert (await owner.client.delete(f"/v1/teams/{owner.team_id}")).status_code == 204
+    async with app.state.sessionmaker() as db:
+        rows = (await db.execute(select(Capsule.id, Capsule.status).where(Capsule.id.in_(ids)))).all()
+    status = {capsule_id: value for capsule_id, value in rows}
+    assert [status[capsule_id] for capsule_id in ids] == ["stopping", "stopping", "stopped", "running"]
 
 
 async def test_owner_default_team_moves_to_another_team_on_delete(app: FastAPI, make_user: UserFactory) -> None:
