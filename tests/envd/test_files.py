@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, FilesystemEvent, WatchStarted
+
+from .conftest import TOKEN, EnvdProcess
 
 
 async def test_write_creates_parents_and_reads_back_binary(client: EnvdClient, workdir: Path) -> None:
@@ -211,3 +214,18 @@ async def test_watch_dir_reports_changes(client: EnvdClient, workdir: Path) -> N
         async for _ in client.watch_dir(str(workdir / "missing")):
             pass
     assert exc.value.code == "not_found"
+
+
+def test_upload_with_expect_continue(envd: EnvdProcess, workdir: Path) -> None:
+    body = os.urandom(200_000)
+    with socket.create_connection(("127.0.0.1", envd.port), timeout=5) as s:
+        head = (
+            f"POST /files?path={workdir}/curl.bin HTTP/1.1\r\nHost: x\r\nX-Access-Token: {TOKEN}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        )
+        s.sendall(head.encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        assert s.recv(100).startswith(b"HTTP/1.1 200 OK")
+    assert (workdir / "curl.bin").read_bytes() == body

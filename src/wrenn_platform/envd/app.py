@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,6 +88,17 @@ class Envd:
             response.keep_alive = False
             if not response.started:
                 await send_error(response, RpcError("invalid_argument", str(exc)))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            raise
+        except Exception as exc:  # a bug: report it, keep serving other requests
+            traceback.print_exc(file=sys.stderr)
+            response.keep_alive = False
+            if not response.started:
+                error = RpcError("internal", f"{type(exc).__name__}: {exc}")
+                if path_is_rpc(path):
+                    await send_unary_error(response, error)
+                else:
+                    await send_error(response, error)
 
     async def _unauthenticated(self, request: Request, response: Response) -> None:
         response.keep_alive = response.keep_alive and request.body_done

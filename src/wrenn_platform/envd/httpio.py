@@ -273,6 +273,8 @@ async def serve_connection(
             if head is None:
                 return
             method, target, headers, keep_alive = head
+            if headers.get("expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             response = Response(writer, keep_alive)
             try:
                 request = Request(method, target, headers, reader)

@@ -91,10 +91,6 @@ class ProcessManager:
     ) -> Process:
         if not cmd:
             raise RpcError("invalid_argument", "cmd is required")
-        if tag is None or tag == "":
-            tag = "proc-" + secrets.token_hex(4)
-        elif any(p.tag == tag for p in self._running.values()):
-            raise RpcError("already_exists", f"a running process already has tag {tag!r}")
         if not cwd:
             cwd = default_workdir or user.home
             if not await self._fs.run(user, os.path.isdir, cwd, inline_for_root=True):
@@ -121,6 +117,11 @@ class ProcessManager:
         if pty_size is not None:
             env["TERM"] = "xterm-256color"
         env.update(envs)
+        # No await from here to the registration below, so a tag cannot be taken twice.
+        if tag is None or tag == "":
+            tag = "proc-" + secrets.token_hex(4)
+        elif any(p.tag == tag for p in self._running.values()):
+            raise RpcError("already_exists", f"a running process already has tag {tag!r}")
         try:
             process = Process(
                 cmd=cmd,

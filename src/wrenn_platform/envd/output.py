@@ -59,7 +59,14 @@ class OutputLog:
     def _trim(self) -> None:
         slowest = min(self._readers.values(), default=self.end_seq)
         while self._size > self._bound and self._chunks and self._first_seq < slowest:
-            _, data = self._chunks.popleft()
+            stream, data = self._chunks[0]
+            excess = self._size - self._bound
+            if excess < len(data):  # keep the newest part of the oldest chunk
+                self._chunks[0] = (stream, data[excess:])
+                self._size -= excess
+                self.dropped += excess
+                break
+            self._chunks.popleft()
             self._size -= len(data)
             self._first_seq += 1
             self.dropped += len(data)
