@@ -151,3 +151,16 @@ async def test_failed_creates_leave_nothing_behind(
         assert os.listdir(state_root) == []
     finally:
         await release_slot(slot)
+
+
+async def test_env_vars_default_user_and_metadata(make_capsule: MakeCapsule) -> None:
+    capsule = await make_capsule(env_vars={"GREETING": "hello"})
+    async with envd(capsule) as client:
+        result = await client.run("/bin/sh", ["-c", "echo $GREETING; id -un; hostname"])
+    assert result.stdout.decode() == f"hello\nuser\n{capsule.capsule_id}\n"
+    assert capsule.metadata["runtime"] == "namespace"
+    assert capsule.metadata["vmm_version"].startswith("bubblewrap ")
+    assert capsule.metadata["kernel_version"] == os.uname().release
+    assert capsule.metadata["envd_version"] not in ("", "unknown")
+    assert "host kernel" in capsule.metadata["isolation"]
+    assert capsule.envd_url == f"http://{capsule.slot.host_ip}:49983"

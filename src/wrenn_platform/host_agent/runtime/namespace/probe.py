@@ -9,21 +9,29 @@ from collections.abc import Callable
 
 
 async def http_get(
-    host: str, port: int, path: str, headers: dict[str, str] | None = None, within: float = 2.0
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    within: float = 2.0,
+    method: str = "GET",
+    body: bytes = b"",
 ) -> tuple[int, bytes]:
     async def go() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+            lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
             lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            if method != "GET":
+                lines.append(f"Content-Length: {len(body)}")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
             await writer.drain()
             data = await reader.read()
         finally:
             writer.close()
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, _, content = data.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        return status, body
+        return status, content
 
     return await asyncio.wait_for(go(), within)
 
@@ -56,3 +64,12 @@ async def envd_version(host: str, port: int, token: str) -> str:
     except (TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError):
         pass
     return "unknown"
+
+
+async def envd_init(host: str, port: int, token: str, env_vars: dict[str, str], default_user: str) -> None:
+    """`POST /init` with the capsule's default user and environment variables."""
+    body = json.dumps({"envVars": env_vars, "defaultUser": default_user}).encode()
+    headers = {"X-Access-Token": token, "Content-Type": "application/json"}
+    status, reply = await http_get(host, port, "/init", headers, method="POST", body=body)
+    if status not in (200, 204):
+        raise RuntimeError(f"envd /init answered {status}: {reply[:200]!r}")

@@ -133,10 +133,8 @@ class NamespaceRuntime:
             "LANG": "C.UTF-8",
             "TERM": "xterm-256color",
         }
-        env.update(spec.env_vars)
         env["WRENN_ENVD_ACCESS_TOKEN"] = spec.envd_access_token
         env["WRENN_CAPSULE_ID"] = spec.capsule_id
-        env["WRENN_DEFAULT_USER"] = spec.default_user
         return env
 
     # -- Runtime protocol ------------------------------------------------------------------
@@ -197,6 +195,12 @@ class NamespaceRuntime:
         except (TimeoutError, RuntimeError) as exc:
             tail = paths.console_log.read_bytes()[-2000:].decode(errors="replace")
             raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
+        try:
+            await probe.envd_init(
+                st.slot.host_ip, ENVD_PORT, spec.envd_access_token, dict(spec.env_vars), spec.default_user
+            )
+        except (OSError, TimeoutError, RuntimeError, ValueError, IndexError) as exc:
+            raise RuntimeError_(f"envd refused its initial settings: {exc}") from None
         version = await probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
         st.metadata = self._metadata(version)
         state.save(paths.state_dir, st)
