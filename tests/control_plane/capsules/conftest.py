@@ -10,6 +10,7 @@ a test creates is destroyed through the API at the end (`capsules`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import socket
@@ -191,35 +192,51 @@ def make_settings(data_dir: Path, database_url: str, cache_dir: Path, **override
     return Settings(**values)
 
 
-@pytest.fixture(scope="package", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def env(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> Iterator[Env]:
+@contextlib.contextmanager
+def scratch_database(backend: str, root: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite under `root`, or a fresh PostgreSQL one (dropped after)."""
+    if backend == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{root / 'wrenn.db'}"
+        asyncio.run(_migrate(database_url))
+        yield database_url
+        return
+    pg_name, database_url = asyncio.run(_create_pg_database())
+    try:
+        asyncio.run(_migrate(database_url))
+        yield database_url
+    finally:
+        asyncio.run(_drop_pg_database(pg_name))
+
+
+@contextlib.contextmanager
+def scratch_root() -> Iterator[Path]:
+    """A directory capsule users can traverse; asserts nothing is left mounted under it."""
     TEST_ROOT.mkdir(mode=0o755, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="cp-", dir=TEST_ROOT))
     root.chmod(0o755)
-    pg_name = None
-    if request.param == "sqlite":
-        database_url = f"sqlite+aiosqlite:///{root / 'wrenn.db'}"
-    else:
-        pg_name, database_url = asyncio.run(_create_pg_database())
-    asyncio.run(_migrate(database_url))
-    a = asyncio.run(_make_tenant(database_url, with_session=True))
-    b = asyncio.run(_make_tenant(database_url, with_session=False))
-    server = ServerThread(make_settings(root / "data", database_url, cache_dir_of(minimal_template)))
-    server.start()
-    environment = Env(server=server, database_url=database_url, a=a, b=b)
     try:
-        yield environment
+        yield root
     finally:
+        leftover = f" {root}/" in Path("/proc/self/mounts").read_text()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not leftover, f"mounts left under {root}"
+
+
+@pytest.fixture(scope="package", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> Iterator[Env]:
+    with scratch_root() as root, scratch_database(request.param, root) as database_url:
+        a = asyncio.run(_make_tenant(database_url, with_session=True))
+        b = asyncio.run(_make_tenant(database_url, with_session=False))
+        server = ServerThread(make_settings(root / "data", database_url, cache_dir_of(minimal_template)))
+        server.start()
+        environment = Env(server=server, database_url=database_url, a=a, b=b)
         try:
-            _destroy_all(environment)
+            yield environment
         finally:
-            server.stop()
-            if pg_name is not None:
-                asyncio.run(_drop_pg_database(pg_name))
-            mounts = Path("/proc/self/mounts").read_text()
-            leftover = f" {root}/" in mounts
-            shutil.rmtree(root, ignore_errors=True)
-            assert not leftover, f"mounts left under {root}"
+            try:
+                _destroy_all(environment)
+            finally:
+                server.stop()
 
 
 def _destroy_all(environment: Env) -> None:
@@ -239,8 +256,8 @@ def _destroy_all(environment: Env) -> None:
 
 
 async def wait_status(client: httpx.AsyncClient, capsule_id: str, *wanted: str,
-                      timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+                      within: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while True:
         resp = await client.get(f"/v1/capsules/{capsule_id}")
         assert resp.status_code == 200, resp.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -71,7 +72,7 @@ async def test_destroy_while_starting_waits_for_the_create(api: httpx.AsyncClien
 
 async def test_ping_resets_inactivity(api: httpx.AsyncClient, shared_capsule: str) -> None:
     before = (await api.get(f"/v1/capsules/{shared_capsule}")).json()["last_active_at"]
-    time.sleep(0.01)
+    await asyncio.sleep(0.01)
     resp = await api.post(f"/v1/capsules/{shared_capsule}/ping")
     assert resp.status_code == 204
     after = (await api.get(f"/v1/capsules/{shared_capsule}")).json()["last_active_at"]

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .conftest import Env
 
@@ -48,7 +48,7 @@ async def test_exec_stream(env: Env, shared_capsule: str) -> None:
         out = "".join(m["data"] for m in seen if m["type"] == "stdout")
         err = "".join(m["data"] for m in seen if m["type"] == "stderr")
         assert (out, err) == ("one\nthree\n", "two\n")
-        with pytest.raises(Exception):  # the server closes after the exit
+        with pytest.raises(ConnectionClosed):  # the server closes after the exit
             await asyncio.wait_for(ws.recv(), TIMEOUT)
 
 
@@ -56,7 +56,7 @@ async def test_exec_stream_stop(env: Env, shared_capsule: str) -> None:
     async with _ws(env, f"/v1/capsules/{shared_capsule}/exec/stream") as ws:
         await ws.send(json.dumps({"type": "start", "cmd": "sh", "args": ["-c", "echo ready; sleep 600"]}))
         assert (await _recv(ws))["type"] == "start"
-        seen, _ = await _until(ws, "stdout")
+        await _until(ws, "stdout")
         await ws.send(json.dumps({"type": "stop"}))
         _, exit_ = await _until(ws, "exit")
         assert exit_["exit_code"] != 0
@@ -153,7 +153,7 @@ async def test_websocket_with_session_cookie(env: Env, shared_capsule: str) -> N
     headers = {"Cookie": f"wrenn_sid={env.a.session_id}; wrenn_csrf={env.a.csrf}"}
     async with _ws(env, f"/v1/capsules/{shared_capsule}/exec/stream", headers=headers) as ws:
         await ws.send(json.dumps({"type": "start", "cmd": "echo", "args": ["cookie"]}))
-        seen, exit_ = await _until(ws, "exit")
+        seen, _ = await _until(ws, "exit")
         assert "cookie\n" in [m.get("data") for m in seen]
 
 
