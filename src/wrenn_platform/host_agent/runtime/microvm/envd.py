@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import httpx
 
-from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+from wrenn_platform.host_agent.envd_client import CommandResult, EnvdClient, EnvdError
+
+from . import reseed as reseed_program
 
 ENVD_PORT = 49983
 
@@ -70,15 +72,29 @@ async def init(
                 await asyncio.sleep(0.01)
 
 
+# Fallback for VMs booted without /run/wrenn/wrenn-reseed: the same in perl (perl-base is
+# Essential in Debian), several times slower under TCG.
+_RESEED_PERL = (
+    'open(my $f, ">", "/dev/urandom") or die "open: $!"; '
+    'syswrite($f, $ARGV[0]) or die "write: $!"; '
+    'ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!";'
+)
+
+
 async def reseed(url: str, token: str) -> None:
-    """Mix fresh host randomness into the guest's pool (clones share the template's RNG state)."""
+    """Give the guest's crng fresh host randomness now (clones share the template's RNG state):
+    `wrenn-reseed` writes it to /dev/urandom and forces a reseed (see `reseed.py`)."""
+    seed = secrets.token_hex(64)
     async with EnvdClient(url, token, timeout=30.0) as client:
         try:
-            result = await client.run(
-                "/bin/sh",
-                ["-c", 'printf %s "$1" > /dev/urandom', "sh", secrets.token_hex(64)],
-                user="root",
-            )
+            result: CommandResult | None = None
+            try:
+                result = await client.run(reseed_program.GUEST_PATH, [seed], user="root")
+            except EnvdError as exc:
+                if exc.code in ("unavailable", "unauthenticated", "deadline_exceeded"):
+                    raise
+            if result is None or result.exit_code in (126, 127):  # no such program in this VM
+                result = await client.run("/usr/bin/perl", ["-e", _RESEED_PERL, seed], user="root")
         except EnvdError as exc:
             raise EnvdUnavailable(f"reseeding the guest RNG failed: {exc}") from exc
     if result.exit_code != 0:

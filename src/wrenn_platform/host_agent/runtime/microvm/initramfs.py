@@ -18,6 +18,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from . import reseed
+
 BUSYBOX = Path("/bin/busybox")
 MODULES = Path("/lib/modules")
 
@@ -67,6 +69,8 @@ $b mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/tmp /newroot/run
 $b mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts
 $b mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
 $b mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /newroot/run
+$b mkdir -m 700 /newroot/run/wrenn
+$b cp /wrenn-reseed /newroot/run/wrenn/wrenn-reseed
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 read up _ </newroot/proc/uptime
 echo "wrenn-init: starting $init at ${up}s" >/dev/console
@@ -151,6 +155,7 @@ def build(version: str) -> bytes:
         w.directory(d)
     w.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
     w.file("init", INIT.encode(), 0o755)
+    w.file("wrenn-reseed", reseed.program(), 0o700)
     for m in modules:
         w.file(f"modules/{m.name}", m.read_bytes())
     w.file("modules.order", "\n".join(m.name for m in modules).encode() + b"\n")
@@ -161,6 +166,7 @@ def _inputs_hash(version: str) -> str:
     h = hashlib.sha256(INIT.encode())
     h.update(version.encode())
     h.update(" ".join(ROOT_MODULES).encode())
+    h.update(reseed.program())
     st = BUSYBOX.stat()
     h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]

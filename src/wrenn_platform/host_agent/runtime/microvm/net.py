@@ -15,10 +15,13 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..base import NetworkSlot
 
@@ -35,6 +38,10 @@ _TUNSETIFF = 0x400454CA
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
 _IFF_VNET_HDR = 0x4000
+_TAP_FLAGS = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR
+_TUNSETPERSIST = 0x400454CB
+_TUNSETOWNER = 0x400454CC
+T = TypeVar("T")
 
 
 def kernel_net_param() -> str:
@@ -71,49 +78,38 @@ table ip {NFT_TABLE} {{
 
 
 def setup(slot: NetworkSlot, owner_uid: int = 0) -> None:
-    """Create the TAP and the NAT table in the slot's netns (idempotent)."""
-    ns = ["ip", "netns", "exec", slot.netns]
-    probe = subprocess.run(["ip", "-n", slot.netns, "link", "show", TAP_NAME], capture_output=True, check=False)
-    if probe.returncode != 0:
-        _run(
-            [
-                "ip",
-                "-n",
-                slot.netns,
-                "tuntap",
-                "add",
-                "dev",
-                TAP_NAME,
-                "mode",
-                "tap",
-                "vnet_hdr",
-                "user",
-                str(owner_uid),
-            ]
+    """Create the TAP and the NAT table in the slot's netns (idempotent; two processes at most,
+    this runs on every create)."""
+    fresh = in_netns(slot.netns, lambda: _create_tap(owner_uid))
+    if fresh:
+        batch = (
+            f"link set {TAP_NAME} address {TAP_MAC}\n"
+            f"addr add {TAP_IP}/{PREFIX_LEN} dev {TAP_NAME}\n"
+            f"link set {TAP_NAME} up\n"
+            # The guest's MAC never changes: no ARP round trip needed after a restore.
+            f"neigh replace {GUEST_IP} lladdr {GUEST_MAC} dev {TAP_NAME} nud permanent\n"
         )
-        _run(["ip", "-n", slot.netns, "link", "set", TAP_NAME, "address", TAP_MAC])
-        _run(["ip", "-n", slot.netns, "addr", "add", f"{TAP_IP}/{PREFIX_LEN}", "dev", TAP_NAME])
-        _run(["ip", "-n", slot.netns, "link", "set", TAP_NAME, "up"])
-        # A static neighbour entry: the guest's MAC never changes, so no ARP round trip is needed
-        # after a restore.
-        _run(
-            [
-                "ip",
-                "-n",
-                slot.netns,
-                "neigh",
-                "replace",
-                GUEST_IP,
-                "lladdr",
-                GUEST_MAC,
-                "dev",
-                TAP_NAME,
-                "nud",
-                "permanent",
-            ]
-        )
-    _run([*ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    _run([*ns, "nft", "-f", "-"], stdin=_nft_rules(slot))
+        _run(["ip", "-n", slot.netns, "-batch", "-"], stdin=batch)
+    _run(["ip", "netns", "exec", slot.netns, "nft", "-f", "-"], stdin=_nft_rules(slot))
+
+
+def _create_tap(owner_uid: int) -> bool:
+    """In the slot's netns: enable forwarding, create the persistent TAP; False if it existed."""
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # per netns, resolved by this thread
+        f.write("1")
+    try:
+        socket.if_nametoindex(TAP_NAME)
+        return False
+    except OSError:
+        pass
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", TAP_NAME.encode(), _TAP_FLAGS))
+        fcntl.ioctl(fd, _TUNSETOWNER, owner_uid)
+        fcntl.ioctl(fd, _TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
+    return True
 
 
 def teardown(slot: NetworkSlot) -> None:
@@ -128,12 +124,11 @@ def teardown(slot: NetworkSlot) -> None:
     )
 
 
-def open_tap(netns: str, name: str = TAP_NAME) -> int:
-    """Open the TAP `name` inside `netns` and return its fd (inheritable, for QEMU's `fd=`).
-
-    setns() changes the calling thread only, so a short-lived thread does the opening.
-    """
-    result: dict[str, int | BaseException] = {}
+def in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a short-lived thread that has joined `netns` (setns() changes only the
+    calling thread, and this one ends right after)."""
+    result: list[T] = []
+    error: list[BaseException] = []
 
     def worker() -> None:
         try:
@@ -142,24 +137,28 @@ def open_tap(netns: str, name: str = TAP_NAME) -> int:
                 if libc.setns(nsf.fileno(), _CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            fd = os.open("/dev/net/tun", os.O_RDWR)
-            try:
-                ifr = struct.pack("16sH22x", name.encode(), _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR)
-                fcntl.ioctl(fd, _TUNSETIFF, ifr)
-            except BaseException:
-                os.close(fd)
-                raise
-            result["fd"] = fd
+            result.append(fn())
         except BaseException as exc:
-            result["error"] = exc
+            error.append(exc)
 
-    t = threading.Thread(target=worker, name=f"open-tap-{netns}")
+    t = threading.Thread(target=worker, name=f"netns-{netns}")
     t.start()
     t.join()
-    if "error" in result:
-        err = result["error"]
-        assert isinstance(err, BaseException)
-        raise err
-    fd = result["fd"]
-    assert isinstance(fd, int)
-    return fd
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def open_tap(netns: str, name: str = TAP_NAME) -> int:
+    """Open the TAP `name` inside `netns` and return its fd (inheritable, for QEMU's `fd=`)."""
+
+    def attach() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", name.encode(), _TAP_FLAGS))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return in_netns(netns, attach)
