@@ -71,7 +71,9 @@ def use_csrf(client: httpx.AsyncClient) -> None:
     client.headers[CSRF_HEADER] = client.cookies[CSRF_COOKIE]
 
 
-async def signup(client: httpx.AsyncClient, address: str, password: str = PASSWORD, name: str = "Ada") -> httpx.Response:
+async def signup(
+    client: httpx.AsyncClient, address: str, password: str = PASSWORD, name: str = "Ada"
+) -> httpx.Response:
     return await client.post("/v1/auth/signup", json={"email": address, "password": password, "name": name})
 
 

@@ -175,7 +175,8 @@ async def test_connect_and_disconnect(oauth_app: FastAPI, github: FakeGitHub) ->
         # Another Wrenn account cannot link the same GitHub account.
         other = await register(oauth_app, oauth_app.state.settings)
         try:
-            taken = await follow(other.client, (await other.client.get("/v1/me/providers/github/connect")).json()["auth_url"])
+            connect_other = await other.client.get("/v1/me/providers/github/connect")
+            taken = await follow(other.client, connect_other.json()["auth_url"])
             assert error_of(taken) == "email_taken"
         finally:
             await other.client.aclose()

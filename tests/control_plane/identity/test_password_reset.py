@@ -25,7 +25,8 @@ async def test_reset_flow(app: FastAPI, settings: Settings, account_factory: Reg
     assert len(outbox(settings)) == before + 1
     assert f"{settings.public_url}/reset-password?token=" in body_of(message)
     async with app.state.sessionmaker() as db:
-        token_row = (await db.execute(select(OneTimeToken).where(OneTimeToken.purpose == "password_reset"))).scalar_one()
+        query = select(OneTimeToken).where(OneTimeToken.purpose == "password_reset")
+        token_row = (await db.execute(query)).scalar_one()
         assert abs((token_row.expires_at - token_row.created_at) - timedelta(minutes=15)) < timedelta(seconds=1)
     token = token_in(message)
 
