@@ -79,8 +79,7 @@ async def capsule_stats(range: StatsRange = Query("1h"), principal: Principal = 
 @router.get("/v1/capsules/usage", responses=responses(400), response_model=UsageResponse,
             response_model_by_alias=True)
 async def capsule_usage(from_: date | None = Query(None, alias="from"), to: date | None = Query(None),
-                        principal: Principal = Auth, db: AsyncSession = Db,
-                        settings: Settings = Depends(get_settings)) -> UsageResponse:
+                        principal: Principal = Auth, db: AsyncSession = Db) -> UsageResponse:
     return await usage.daily_usage(db, principal.team_id, from_, to)
 
 
