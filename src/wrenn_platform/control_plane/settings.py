@@ -69,6 +69,26 @@ class Settings(BaseSettings):
     usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")
     capsule_min_timeout_sec: int = Field(60, description="Positive capsule `timeout_sec` below this is clamped up.")
 
+    events_keepalive_seconds: float = Field(30.0, description="Interval of the `: keepalive` comment on SSE streams.")
+    events_poll_seconds: float = Field(1.0, description="How often the event relay and SSE hubs look at the outbox "
+                                       "when no bus message woke them.")
+    events_client_queue: int = Field(1000, description="Events buffered per SSE client; a client that falls this "
+                                     "far behind is disconnected (it resumes with Last-Event-ID).")
+    events_replay_limit: int = Field(1000, description="Most events replayed to a client reconnecting with "
+                                     "Last-Event-ID.")
+    events_replay_window_seconds: int = Field(3600, description="Oldest event replayed on reconnect.")
+    channel_timeout_seconds: float = Field(10.0, description="Timeout of one notification delivery request.")
+    channel_max_attempts: int = Field(8, description="Delivery attempts per event and channel before giving up.")
+    channel_backoff_seconds: float = Field(2.0, description="First retry delay; doubles with each attempt.")
+    channel_backoff_max_seconds: float = Field(600.0, description="Longest delay between two attempts.")
+    channel_discord_url: str = Field("https://discord.com/api/webhooks/",
+                                     description="Prefix a Discord webhook_url must have.")
+    channel_slack_url: str = Field("https://hooks.slack.com/", description="Prefix a Slack webhook_url must have.")
+    channel_teams_url: str = Field("https://", description="Prefix a Microsoft Teams webhook_url must have.")
+    channel_googlechat_url: str = Field("https://chat.googleapis.com/",
+                                        description="Prefix a Google Chat webhook_url must have.")
+    channel_telegram_url: str = Field("https://api.telegram.org", description="Telegram Bot API base URL.")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -215,3 +215,108 @@ class UsageSample(Base):
     cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # CPU actually used during the interval
 
     __table_args__ = (Index("ix_usage_samples_team_time", "team_id", "sampled_at"),)
+
+
+# ---- events, audit log, notification channels (issue 7) -----------------------------------------
+
+_BIGINT_PK = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class Event(Base):
+    """The outbox: one row per event, written in the transaction of the change it describes.
+
+    `seq` is assigned by the relay (`events/relay.py`) in commit order, gap-free; it is the SSE
+    `id` and what `Last-Event-ID` refers to. Rows without `seq` are not yet published.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(_BIGINT_PK, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    team_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)  # the SSEEvent body
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_events_team_seq", "team_id", "seq"),)
+
+
+class AuditLog(Base):
+    """Append-only: no code path updates or deletes a row, and database triggers refuse it."""
+
+    __tablename__ = "audit_logs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.AUDIT))
+    team_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor_type: Mapped[str] = mapped_column(String(16))  # user | api_key | host | system
+    actor_id: Mapped[str] = mapped_column(String(64), default="")
+    actor_name: Mapped[str] = mapped_column(String(320), default="")
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(128), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))  # team | user | platform
+    status: Mapped[str] = mapped_column(String(16), default="success")  # success | failure
+    metadata_: Mapped[dict[str, object]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_audit_logs_team_time", "team_id", "created_at", "id"),
+        Index("ix_audit_logs_time", "created_at", "id"),
+    )
+
+
+class Channel(Base):
+    """A team's notification channel. `config` is Fernet ciphertext (`channels/crypto.py`)."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.CHANNEL))
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(16))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config_encrypted: Mapped[str] = mapped_column(String(8192))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_channels_team_name"),)
+
+
+class ChannelDelivery(Base):
+    """One event to deliver to one channel; created by the relay when the event is published.
+
+    Workers claim due rows with a lease (`lease_until`), so across replicas each attempt runs once.
+    """
+
+    __tablename__ = "channel_deliveries"
+
+    id: Mapped[int] = mapped_column(_BIGINT_PK, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_channel_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_channel_deliveries_channel", "channel_id", "id"),
+    )
+
+
+class ChannelDeliveryAttempt(Base):
+    """One row per HTTP attempt of a delivery: what the provider answered, or why it failed."""
+
+    __tablename__ = "channel_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(_BIGINT_PK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("channel_deliveries.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(String(1024), default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

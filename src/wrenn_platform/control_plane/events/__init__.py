@@ -1,0 +1,28 @@
+"""Events: what happened to a team's capsules, templates and hosts, live (SSE) and to channels.
+
+Public API for the rest of the control plane:
+
+- `record_event(db, *, team_id, event, resource_id, resource_type, outcome=None, error=None,
+  metadata=None, sandbox=None, actor=None)` adds an event to the outbox table in the caller's
+  session; it is published only if that transaction commits, exactly once, to every replica.
+- `audit.record_audit(...)`: the audit log's counterpart (see `control_plane/audit/`).
+- `actor.bind(principal_or_actor)`: attribute what the rest of the request writes (events and audit
+  entries) to that caller; unbound work is the system's.
+
+Most events and audit entries need no call at all: `derive.py` derives them from the database
+changes (capsule status transitions, snapshot templates, host status, team/key/member/user/session
+changes) in the same transaction. Call `record_event`/`record_audit` only for what cannot be
+derived from a row change.
+
+Delivery: `relay.py` numbers committed events (`seq`, the SSE id) and queues channel deliveries;
+`hub.py` fans them out to this replica's SSE clients (`sse.py`); `channels/dispatcher.py`
+delivers to notification channels.
+"""
+
+from __future__ import annotations
+
+from ..audit.actor import Actor, acting_as, bind, current_actor
+from . import derive as _derive  # noqa: F401  (installs the ORM hooks)
+from .record import record_event
+
+__all__ = ["Actor", "acting_as", "bind", "current_actor", "record_event"]

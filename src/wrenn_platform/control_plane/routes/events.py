@@ -1,0 +1,61 @@
+"""`/v1/events/stream` (the caller's team; API key or session) and `/v1/admin/events/stream`
+(every team; platform admins): Server-Sent Events, see `events/sse.py`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ...wire.api.events import SSEEvent
+from ..auth.principal import Principal, require_admin, require_key_or_session
+from ..deps import get_db
+from ..errors import responses, unauthorized
+from ..events import sse
+
+router = APIRouter(tags=["events"])
+
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_SSE_SCHEMA = {"schema": {"$ref": "#/components/schemas/SSEEvent"}}
+_SSE_BODY = {"responses": {"200": {"content": {"text/event-stream": _SSE_SCHEMA}}}}
+
+
+def _json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Error answers are JSON even on a stream route (whose own media type is `text/event-stream`)."""
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {status: {"description": entry["description"], "content": {"application/json": {"schema": ref}}}
+            for status, entry in responses(*statuses).items()}
+
+
+class EventStreamResponse(StreamingResponse):
+    """Declares `text/event-stream` (with `SSEEvent` as its schema) as the route's only success body."""
+
+    media_type = "text/event-stream"
+
+
+async def _open(request: Request, db: AsyncSession, team_id: str | None) -> EventStreamResponse:
+    await db.close()  # a stream may last hours: give the connection back to the pool now
+    app = request.app
+    last = sse.parse_last_event_id(request.headers.get("last-event-id"))
+    body = sse.stream(app.state.event_hub, app.state.sessionmaker, app.state.settings, team_id, last)
+    return EventStreamResponse(body, headers=_HEADERS)
+
+
+@router.get("/v1/events/stream", operation_id="streamEvents", response_model=SSEEvent,
+            response_class=EventStreamResponse, response_description="SSE stream opened", responses=_json_errors(401),
+            openapi_extra=_SSE_BODY)
+async def stream_events(request: Request, principal: Principal = Depends(require_key_or_session),
+                        db: AsyncSession = Depends(get_db)) -> EventStreamResponse:
+    if principal.kind == "session" and principal.role is None:
+        raise unauthorized("not a member of this team")
+    return await _open(request, db, principal.team_id)
+
+
+@router.get("/v1/admin/events/stream", operation_id="adminStreamEvents", response_model=SSEEvent,
+            response_class=EventStreamResponse, response_description="SSE stream opened", tags=["admin"],
+            responses=_json_errors(401, 403), openapi_extra=_SSE_BODY)
+async def admin_stream_events(request: Request, _: Principal = Depends(require_admin),
+                              db: AsyncSession = Depends(get_db)) -> EventStreamResponse:
+    return await _open(request, db, None)
