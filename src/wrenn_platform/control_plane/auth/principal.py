@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..audit.actor import bind as bind_actor
 from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
@@ -177,6 +178,7 @@ async def require_session(
     principal = await _session_principal(request, db, settings)
     if principal is None:
         raise unauthorized()
+    bind_actor(principal)  # what this request writes (events, audit entries) names the caller
     return principal
 
 
@@ -188,6 +190,7 @@ async def require_key_or_session(
         principal = await _session_principal(request, db, settings)
     if principal is None:
         raise unauthorized()
+    bind_actor(principal)  # what this request writes (events, audit entries) names the caller
     return principal
 
 
