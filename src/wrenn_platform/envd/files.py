@@ -86,15 +86,24 @@ class FilesHandler:
             raise from_os_error(exc, path) from None
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[None] | None = None
+        batch: list[bytes] = []
+        batched = 0
         try:
+            # Batches of ~1 MiB go to a thread (one writev each) while the next one is received.
             async for data in request.iter_body(CHUNK):
-                # Overlap the disk write of one chunk with receiving the next.
+                batch.append(data)
+                batched += len(data)
+                if batched < CHUNK:
+                    continue
                 if pending is not None:
                     await pending
-                pending = loop.run_in_executor(None, fsops.write_all, fd, data)
+                pending = loop.run_in_executor(None, fsops.write_all, fd, batch)
+                batch, batched = [], 0
             if pending is not None:
                 await pending
                 pending = None
+            if batch:
+                await loop.run_in_executor(None, fsops.write_all, fd, batch)
         except BaseException as exc:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)

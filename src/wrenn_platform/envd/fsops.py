@@ -178,11 +178,16 @@ def open_temp_for_write(path: str) -> tuple[int, str]:
     return fd, temp
 
 
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def write_all(fd: int, pieces: list[bytes]) -> None:
+    """Write every piece, in order, with as few syscalls as possible."""
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        written = os.writev(fd, views[:1024])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def commit_temp(fd: int, temp: str, path: str) -> dict[str, Any]:
