@@ -36,6 +36,13 @@ CHUNK = 1024 * 1024
 TOKEN = "bench-token"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (envd, or this benchmark: the client)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -269,19 +276,37 @@ def baseline_read(path: str, size: int) -> float:
     return size / (time.perf_counter() - t0) / 1e6
 
 
-async def measure(runs: int, pid: int, fn: Callable[[], object]) -> tuple[list[float], str]:
-    """Values of `runs` calls, and envd's RSS (MiB) per run: before → peak in 1st half / 2nd half."""
+CPU_NOTES: list[str] = []
+
+
+async def measure(
+    runs: int, pid: int, fn: Callable[[], object], size: int = 0, name: str = ""
+) -> tuple[list[float], str]:
+    """Values of `runs` calls, and envd's RSS (MiB) per run: before → peak in 1st half / 2nd half.
+    With `size`, also the CPU seconds envd and this process (the client) spent per GiB: on a
+    loaded machine they say what the transfer would reach with a core each."""
     values: list[float] = []
     rss: list[str] = []
+    envd_cpu = client_cpu = 0.0
     for _ in range(runs):
         before = rss_kib(pid)
+        e0, c0 = cpu_seconds(pid), cpu_seconds(os.getpid())
         with RssSampler(pid) as sampler:
             value = fn()
             if asyncio.iscoroutine(value):
                 value = await value
+        envd_cpu += cpu_seconds(pid) - e0
+        client_cpu += cpu_seconds(os.getpid()) - c0
         values.append(float(value))  # type: ignore[arg-type]
         first, second = sampler.halves
         rss.append(f"{before / 1024:.0f}→{first / 1024:.0f}/{second / 1024:.0f}")
+    if size:
+        gib = runs * size / 2**30
+        bound = runs * size / max(envd_cpu, client_cpu, 1e-9) / 1e6
+        CPU_NOTES.append(
+            f"  {name:<20} envd {envd_cpu / gib:.2f} s/GiB, client {client_cpu / gib:.2f} s/GiB"
+            f" -> {bound:.0f} MB/s if each had a core"
+        )
     return values, " ".join(rss)
 
 
@@ -304,8 +329,12 @@ async def main() -> None:
             print(summary("true round trip (subprocess.run)", base_ms + raw_base_ms, "ms"))
             rss0 = rss_kib(popen.pid)
 
-            raw_out, peak_raw = await measure(args.runs, popen.pid, lambda: raw_stdout(url, size))
-            stdout, peak_stdout = await measure(args.runs, popen.pid, lambda: bench_stdout(client, size))
+            raw_out, peak_raw = await measure(
+                args.runs, popen.pid, lambda: raw_stdout(url, size), size, "stdout (raw socket)"
+            )
+            stdout, peak_stdout = await measure(
+                args.runs, popen.pid, lambda: bench_stdout(client, size), size, "stdout (EnvdClient)"
+            )
             base_stdout, _ = await measure(args.runs, popen.pid, lambda: baseline_stdout(size))
             print(summary("stdout streaming (raw socket)", raw_out, "MB/s", base_stdout, higher_is_better=True))
             print(summary("stdout streaming (EnvdClient)", stdout, "MB/s", base_stdout, higher_is_better=True))
@@ -314,9 +343,13 @@ async def main() -> None:
             with tempfile.TemporaryDirectory(prefix="envd-bench-", dir="/var/tmp") as tmp:
                 path = os.path.join(tmp, "blob")
                 direct = os.path.join(tmp, "direct")
-                writes, peak_write = await measure(args.runs, popen.pid, lambda: bench_write(client, path, size))
+                writes, peak_write = await measure(
+                    args.runs, popen.pid, lambda: bench_write(client, path, size), size, "file write"
+                )
                 base_writes, _ = await measure(args.runs, popen.pid, lambda: baseline_write(direct, size))
-                reads, peak_read = await measure(args.runs, popen.pid, lambda: bench_read(client, path, size))
+                reads, peak_read = await measure(
+                    args.runs, popen.pid, lambda: bench_read(client, path, size), size, "file read"
+                )
                 base_reads, _ = await measure(args.runs, popen.pid, lambda: baseline_read(direct, size))
             print(summary("file write (envd)", writes, "MB/s", base_writes, higher_is_better=True))
             print(summary("file write (direct)", base_writes, "MB/s"))
@@ -328,6 +361,8 @@ async def main() -> None:
             print(f"  stdout (EnvdClient) {peak_stdout}")
             print(f"  file write          {peak_write}")
             print(f"  file read           {peak_read}")
+            print("CPU time per GiB transferred (user+sys):")
+            print("\n".join(CPU_NOTES))
     finally:
         popen.terminate()
         popen.wait(10)
