@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, FilesystemEvent, WatchStarted
@@ -229,3 +230,32 @@ def test_upload_with_expect_continue(envd: EnvdProcess, workdir: Path) -> None:
         s.sendall(body)
         assert s.recv(100).startswith(b"HTTP/1.1 200 OK")
     assert (workdir / "curl.bin").read_bytes() == body
+
+
+async def test_multipart_and_gzip_uploads_as_e2b_sends_them(envd: EnvdProcess, workdir: Path) -> None:
+    import gzip
+
+    first, second = os.urandom(300_000), b"second file\r\n--not-a-boundary\r\n"
+    async with httpx.AsyncClient(base_url=envd.url, headers={"X-Access-Token": TOKEN}) as http:
+        r = await http.post("/files", files=[
+            ("file", (str(workdir / "m" / "one.bin"), first)),
+            ("file", (str(workdir / "m" / "two.txt"), second)),
+        ])
+        assert r.status_code == 200, r.text
+        assert [e["path"] for e in r.json()] == [str(workdir / "m" / "one.bin"), str(workdir / "m" / "two.txt")]
+        r = await http.post("/files", params={"path": str(workdir / "single.bin")},
+                            files=[("file", ("ignored-name", first))])
+        assert r.status_code == 200 and r.json()[0]["path"] == str(workdir / "single.bin")
+        packed = gzip.compress(first * 20)
+        r = await http.post("/files", params={"path": str(workdir / "z.bin")}, content=packed,
+                            headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+        r = await http.post("/files", params={"path": str(workdir / "bad.bin")}, content=b"not gzip",
+                            headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"})
+        assert r.status_code == 400
+    assert (workdir / "m" / "one.bin").read_bytes() == first
+    assert (workdir / "m" / "two.txt").read_bytes() == second
+    assert (workdir / "single.bin").read_bytes() == first
+    assert (workdir / "z.bin").read_bytes() == first * 20
+    assert not (workdir / "bad.bin").exists()
+    assert not [n for n in os.listdir(workdir) if n.endswith(".envd-tmp")]

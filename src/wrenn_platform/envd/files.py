@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 from . import fsops
 from .connect import HTTP_STATUS, RpcError, from_os_error
 from .httpio import BadRequest, Request, Response
+from .multipart import MultipartReader, boundary_of
 from .rpc_filesystem import resolve_path
 from .state import AgentState
 from .users import FsIdentities, User
@@ -32,10 +35,11 @@ class FilesHandler:
     async def handle(self, request: Request, response: Response) -> None:
         try:
             user = self.state.user_for(request.query.get("username"), request.headers.get("authorization"))
-            path = resolve_path(request.query.get("path"), user)
+            raw_path = request.query.get("path")
             if request.method == "GET":
-                await self._download(request, response, user, path)
+                await self._download(request, response, user, resolve_path(raw_path, user))
             elif request.method == "POST":
+                path = resolve_path(raw_path, user) if raw_path else None
                 await self._upload(request, response, user, path)
             else:
                 raise RpcError("invalid_argument", "use GET or POST")
@@ -76,10 +80,31 @@ class FilesHandler:
         finally:
             os.close(fd)
 
-    async def _upload(self, request: Request, response: Response, user: User, path: str) -> None:
+    async def _upload(self, request: Request, response: Response, user: User, path: str | None) -> None:
         content_type = request.headers.get("content-type", "application/octet-stream")
-        if content_type.startswith("multipart/"):
-            raise RpcError("invalid_argument", "send the file as application/octet-stream")
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding not in ("identity", "gzip"):
+            raise RpcError("invalid_argument", f"unsupported Content-Encoding {encoding!r}")
+        written: list[dict[str, Any]] = []
+        if content_type.lower().startswith("multipart/form-data"):
+            if encoding != "identity":
+                raise RpcError("invalid_argument", "multipart uploads cannot be compressed")
+            reader = MultipartReader(request, boundary_of(content_type))
+            while (filename := await reader.next_part()) is not None:
+                # The query's path names the first file (E2B sends it for single uploads).
+                target = path or resolve_path(filename, user, "file name")
+                path = None
+                written.append(await self._write(user, target, reader.part_data()))
+        else:
+            if path is None:
+                raise RpcError("invalid_argument", "path is required")
+            chunks = request.iter_body(CHUNK)
+            written.append(await self._write(user, path, gunzip(chunks) if encoding == "gzip" else chunks))
+        body = [{"name": e["name"], "type": "file", "path": e["path"]} for e in written]
+        await response.send(200, json.dumps(body).encode())
+
+    async def _write(self, user: User, path: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        """Stream `chunks` into a temporary file next to `path`, then rename it over `path`."""
         try:
             fd, temp = await self.fs.run(user, fsops.open_temp_for_write, path)
         except OSError as exc:
@@ -90,7 +115,7 @@ class FilesHandler:
         batched = 0
         try:
             # Batches of ~1 MiB go to a thread (one writev each) while the next one is received.
-            async for data in request.iter_body(CHUNK):
+            async for data in chunks:
                 batch.append(data)
                 batched += len(data)
                 if batched < CHUNK:
@@ -112,8 +137,27 @@ class FilesHandler:
                 raise from_os_error(exc, path) from None
             raise
         try:
-            entry = await self.fs.run(user, fsops.commit_temp, fd, temp, path)
+            return await self.fs.run(user, fsops.commit_temp, fd, temp, path)
         except OSError as exc:
             raise from_os_error(exc, path) from None
-        body = [{"name": entry["name"], "type": "file", "path": entry["path"]}]
-        await response.send(200, json.dumps(body).encode())
+
+
+async def gunzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Decompress a gzip stream chunk by chunk, never more than CHUNK of output at once."""
+    import zlib
+
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        async for data in chunks:
+            while data:
+                out = inflater.decompress(data, CHUNK)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+        tail = inflater.flush()
+        if tail:
+            yield tail
+        if not inflater.eof:
+            raise BadRequest("gzip body is truncated")
+    except zlib.error as exc:
+        raise BadRequest(f"bad gzip body: {exc}") from None
