@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from wrenn_platform.control_plane.auth.purge import purge_deleted_accounts
 from wrenn_platform.control_plane.db.models import AuthSession, OAuthIdentity, Team, TeamMember, User
+from wrenn_platform.control_plane.db.types import utcnow
 
 from .conftest import Register
 from .helpers import PASSWORD, signup, use_csrf
@@ -118,3 +122,18 @@ async def test_add_password_to_oauth_only_account(app: FastAPI, account_factory:
     assert login.status_code == 200
     use_csrf(account.client)
     assert (await account.client.get("/v1/me")).json()["has_password"] is True
+
+
+async def test_deleted_account_is_erased_after_fifteen_days(
+    app: FastAPI, account_factory: Register, anon: httpx.AsyncClient
+) -> None:
+    account = await account_factory()
+    assert (await account.client.request("DELETE", "/v1/me", json={"confirmation": account.email})).status_code == 204
+    assert await purge_deleted_accounts(app.state.sessionmaker) == 0  # not yet
+    later = utcnow() + timedelta(days=15, minutes=1)
+    assert await purge_deleted_accounts(app.state.sessionmaker, now=later) == 1
+    async with app.state.sessionmaker() as db:
+        user = await db.get(User, account.user_id)
+        assert user is not None and user.email.endswith("@deleted.invalid") and user.password_hash is None
+    assert (await signup(anon, account.email)).status_code == 201  # the address is free again
+    assert await purge_deleted_accounts(app.state.sessionmaker, now=later) == 0

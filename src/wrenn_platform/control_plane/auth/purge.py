@@ -1,0 +1,70 @@
+"""Deleted accounts are removed for good after 15 days (the contract's promise).
+
+The user row stays, because other records may name it (audit, API keys' creator); what makes it
+a person goes: email, name, password, linked providers, sessions and tokens. The address becomes
+free for a new signup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from fastapi import FastAPI
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..db.models import AuthSession, OAuthIdentity, OneTimeToken, User
+from ..db.types import utcnow
+from ..services import service
+
+log = logging.getLogger(__name__)
+RETENTION = timedelta(days=15)
+PURGE_INTERVAL_SECONDS = 3600
+ERASED_DOMAIN = "@deleted.invalid"
+
+
+async def purge_deleted_accounts(sessionmaker: async_sessionmaker[AsyncSession], now: datetime | None = None) -> int:
+    """Erase accounts deleted more than 15 days ago; returns how many."""
+    cutoff = (now or utcnow()) - RETENTION
+    async with sessionmaker() as db:
+        users = (
+            await db.execute(
+                select(User).where(User.deleted_at.is_not(None), User.deleted_at < cutoff,
+                                   User.email.not_like(f"%{ERASED_DOMAIN}"))
+            )
+        ).scalars().all()
+        for user in users:
+            user.email = f"{user.id}{ERASED_DOMAIN}"
+            user.name = ""
+            user.password_hash = None
+            for model in (OAuthIdentity, AuthSession, OneTimeToken):
+                await db.execute(delete(model).where(model.user_id == user.id))
+        await db.commit()
+        return len(users)
+
+
+@service(85)
+@asynccontextmanager
+async def purge_service(app: FastAPI) -> AsyncIterator[None]:
+    async def loop() -> None:
+        while True:
+            try:
+                erased = await purge_deleted_accounts(app.state.sessionmaker)
+                if erased:
+                    log.info("erased %d accounts deleted more than %s ago", erased, RETENTION)
+            except Exception:
+                log.exception("purging deleted accounts failed")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    task = asyncio.create_task(loop(), name="identity-purge")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
