@@ -114,11 +114,16 @@ async def test_stream_input(client: EnvdClient) -> None:
 
 
 async def test_background_tag_list_and_kill(client: EnvdClient) -> None:
-    auto = await client.start_background("sleep", ["30"])
+    events = client.start("sleep", ["30"])  # no tag: envd picks one
+    started = await anext(events)
+    await events.aclose()
+    assert isinstance(started, ProcessStarted)
     named = await client.start_background("sleep", ["31"], tag="web-server")
-    assert re.fullmatch(r"proc-[0-9a-f]{8}", auto.tag)
     listed = {p.pid: p for p in await client.list_processes()}
-    assert listed[auto.pid].tag == auto.tag
+    auto = listed[started.pid]
+    assert re.fullmatch(r"proc-[0-9a-f]{8}", auto.tag)
+    quick = await client.start_background("true")  # exits at once: the client chose its tag
+    assert re.fullmatch(r"proc-[0-9a-f]{8}", quick.tag) and quick.pid > 0
     assert (listed[named.pid].tag, listed[named.pid].cmd, listed[named.pid].args) == (
         "web-server", "sleep", ["31"]
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -556,7 +557,9 @@ class EnvdClient:
         stdin: bool = False,
     ) -> ProcessInfo:
         """Start a process and return as soon as it runs (its output stays readable by
-        `connect`)."""
+        `connect`). Without a tag, one is chosen here (`proc-` + 8 hex, as envd would), so it
+        is known even if the process exits at once."""
+        tag = tag or "proc-" + secrets.token_hex(4)
         stream = self.start(cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, stdin=stdin)
         try:
             async for event in stream:
@@ -569,8 +572,8 @@ class EnvdClient:
         for info in await self.list_processes():
             if info.pid == event.pid:
                 return info
-        # It already exited; the tag is whatever envd chose, which List no longer shows.
-        return ProcessInfo(event.pid, tag or "", cmd, list(args), dict(envs or {}), cwd)
+        # It already exited (List shows running processes only).
+        return ProcessInfo(event.pid, tag, cmd, list(args), dict(envs or {}), cwd)
 
     async def list_processes(self) -> list[ProcessInfo]:
         data = await self._unary("process.Process/List", {})
