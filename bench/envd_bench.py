@@ -1,6 +1,6 @@
 """envd over loopback vs the same work done directly, through the host agent's `EnvdClient`.
 
-    .venv/bin/python bench/envd_bench.py [--runs 5] [--rtt-samples 300] [--size-mib 1024]
+    .venv/bin/python bench/envd_bench.py [--runs 5] [--rtt-samples 300] [--size-mib 1024] [--rtt-only]
 
 Prints min/median/max per measurement and its ratio to the baseline measured in the same run:
 - `true` round trip (Start → end of stream) vs `subprocess.run(["true"])`;
@@ -315,6 +315,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rtt-samples", type=int, default=300)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rtt-only", action="store_true", help="only the `true` round trip")
     args = parser.parse_args()
     size = args.size_mib * CHUNK
     popen, url = start_envd()
@@ -327,6 +328,8 @@ async def main() -> None:
             print(summary("true round trip (raw socket)", raw_ms, "ms", raw_base_ms))
             print(summary("true round trip (EnvdClient)", envd_ms, "ms", base_ms))
             print(summary("true round trip (subprocess.run)", base_ms + raw_base_ms, "ms"))
+            if args.rtt_only:
+                return
             rss0 = rss_kib(popen.pid)
 
             raw_out, peak_raw = await measure(
