@@ -32,7 +32,7 @@ from wrenn_platform.control_plane.app import create_app
 from wrenn_platform.control_plane.auth.principal import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
-from wrenn_platform.control_plane.db.models import ApiKey, AuthSession, Team, TeamMember, User
+from wrenn_platform.control_plane.db.models import ApiKey, AuthSession, Capsule, Team, TeamMember, User
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import new_api_key, new_token, sha256_hex
 from wrenn_platform.control_plane.settings import Settings
@@ -146,6 +146,17 @@ async def _make_tenant(database_url: str, with_session: bool) -> Tenant:
                 tenant.session_id, tenant.csrf = sid, csrf
             await db.commit()
             return tenant
+    finally:
+        await engine.dispose()
+
+
+async def capsule_status_in_db(database_url: str, capsule_id: str) -> str | None:
+    """For what the API cannot show any more (a deleted team's capsules)."""
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            capsule = await db.get(Capsule, capsule_id)
+            return capsule.status if capsule is not None else None
     finally:
         await engine.dispose()
 

@@ -107,3 +107,18 @@ async def test_create_then_first_exec(env: Env, api: httpx.AsyncClient) -> None:
         assert r.status_code == 200 and r.json()["exit_code"] == 0
     finally:
         await destroy(api, cap["id"])
+
+
+async def test_deleting_a_team_destroys_its_capsules(env: Env) -> None:
+    from .conftest import _make_tenant, capsule_status_in_db
+
+    tenant = await _make_tenant(env.database_url, with_session=True)
+    async with env.client(tenant) as api, env.session_client(tenant) as browser:
+        cap = await create_running(api)
+        r = await browser.delete(f"/v1/teams/{tenant.team_id}")
+        assert r.status_code == 204, r.text
+        assert (await api.get(f"/v1/capsules/{cap['id']}")).status_code == 401  # the team's keys stop working
+    deadline = time.monotonic() + 20
+    while (status := await capsule_status_in_db(env.database_url, cap["id"])) != "stopped":
+        assert status == "stopping" and time.monotonic() < deadline, status
+        await asyncio.sleep(0.1)
