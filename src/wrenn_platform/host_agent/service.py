@@ -92,6 +92,10 @@ class AgentSettings:
     sample_interval_s: float = 0.5
     reaper_interval_s: float = 1.0
     sample_failures_before_error: int = 6
+    # runtime.create calls at once. 1: the namespace runtime forks a helper from a worker thread
+    # per create (userns.create_userns), and two such forks at once inherit each other's pipe ends
+    # and deadlock. Raise it once the runtimes are safe to call concurrently.
+    create_concurrency: int = 1
 
     def clamp_timeout(self, timeout_sec: int) -> int:
         return 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
@@ -112,6 +116,7 @@ class HostAgent:
         self._traffic: dict[str, int] = {}
         self._sample_failures: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._creating = asyncio.Semaphore(settings.create_concurrency)
 
     # ---- process life ---------------------------------------------------------------------------
 
@@ -211,7 +216,8 @@ class HostAgent:
                 slot = await self.slots.allocate(capsule_id)
                 rec.slot = dataclasses.asdict(slot)
                 self.records.save(rec)  # before anything exists, so a crash from here on is cleaned up
-                running = await self.runtime.create(spec, slot)
+                async with self._creating:
+                    running = await self.runtime.create(spec, slot)
             except BaseException as exc:
                 await self._discard(rec, slot, destroy=True)
                 if isinstance(exc, AgentError):

@@ -322,3 +322,18 @@ async def test_snapshot_becomes_a_template(client: AgentClient, capsule: str) ->
     assert "with-app" not in [t.name for t in await client.list_templates("team-a")]
     with pytest.raises(NotFound):
         await client.delete_template("team-a", "with-app")
+
+
+async def test_concurrent_capsules(client: AgentClient, served: Served) -> None:
+    async def one(i: int) -> str:
+        info = await client.create(CreateCapsuleRequest(metadata={"n": str(i)}))
+        r = await sh(client, info.id, f"echo {i} > /tmp/n; cat /tmp/n; hostname")
+        assert r.stdout == f"{i}\n{info.id}\n"
+        return info.host_ip
+
+    ips = await asyncio.gather(*(one(i) for i in range(5)))
+    assert len(set(ips)) == 5  # a slot each
+    infos = await client.list_capsules()
+    assert sorted(c.metadata["n"] for c in infos) == ["0", "1", "2", "3", "4"]
+    await asyncio.gather(*(client.destroy(c.id) for c in infos))
+    assert await client.list_capsules() == [] and leased_by(served.agent) == []
