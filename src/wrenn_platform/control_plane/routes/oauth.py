@@ -112,7 +112,6 @@ async def oauth_callback(
     request: Request,
     code: Annotated[str | None, Query(max_length=512)] = None,
     state: Annotated[str | None, Query(max_length=256)] = None,
-    error: Annotated[str | None, Query(max_length=256)] = None,
     db: AsyncSession = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ) -> RedirectResponse:
@@ -121,7 +120,7 @@ async def oauth_callback(
     try:
         github = _provider(provider, settings)
         data = await _check_state(request, db, state)
-        if error:
+        if request.query_params.get("error"):  # the provider's own (e.g. the user said no); not in the contract
             raise OAuthError("access_denied")
         if not code:
             raise OAuthError("missing_code")
