@@ -35,8 +35,9 @@ an *idmapped* bind mount (mount_setattr with the capsule's user namespace), so t
 files appear as capsule root, and the overlay's copy-ups land in the upper dir owned by the
 capsule's range. The seccomp filter still denies mount, unshare, setns, ptrace, bpf, keyctl and
 friends, so capsule root cannot build new namespaces on top of its user namespace.
-`/proc/sys` is bound read-only in any case. no_new_privs is set (setuid binaries like sudo do not
-elevate; envd starts root processes directly).
+`/proc/sys` is bound read-only in any case. no_new_privs is set: no exec (setuid binary, file
+capabilities, uid-0 exec) can raise a process above that capability set, and sudo does not
+elevate (envd starts root processes directly).
 
 Life cycle: see `runtime.NamespaceRuntime`. Teardown order: freeze, SIGKILL every pid in the
 cgroup, thaw, wait empty, rmdir cgroups, unmount overlay, lowers and the loop disk, remove the

@@ -66,7 +66,7 @@ class NamespaceRuntime:
         envd_command: tuple[str, ...] = ENVD_COMMAND,
         envd_timeout: float = 20.0,
     ) -> None:
-        self.state_root = state_root
+        self.state_root = state_root.absolute()
         self.pids_max = pids_max
         self.envd_command = envd_command
         self.envd_timeout = envd_timeout
@@ -195,14 +195,15 @@ class NamespaceRuntime:
         except (TimeoutError, RuntimeError) as exc:
             tail = paths.console_log.read_bytes()[-2000:].decode(errors="replace")
             raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
+        init = probe.envd_init(
+            st.slot.host_ip, ENVD_PORT, spec.envd_access_token, dict(spec.env_vars), spec.default_user
+        )
+        version = probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
         try:
-            await probe.envd_init(
-                st.slot.host_ip, ENVD_PORT, spec.envd_access_token, dict(spec.env_vars), spec.default_user
-            )
+            _, envd_version = await asyncio.gather(init, version)
         except (OSError, TimeoutError, RuntimeError, ValueError, IndexError) as exc:
             raise RuntimeError_(f"envd refused its initial settings: {exc}") from None
-        version = await probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
-        st.metadata = self._metadata(version)
+        st.metadata = self._metadata(envd_version)
         state.save(paths.state_dir, st)
 
     def _mount_and_launch(
@@ -282,8 +283,12 @@ class NamespaceRuntime:
                 cg.thaw()
 
     async def adopt(self, state_dir: Path) -> RunningCapsule | None:
-        st = state.load(state_dir)
+        """`state_dir` is `RunningCapsule.state_dir` as returned by `create` (`<state_root>/<id>`)."""
         capsule_id = state_dir.name
+        if not _CAPSULE_ID.fullmatch(capsule_id) or state_dir != self.state_dir(capsule_id):
+            log.warning("namespace: %s is not a capsule directory of this runtime", state_dir)
+            return None
+        st = state.load(state_dir)
         if st is None or st.capsule_id != capsule_id:
             log.warning("namespace: %s has no readable state; cleaning it up", state_dir)
             await self._teardown(capsule_id, None)
