@@ -22,6 +22,7 @@ from wrenn_platform.wire.agent import (
     ExecRequest,
     ExecResponse,
     NotFound,
+    ResourceExhausted,
     SnapshotRequest,
 )
 
@@ -337,3 +338,19 @@ async def test_concurrent_capsules(client: AgentClient, served: Served) -> None:
     assert sorted(c.metadata["n"] for c in infos) == ["0", "1", "2", "3", "4"]
     await asyncio.gather(*(client.destroy(c.id) for c in infos))
     assert await client.list_capsules() == [] and leased_by(served.agent) == []
+
+
+async def test_upload_beyond_the_disk_is_413(client: AgentClient) -> None:
+    info = await client.create(CreateCapsuleRequest(disk_size_mb=64))
+    try:
+        async def zeros() -> AsyncIterator[bytes]:
+            chunk = bytes(1 << 20)
+            for _ in range(128):
+                yield chunk
+
+        with pytest.raises(ResourceExhausted):
+            await client.write_file(info.id, "/home/user/big", zeros())
+        r = await sh(client, info.id, "echo still-usable")
+        assert r.stdout == "still-usable\n"
+    finally:
+        await client.destroy(info.id)
