@@ -14,6 +14,7 @@ from wrenn_platform.control_plane.auth.accounts import create_user
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
 from wrenn_platform.control_plane.db.models import User
+from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import hash_password
 from wrenn_platform.control_plane.settings import Settings
 from wrenn_platform.wire.api.auth import SignupRequest
@@ -59,6 +60,7 @@ async def _create(settings: Settings, request: SignupRequest) -> str:
                     raise typer.BadParameter("that account is deleted", param_hint="--email")
                 user.is_admin = True
                 user.is_active = True
+                user.activated_at = user.activated_at or utcnow()
                 await db.commit()
                 return f"{user.email} already exists ({user.id}); it is an active platform admin"
             user = await create_user(

@@ -113,3 +113,30 @@ async def test_activation_token_lifetime_is_thirty_minutes(
         token = (await db.execute(select(OneTimeToken))).scalar_one()
     assert token.purpose == "activation"
     assert abs((token.expires_at - token.created_at) - timedelta(minutes=30)) < timedelta(seconds=1)
+
+
+async def test_deactivated_account_cannot_reactivate_itself(
+    app: FastAPI, settings: Settings, anon: httpx.AsyncClient
+) -> None:
+    address = new_email()
+    assert (await signup(anon, address)).status_code == 201
+    first = token_in(messages_to(settings, address)[0])
+    async with app.state.sessionmaker() as db:
+        await db.execute(update(OneTimeToken).values(created_at=utcnow() - timedelta(minutes=5)))
+        await db.commit()
+    assert (await signup(anon, address)).status_code == 201  # a second link, first one retired
+    second = token_in(messages_to(settings, address)[1])
+    assert (await anon.post("/v1/auth/activate", json={"token": second})).status_code == 200
+    async with app.state.sessionmaker() as db:
+        user = (await db.execute(select(User).where(User.email == address))).scalar_one()
+        assert user.activated_at is not None
+        user.is_active = False  # an admin deactivates the account...
+        # ...and both links are made live again, so that only the deactivation can refuse them.
+        await db.execute(update(OneTimeToken).where(OneTimeToken.user_id == user.id).values(used_at=None))
+        await db.commit()
+    assert (await signup(anon, address)).status_code == 409  # not a fresh signup: email_taken
+    for token in (first, second):
+        replay = await anon.post("/v1/auth/activate", json={"token": token})
+        assert replay.status_code == 400
+    async with app.state.sessionmaker() as db:
+        assert (await db.execute(select(User.is_active).where(User.email == address))).scalar_one() is False

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from ..db.models import OAuthIdentity, Team, TeamMember, User
+from ..db.types import utcnow
 
 
 async def create_user(
@@ -19,7 +20,8 @@ async def create_user(
     admin: bool = False,
 ) -> User:
     """Add a user with a personal team it owns (not committed)."""
-    user = User(email=email.lower(), name=name, password_hash=password_hash, is_active=active, is_admin=admin)
+    user = User(email=email.lower(), name=name, password_hash=password_hash, is_active=active, is_admin=admin,
+                activated_at=utcnow() if active else None)
     team = await create_personal_team(db, user)
     user.default_team_id = team.id
     return user

@@ -26,6 +26,9 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     default_team_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Set once, when the email is confirmed (or the account is created active): an inactive user
+    # with it set was deactivated, and neither signup nor an old link may reactivate them.
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -60,7 +60,7 @@ async def signup(
 ) -> SignupResponse:
     user = await _user_by_email(db, body.email)
     if user is not None:
-        if user.is_active or user.deleted_at is not None:
+        if user.is_active or user.activated_at is not None or user.deleted_at is not None:
             raise conflict("email already registered", "email_taken")
         last = await tokens.last_issued_at(db, tokens.ACTIVATION, user.id)
         if last is not None and utcnow() - last < timedelta(seconds=settings.signup_cooldown_seconds):
@@ -107,10 +107,12 @@ async def activate(
 ) -> SessionResponse:
     token = await tokens.consume(db, tokens.ACTIVATION, body.token)
     user = await db.get(User, token.user_id) if token is not None and token.user_id else None
-    if user is None or user.deleted_at is not None:
+    deactivated = user is not None and user.activated_at is not None and not user.is_active
+    if user is None or user.deleted_at is not None or deactivated:
         await db.rollback()
         raise errors.bad_request("invalid or expired activation token", "invalid_token")
     user.is_active = True
+    user.activated_at = user.activated_at or utcnow()
     await db.commit()
     team_id, role = await login_team(db, user)
     await start_session(db, request, response, settings, user.id, team_id)
