@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from .conftest import (
@@ -130,6 +131,22 @@ async def test_restart_keeps_capsules_running_and_controllable(rig: Rig) -> None
         await wait_status(api, paused["id"], "running")
         await destroy(api, cap["id"])
         await destroy(api, paused["id"])
+
+
+async def test_capsule_lost_by_the_host_shows_missing(rig: Rig) -> None:
+    server = rig.server()
+    async with running(server), client(server, rig.tenant) as api:
+        cap = await create_running(api)
+    # While the control plane and its agent are down, the host loses the capsule entirely (as after
+    # a host reinstall): its runtime state and the agent's record of it are gone.
+    data = rig.root / "data"
+    await NamespaceRuntime(data / "namespace").destroy(cap["id"])
+    (data / "agent" / "capsules" / f"{cap['id']}.json").unlink()
+    async with running(server, rig.tenant), client(server, rig.tenant) as api:
+        lost = await wait_status(api, cap["id"], "missing", within=15)
+        assert lost["status"] == "missing"
+        assert (await api.post(f"/v1/capsules/{cap['id']}/exec", json={"cmd": "true"})).status_code == 409
+        await destroy(api, cap["id"])
 
 
 async def test_auto_pause_reported_through_sandbox_events(rig: Rig) -> None:
