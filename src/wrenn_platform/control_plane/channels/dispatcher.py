@@ -140,7 +140,7 @@ class Dispatcher:
                 await task
 
 
-@service(72)
+@service(32)
 @contextlib.asynccontextmanager
 async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings

@@ -95,7 +95,7 @@ class Hub:
         subscriber.queue.put_nowait(None)
 
 
-@service(71)
+@service(31)
 @contextlib.asynccontextmanager
 async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings

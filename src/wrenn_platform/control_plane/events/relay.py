@@ -7,6 +7,9 @@ database's single writer does the same (a conflicting pass fails on the unique `
 The same transaction queues the channel deliveries of each event. After commit the relay tells
 every replica's hub on the bus (`events` topic) that there is more to read; hubs also poll, so a
 lost bus message delays an event by at most `events_poll_seconds`.
+
+The relay, hub and dispatcher start early (30-32) so that they stop after the capsule workers:
+what those commit while stopping is still published.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ async def publish_pending(sessionmaker: async_sessionmaker[AsyncSession], bus: B
     return len(rows)
 
 
-@service(70)
+@service(30)
 @contextlib.asynccontextmanager
 async def relay_service(app: FastAPI) -> AsyncIterator[None]:
     wake = asyncio.Event()

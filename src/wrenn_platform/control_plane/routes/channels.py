@@ -22,7 +22,7 @@ from ...wire.api.channels import (
     UpdateChannelRequest,
 )
 from ..audit import record_audit
-from ..audit.actor import bind
+from ..channels import dispatcher as _dispatcher  # noqa: F401  (registers its service)
 from ..channels.crypto import encrypt_config
 from ..channels.messages import test_payload
 from ..channels.providers import build, validate
@@ -64,7 +64,6 @@ async def _commit_named(db: AsyncSession, name: str) -> None:
 async def create_channel(body: CreateChannelRequest, access: TeamAccess = Depends(session_team_access),
                          db: AsyncSession = Depends(get_db),
                          settings: Settings = Depends(get_settings)) -> ChannelResponse:
-    bind(access.principal)
     config = validate(body.provider, body.config, settings)
     channel = Channel(team_id=access.team.id, name=body.name, provider=body.provider,
                       events=sorted(set(body.events)), config_encrypted=encrypt_config(settings, config))
@@ -85,7 +84,6 @@ async def list_channels(access: TeamAccess = Depends(session_team_access),
 async def test_channel(body: TestChannelRequest, access: TeamAccess = Depends(session_team_access),
                        db: AsyncSession = Depends(get_db),
                        settings: Settings = Depends(get_settings)) -> TestChannelResponse:
-    bind(access.principal)
     config = validate(body.provider, body.config, settings)
     payload = test_payload(utcnow().isoformat().replace("+00:00", "Z"))
     request = build(body.provider, config, payload, f"wrenn-test-{new_token()[:16]}", settings)
@@ -111,7 +109,6 @@ async def get_channel(channel_id: IdPath, access: TeamAccess = Depends(session_t
 async def update_channel(channel_id: IdPath, body: UpdateChannelRequest,
                          access: TeamAccess = Depends(session_team_access),
                          db: AsyncSession = Depends(get_db)) -> ChannelResponse:
-    bind(access.principal)
     channel = await _owned(db, access, channel_id)
     channel.name = body.name
     channel.events = sorted(set(body.events))
@@ -122,7 +119,6 @@ async def update_channel(channel_id: IdPath, body: UpdateChannelRequest,
 @router.delete("/{id}", status_code=204, operation_id="deleteChannel")
 async def delete_channel(channel_id: IdPath, access: TeamAccess = Depends(session_team_access),
                          db: AsyncSession = Depends(get_db)) -> Response:
-    bind(access.principal)
     await db.delete(await _owned(db, access, channel_id))
     await db.commit()
     return Response(status_code=204)
@@ -134,7 +130,6 @@ async def rotate_channel_config(channel_id: IdPath, body: RotateConfigRequest,
                                 access: TeamAccess = Depends(session_team_access),
                                 db: AsyncSession = Depends(get_db),
                                 settings: Settings = Depends(get_settings)) -> ChannelResponse:
-    bind(access.principal)
     channel = await _owned(db, access, channel_id)
     config = validate(channel.provider, body.config, settings)
     channel.config_encrypted = encrypt_config(settings, config)

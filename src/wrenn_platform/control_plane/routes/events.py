@@ -13,6 +13,8 @@ from ...wire.api.events import SSEEvent
 from ..auth.principal import Principal, require_admin, require_key_or_session
 from ..deps import get_db
 from ..errors import responses, unauthorized
+from ..events import hub as _hub  # noqa: F401  (registers its service)
+from ..events import relay as _relay  # noqa: F401  (registers its service)
 from ..events import sse
 
 router = APIRouter(tags=["events"])
