@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.network import allocate_slot, release_slot
+from wrenn_platform.host_agent.network import allocate_slot, release_slot, slot_for_index
 from wrenn_platform.host_agent.runtime.base import RuntimeError_
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime, cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
@@ -164,3 +166,53 @@ async def test_env_vars_default_user_and_metadata(make_capsule: MakeCapsule) -> 
     assert capsule.metadata["envd_version"] not in ("", "unknown")
     assert "host kernel" in capsule.metadata["isolation"]
     assert capsule.envd_url == f"http://{capsule.slot.host_ip}:49983"
+
+
+CREATE_AND_EXIT = """
+import asyncio, json, sys
+from pathlib import Path
+from wrenn_platform.host_agent.network import allocate_slot
+from wrenn_platform.host_agent.runtime.base import CapsuleSpec
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
+
+async def main():
+    state_root, owner, template_dir, capsule_id, token = sys.argv[1:6]
+    slot = await allocate_slot(owner, capsule_id)
+    spec = CapsuleSpec(capsule_id=capsule_id, template="minimal", template_dir=Path(template_dir), vcpus=1,
+                       memory_mb=256, disk_size_mb=128, envd_access_token=token)
+    capsule = await NamespaceRuntime(Path(state_root)).create(spec, slot)
+    print(json.dumps({"state_dir": str(capsule.state_dir), "index": slot.index}))
+
+asyncio.run(main())
+"""
+
+
+async def test_capsules_outlive_the_agent_process_and_are_adopted(
+    state_root: Path, owner: str, minimal_template: TemplateInfo
+) -> None:
+    spec = spec_for(minimal_template)
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CREATE_AND_EXIT,
+        str(state_root),
+        owner,
+        str(minimal_template.path),
+        spec.capsule_id,
+        spec.envd_access_token,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await agent.communicate()
+    assert agent.returncode == 0
+    created = json.loads(out)
+    slot = slot_for_index(created["index"], ())
+    fresh = NamespaceRuntime(state_root)
+    try:
+        adopted = await fresh.adopt(Path(created["state_dir"]))  # the agent that made it is gone
+        assert adopted is not None and adopted.slot.index == slot.index
+        code, out_text, _ = await sh(adopted, "echo survived")
+        assert (code, out_text) == (0, "survived\n")
+    finally:
+        await fresh.destroy(spec.capsule_id)
+        await release_slot(slot)
+    assert my_mounts(state_root) == [] and not cgroup_exists(spec.capsule_id)
