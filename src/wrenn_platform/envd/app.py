@@ -139,8 +139,7 @@ class Envd:
                 exc = RpcError("invalid_argument", str(exc))
             if not response.started:
                 await response.start(200, {"Content-Type": CONNECT_JSON})
-            await response.write(end_stream(exc))
-            await response.end()
+            await response.end(end_stream(exc))
 
     async def _init(self, request: Request, response: Response) -> None:
         try:

@@ -165,13 +165,20 @@ class Request:
 
 
 class Response:
-    """Writes one response: either whole (`send`) or streamed (`start` + `write` + `end`)."""
+    """Writes one response: either whole (`send`) or streamed (`start` + `write`... + `end`).
+
+    Small pieces (the head, chunk framing, small messages) are held back and sent together with
+    the next write, so a short stream costs few packets; large pieces are written as they are.
+    """
+
+    COALESCE_BELOW = 64 * 1024
 
     def __init__(self, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
         self._writer = writer
         self.keep_alive = keep_alive
         self.started = False
         self._chunked = False
+        self._pending: list[bytes] = []
         self.status = 0
 
     def _head(self, status: int, headers: dict[str, str]) -> bytes:
@@ -182,6 +189,29 @@ class Response:
             headers = {**headers, "Connection": "close"}
         lines.extend(f"{k}: {v}" for k, v in headers.items())
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _queue(self, data: bytes) -> None:
+        if len(data) < self.COALESCE_BELOW:
+            self._pending.append(data)
+            return
+        self._flush()
+        self._writer.write(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write(b"".join(self._pending))
+            self._pending.clear()
+
+    def _queue_body(self, parts: list[bytes]) -> None:
+        size = sum(len(p) for p in parts)
+        if not size:
+            return
+        if self._chunked:
+            self._queue(b"%x\r\n" % size)
+        for part in parts:
+            self._queue(part)
+        if self._chunked:
+            self._queue(b"\r\n")
 
     async def send(self, status: int, body: bytes = b"", content_type: str = "application/json") -> None:
         headers = {"Content-Length": str(len(body))}
@@ -197,33 +227,23 @@ class Response:
             headers["Transfer-Encoding"] = "chunked"
         else:
             headers["Content-Length"] = str(content_length)
-        self._writer.write(self._head(status, headers))
+        self._pending.append(self._head(status, headers))
 
     async def write(self, data: bytes) -> None:
-        if not data:
-            return
-        if self._chunked:
-            self._writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            self._writer.write(data)
-        await self._writer.drain()
+        await self.write_parts([data])
 
     async def write_parts(self, parts: list[bytes]) -> None:
-        """Write several pieces as one chunk without joining them (no copy of large pieces)."""
-        size = sum(len(p) for p in parts)
-        if not size:
-            return
-        if self._chunked:
-            self._writer.write(b"%x\r\n" % size)
-        for part in parts:
-            self._writer.write(part)
-        if self._chunked:
-            self._writer.write(b"\r\n")
+        """Send several pieces as one chunk of the body, without joining large ones."""
+        self._queue_body(parts)
+        self._flush()
         await self._writer.drain()
 
-    async def end(self) -> None:
+    async def end(self, last: bytes = b"") -> None:
+        """Send `last` (if any) and the end of the body together."""
+        self._queue_body([last])
         if self._chunked:
-            self._writer.write(b"0\r\n\r\n")
+            self._queue(b"0\r\n\r\n")
+        self._flush()
         await self._writer.drain()
 
 

@@ -87,8 +87,7 @@ class FilesystemService:
             except OSError as exc:
                 raise from_os_error(exc, root) from None
         except RpcError as exc:
-            await response.write(end_stream(exc))
-            await response.end()
+            await response.end(end_stream(exc))
             return
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()

@@ -145,8 +145,7 @@ class ProcessService:
                 stdin=True if stdin is None else bool(stdin),
             )
         except RpcError as exc:
-            await response.write(end_stream(exc))
-            await response.end()
+            await response.end(end_stream(exc))
             return
         await self._follow(process, request, response, deadline)
 
@@ -156,8 +155,7 @@ class ProcessService:
             message = await read_envelope(request) or {}
             process = self.manager.select(message.get("process"), finished_too=True)
         except RpcError as exc:
-            await response.write(end_stream(exc))
-            await response.end()
+            await response.end(end_stream(exc))
             return
         await self._follow(process, request, response, None)
 
@@ -204,14 +202,13 @@ class ProcessService:
             # next request on this connection, which the watcher must not swallow.
             await _cancel(disconnected)
             await process.exit_event.wait()
-            await response.write(envelope({"event": {"end": process.end_message()}}))
             error = (
                 RpcError("deadline_exceeded", f"process killed after the {deadline:g} s timeout")
                 if timed_out
                 else None
             )
-            await response.write(end_stream(error))
-            await response.end()
+            end = envelope({"event": {"end": process.end_message()}})
+            await response.end(end + end_stream(error))
         except (ConnectionError, RuntimeError):
             response.keep_alive = False
         finally:
