@@ -13,7 +13,7 @@ from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wrenn_platform.wire import agent as agent_wire
@@ -138,15 +138,16 @@ async def capsule_metrics(id: str, range: MetricsRange = Query("10m"), principal
     202: {"model": BackgroundExecResponse, "description": "Background process started"},
 })
 async def exec_command(id: str, body: ExecRequest, principal: Principal = Auth, db: AsyncSession = Db,
-                       svc: CapsuleService = Svc) -> ExecResponse | JSONResponse:
+                       svc: CapsuleService = Svc) -> Response:
     client = await svc.running_client(db, principal, id, "exec in")
     await db.commit()
     with agent_errors():
         result = await client.exec(id, agent_wire.ExecRequest(**body.model_dump()))
+    # The agent's models are field for field the contract's: serialise them once, directly (hot path).
     if isinstance(result, agent_wire.BackgroundExecResponse):
         out = BackgroundExecResponse(sandbox_id=id, cmd=result.cmd, pid=result.pid, tag=result.tag)
-        return JSONResponse(out.model_dump(), status_code=202)
-    return ExecResponse.model_validate(result.model_dump())
+        return Response(out.model_dump_json(), status_code=202, media_type="application/json")
+    return Response(ExecResponse.model_construct(**dict(result)).model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/capsules/{id}/processes", responses=responses(404, 409))
