@@ -235,12 +235,18 @@ class HostAgent:
         return rec.info()
 
     async def _discard(self, rec: CapsuleRecord, slot: NetworkSlot | None, destroy: bool) -> None:
-        """Forget a capsule and release everything it held; never raises."""
+        """Forget a capsule and release everything it held; never raises. If the runtime cannot
+        destroy it, it is kept (status `error`, slot held, reported) rather than leaked unseen."""
         if destroy:
             try:
                 await self.runtime.destroy(rec.id)
-            except Exception:
+            except Exception as exc:
                 log.exception("runtime destroy of %s failed", rec.id)
+                rec.status = "error"
+                self._capsules[rec.id] = rec
+                self.records.save(rec)
+                self.events.publish("sandbox.error", rec.id, f"could not remove the capsule: {exc}")
+                return
         if slot is not None:
             try:
                 await self.slots.release(slot)
@@ -371,7 +377,8 @@ class HostAgent:
             if running is None:
                 self._capsules[rec.id] = rec
                 await self._discard(rec, rec.network_slot(), destroy=True)
-                self.events.publish("sandbox.stopped", rec.id, reason)
+                if rec.id not in self._capsules:  # else kept as `error`, already reported
+                    self.events.publish("sandbox.stopped", rec.id, reason)
                 continue
             if rec.status in ("pausing", "resuming"):
                 rec.status = "paused" if rec.status == "pausing" else "running"

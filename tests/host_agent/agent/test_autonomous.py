@@ -17,6 +17,7 @@ from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.service import AgentSettings
 from wrenn_platform.host_agent.templates import TemplateInfo
 from wrenn_platform.wire.agent import (
+    AgentError,
     BackgroundExecResponse,
     BadRequest,
     CreateCapsuleRequest,
@@ -192,3 +193,22 @@ def doomed_slot(host_ip: str) -> int:
         if slot_addresses(index).slot_ip == host_ip:
             return index
     raise AssertionError(host_ip)
+
+
+async def test_a_capsule_the_runtime_cannot_remove_is_kept_and_reported(
+        http: HttpAgentClient, served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = await http.create(CreateCapsuleRequest())
+    real_destroy = served.agent.runtime.destroy
+
+    async def broken(capsule_id: str) -> None:
+        raise RuntimeError("device busy")
+
+    monkeypatch.setattr(served.agent.runtime, "destroy", broken)
+    with pytest.raises(AgentError, match="device busy"):
+        await http.destroy(info.id)
+    kept = await http.get(info.id)
+    assert kept.status == "error"
+    assert leased_by(served.agent) == [doomed_slot(info.host_ip)]  # the slot stays with it
+    monkeypatch.setattr(served.agent.runtime, "destroy", real_destroy)
+    await http.destroy(info.id)
+    assert await http.list_capsules() == [] and leased_by(served.agent) == []
