@@ -58,11 +58,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 class Served:
-    """An ASGI app under uvicorn in this event loop, on a loopback port kept across restarts."""
+    """An ASGI app (already started, or without a lifespan) under uvicorn in this event loop, on a
+    loopback port kept across restarts."""
 
-    def __init__(self, app: Any, *, lifespan: str = "off") -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.lifespan = lifespan
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +76,7 @@ class Served:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, lifespan=self.lifespan, log_level="warning", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(self.app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
@@ -146,11 +146,11 @@ class SSEClient:
         finally:
             await self.frames.put(None)  # end of stream
 
-    async def next_frame(self, timeout: float = EVENT_TIMEOUT_S) -> Frame | None:
-        return await asyncio.wait_for(self.frames.get(), timeout)
+    async def next_frame(self, within: float = EVENT_TIMEOUT_S) -> Frame | None:
+        return await asyncio.wait_for(self.frames.get(), within)
 
-    async def next_event(self, timeout: float = EVENT_TIMEOUT_S) -> Frame:
-        async with asyncio.timeout(timeout):
+    async def next_event(self, within: float = EVENT_TIMEOUT_S) -> Frame:
+        async with asyncio.timeout(within):
             while True:
                 frame = await self.frames.get()
                 if frame is None:
@@ -158,8 +158,8 @@ class SSEClient:
                 if frame.comment is None:
                     return frame
 
-    async def events(self, count: int, timeout: float = EVENT_TIMEOUT_S) -> list[Frame]:
-        return [await self.next_event(timeout) for _ in range(count)]
+    async def events(self, count: int, within: float = EVENT_TIMEOUT_S) -> list[Frame]:
+        return [await self.next_event(within) for _ in range(count)]
 
     async def quiet(self, seconds: float) -> list[Frame]:
         """The events (not comments) that arrive within `seconds`: used to show nothing more came."""
@@ -230,11 +230,11 @@ async def move_capsule(app: FastAPI, capsule_id: str, *statuses: str, error: str
             await db.commit()
 
 
-async def published(app: FastAPI, timeout: float = EVENT_TIMEOUT_S) -> None:
+async def published(app: FastAPI, within: float = EVENT_TIMEOUT_S) -> None:
     """Wait until the relay has numbered every committed event."""
     from sqlalchemy import func, select
 
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             async with app.state.sessionmaker() as db:
                 if not await db.scalar(select(func.count()).select_from(Event).where(Event.seq.is_(None))):
@@ -281,8 +281,8 @@ class Receiver:
             return JSONResponse({"error": "scripted failure"}, status_code=self.status)
         return JSONResponse({"ok": True, "event_id": "$evt"})
 
-    async def wait_for(self, count: int, timeout: float = EVENT_TIMEOUT_S) -> list[Received]:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, within: float = EVENT_TIMEOUT_S) -> list[Received]:
+        async with asyncio.timeout(within):
             while len(self.requests) < count:
                 self.arrived.clear()
                 await self.arrived.wait()

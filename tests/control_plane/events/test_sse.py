@@ -153,7 +153,7 @@ async def test_keepalive_comment_when_idle(live: Served, make_user: UserFactory,
     alice = await make_user()
     stream = await open_sse(live.url, cookies=cookies_of(alice.client))
     assert (await stream.next_event()).event == "connected"
-    frame = await stream.next_frame(timeout=3)
+    frame = await stream.next_frame(within=3)
     assert frame is not None and frame.comment == "keepalive"  # events_keepalive_seconds=0.5 here
 
 
