@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 _CLOSED: Message = {"type": "__closed__"}
+# A file stream may be long, but never silent for minutes.
+_STREAM_TIMEOUT = httpx.Timeout(30.0, read=300.0, write=300.0)
 
 
 class Channel(Protocol):
@@ -376,7 +378,8 @@ class HttpAgentClient:
 
     @asynccontextmanager
     async def read_file(self, capsule_id: str, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        req = self._http.build_request("GET", self._c(capsule_id, "/files"), params={"path": path}, timeout=None)
+        req = self._http.build_request("GET", self._c(capsule_id, "/files"), params={"path": path},
+                                       timeout=_STREAM_TIMEOUT)
         try:
             resp = await self._http.send(req, stream=True)
         except httpx.HTTPError as exc:
@@ -392,7 +395,7 @@ class HttpAgentClient:
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
         try:
             resp = await self._http.put(self._c(capsule_id, "/files"), params={"path": path},
-                                        content=chunks, timeout=None)
+                                        content=chunks, timeout=_STREAM_TIMEOUT)
         except httpx.HTTPError as exc:
             raise AgentError(f"host agent unreachable: {exc}") from exc
         if resp.status_code >= 400:
