@@ -297,6 +297,13 @@ async def test_unknown_capsule_is_404(client: AgentClient) -> None:
                  client.exec("cl-nope", ExecRequest(cmd="true"))):
         with pytest.raises(NotFound):
             await call
+    async with client.exec_stream("cl-nope") as ch:
+        await ch.send({"type": "start", "cmd": "true"})
+        msgs = await messages_until(ch, "error")
+    assert msgs[-1]["code"] == "not_found" and msgs[-1]["fatal"] is True
+    async with client.process_stream("cl-nope", "1") as ch:
+        msgs = await messages_until(ch, "error")
+    assert msgs[-1]["code"] == "not_found"
 
 
 async def test_snapshot_becomes_a_template(client: AgentClient, capsule: str) -> None:
