@@ -35,12 +35,18 @@ async def mark_stale_hosts(db: AsyncSession, offline_after_s: float) -> None:
     await db.commit()
 
 
+# A create another replica has just recorded may not have reached the host yet.
+STARTING_GRACE = timedelta(seconds=30)
+
+
 def _settle(row: Capsule, info: CapsuleInfo | None) -> dict[str, Any] | None:
     """New values for a record given the host's view of it (None: host does not have it)."""
     if info is None:
         if row.status == "stopping":
             return {"status": "stopped", "stopped_at": utcnow()}
         if row.status == "starting":
+            if utcnow() - row.last_updated < STARTING_GRACE:
+                return None
             return {"status": "error", "error": "the create did not complete on the host"}
         if row.status not in ("missing", "error"):
             return {"status": "missing", "error": "the host no longer has this capsule"}

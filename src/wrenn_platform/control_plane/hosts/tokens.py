@@ -3,6 +3,7 @@ registration and refresh tokens, stored only as SHA-256 hashes."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from datetime import timedelta
@@ -28,7 +29,11 @@ def signing_secret(settings: Settings) -> bytes:
     """`WRENN_SECRET_KEY`, or a random secret kept in DATA_DIR (created on first use, mode 0600)."""
     if settings.secret_key:
         return settings.secret_key.encode()
-    path: Path = settings.data_dir / _SECRET_FILE
+    return _secret_file(settings.data_dir / _SECRET_FILE)
+
+
+@functools.cache
+def _secret_file(path: Path) -> bytes:
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
