@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -107,10 +108,36 @@ async def test_upload_limit_413(api: httpx.AsyncClient, shared_capsule: str) -> 
                        files={"file": ("big", too_big)}, data={"path": "/tmp/big"})
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "payload_too_large"
+    # without a Content-Length the limit is enforced while streaming, and no partial file is left
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write",
+                       content=_chunked_upload("/tmp/big-chunked", too_big),
+                       headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert r.status_code == 413, r.text
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": "/tmp/big-chunked"})
+    assert r.status_code == 404, r.status_code
     # the streaming variant has no such limit
     r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/write",
                        files={"file": ("big", too_big)}, data={"path": "/tmp/big-streamed"})
     assert r.status_code == 204, r.text
+
+
+BOUNDARY = "wrenn-test-boundary"
+
+
+async def _chunked_upload(path: str, data: bytes) -> AsyncIterator[bytes]:
+    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n{path}\r\n"
+           f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n").encode()
+    for i in range(0, len(data), 64 * 1024):
+        yield data[i:i + 64 * 1024]
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def test_upload_path_as_query_parameter(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/stream/write", params={"path": "/tmp/q.txt"},
+                       files={"file": ("q", b"query\n")})
+    assert r.status_code == 204, r.text
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": "/tmp/q.txt"})
+    assert r.content == b"query\n"
 
 
 async def test_upload_needs_path_and_file(api: httpx.AsyncClient, shared_capsule: str) -> None:
