@@ -17,8 +17,6 @@ from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot, Run
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
 
-pytestmark = pytest.mark.root
-
 TOKEN = "test-token-" + uuid.uuid4().hex
 # Not under pytest's tmp_path: the capsule's unprivileged host uid must traverse to its root.
 STATE_PARENT = Path("/var/tmp/wrenn-test-namespace")

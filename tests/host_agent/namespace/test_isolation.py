@@ -8,7 +8,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from .conftest import MakeCapsule, sh
+
+pytestmark = pytest.mark.root
 
 CONNECT = (
     "python3 -c 'import socket,sys\n"

@@ -8,11 +8,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from wrenn_platform.host_agent.network import allocate_slot, leases, release_slot
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from .conftest import cgroup_exists, my_mounts, sh, spec_for
+
+pytestmark = pytest.mark.root
 
 CYCLES = 50
 

@@ -18,6 +18,8 @@ from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
 
 from .conftest import MakeCapsule, cgroup_exists, envd, my_mounts, sh, spec_for
 
+pytestmark = pytest.mark.root
+
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /home/user/counter; sleep 0.05; done"
 
 

@@ -8,9 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime, cgroups
 
 from .conftest import MakeCapsule, sh
+
+pytestmark = pytest.mark.root
 
 
 async def test_memory_limit_ooms_inside_the_capsule(make_capsule: MakeCapsule) -> None:

@@ -17,6 +17,8 @@ from wrenn_platform.host_agent.network import allocate_slot, leases, nftables, r
 
 from .conftest import MakeCapsule, sh
 
+pytestmark = pytest.mark.root
+
 INTERNET_IP = "198.51.100.7"  # TEST-NET-2, only ever on a veth of this machine
 HOST_SIDE_IP = "198.51.100.1"
 PORT = 8080
