@@ -93,17 +93,23 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
 class RawVm:
     """A plain QEMU command line in a slot netns (which holds the same TAP + DNAT as Wrenn's)."""
 
-    def __init__(self, slot: NetworkSlot, workdir: Path, base: Path | None) -> None:
+    def __init__(self, slot: NetworkSlot, workdir: Path, base: Path | None, accel: str) -> None:
         self.slot = slot
+        self.accel = accel
         self.dir = workdir
         self.base = base
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://{slot.host_ip}:49983"
 
+    def accel_args(self) -> list[str]:
+        if self.accel == "kvm":
+            return ["-accel", "kvm", "-cpu", "host"]
+        return ["-accel", "tcg,tb-size=32", "-cpu", "max"]
+
     def argv(self, incoming: Path | None, token: str) -> list[str]:
         version = kernel.default_version()
         cfg = qemu.VmConfig(  # only for the kernel command line, identical to Wrenn's
-            capsule_id="raw", accel="tcg", vcpus=1, memory_mb=MEMORY_MB,
+            capsule_id="raw", accel=self.accel, vcpus=1, memory_mb=MEMORY_MB,
             kernel=Path(), initramfs=Path(), memory_file=Path(), disk=Path(), qmp_socket=Path(),
             console_log=Path(), tsc_khz=_tsc_khz(), uid=0, gid=0, tap_fd=-1,
             env={"WRENN_ENVD_ACCESS_TOKEN": token},
@@ -113,7 +119,8 @@ class RawVm:
             "qemu-system-x86_64",
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-accel", "tcg,tb-size=32", "-cpu", "max", "-smp", "1", "-m", f"{MEMORY_MB}M",
+            *self.accel_args(),
+            "-smp", "1", "-m", f"{MEMORY_MB}M",
             "-object", f"memory-backend-file,id=mem,size={MEMORY_MB}M,mem-path={self.dir}/memory,share=on",
             "-kernel", str(kernel.ensure_vmlinux(Path("/var/cache/wrenn/microvm"), version)),
             "-initrd", str(initramfs.ensure_initramfs(Path("/var/cache/wrenn/microvm"), version)),
@@ -221,7 +228,7 @@ async def run(repeats: int) -> None:
     net.setup(raw_slot)
     raw_dir = STATE / "raw"
     raw_dir.mkdir()
-    raw = RawVm(raw_slot, raw_dir, base)
+    raw = RawVm(raw_slot, raw_dir, base, runtime.accel)
     w: dict[str, list[float]] = {k: [] for k in ("boot", "clone", "pause", "resume", "rss", "rss_clone")}
     r: dict[str, list[float]] = {k: [] for k in w}
     try:

@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+BACKING_FILE = "base.img"  # the capsule's hard link to its base image or template disk
+
 
 class DiskError(Exception):
     pass
@@ -90,23 +92,16 @@ def ensure_base_image(cache_dir: Path, template_dir: Path, size_mb: int) -> Path
 
 
 def create_overlay(dest: Path, backing: Path, backing_fmt: str, size_mb: int) -> None:
-    _run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            "cluster_size=65536",
-            "-F",
-            backing_fmt,
-            "-b",
-            str(backing),
-            str(dest),
-            f"{size_mb}M",
-        ]
-    )
+    """A qcow2 overlay on `backing`, which is first hard-linked next to it when the file system
+    allows: deleting the template (or pruning the cache) then never breaks the capsule."""
+    pinned = dest.with_name(BACKING_FILE)
+    try:
+        os.link(backing, pinned)
+        backing = pinned
+    except OSError:  # another file system: refer to the original
+        pass
+    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536",
+          "-F", backing_fmt, "-b", str(backing), str(dest), f"{size_mb}M"])
     os.chmod(dest, 0o600)
 
 

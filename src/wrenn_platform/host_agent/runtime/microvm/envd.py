@@ -15,7 +15,13 @@ from collections.abc import Callable
 
 import httpx
 
-from wrenn_platform.host_agent.envd_client import CommandResult, EnvdClient, EnvdError
+from wrenn_platform.host_agent.envd_client import (
+    CommandResult,
+    EnvdClient,
+    EnvdError,
+    ProcessEnded,
+    ProcessEvent,
+)
 
 from . import reseed as reseed_program
 
@@ -99,6 +105,53 @@ async def reseed(url: str, token: str) -> None:
             raise EnvdUnavailable(f"reseeding the guest RNG failed: {exc}") from exc
     if result.exit_code != 0:
         raise EnvdUnavailable(f"reseeding the guest RNG failed (exit {result.exit_code})")
+
+
+async def handover(
+    url: str,
+    old_token: str,
+    *,
+    new_token: str,
+    env_vars: dict[str, str] | None,
+    default_user: str | None,
+    retry_s: float,
+) -> None:
+    """After a clone: reseed the guest's RNG and give envd its new token, env, user and the time.
+
+    The reseed is started with the template's token; once envd has accepted it (the process
+    started), `/init` switches the token while the reseed finishes: the two overlap."""
+    seed = secrets.token_hex(64)
+    deadline = time.monotonic() + retry_s
+    exit_code: int | None = None
+    async with EnvdClient(url, old_token, timeout=30.0, connect_timeout=0.5) as client:
+        while True:
+            stream = client.start(reseed_program.GUEST_PATH, [seed], user="root", stdin=False)
+            try:
+                started: ProcessEvent | None = await anext(stream)
+                break
+            except EnvdError as exc:
+                await stream.aclose()
+                if exc.code in ("unavailable", "deadline_exceeded") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                    continue
+                if exc.code == "unauthenticated":
+                    raise EnvdUnavailable(f"envd refused the template's token: {exc}") from exc
+                started = None  # no wrenn-reseed in this VM: perl below
+                break
+        switch = asyncio.ensure_future(
+            init(url, old_token, new_token=new_token, env_vars=env_vars, default_user=default_user,
+                 retry_s=retry_s)
+        )
+        try:
+            if started is not None:
+                async for event in stream:
+                    if isinstance(event, ProcessEnded):
+                        exit_code = event.exit_code
+        finally:
+            await asyncio.gather(switch, return_exceptions=True)
+        switch.result()
+    if exit_code != 0:
+        await reseed(url, new_token)
 
 
 async def version(url: str, token: str) -> str:

@@ -300,26 +300,27 @@ class MicrovmRuntime:
             await asyncio.to_thread(
                 disk.create_overlay, d / DISK_FILE, src / DISK_FILE, "qcow2", rec.shape.disk_size_mb
             )
-            await self._restore(vm, src / STATE_FILE, ready=copy, old_token=snap.envd_token, spec=spec)
+            await self._restore(vm, src / STATE_FILE, ready=copy)
         finally:
             if not copy.done():
                 copy.cancel()
             await asyncio.gather(copy, return_exceptions=True)
-        await envd.reseed(envd.envd_url(rec.slot.host_ip), rec.envd_token)
+        try:
+            await envd.handover(
+                envd.envd_url(rec.slot.host_ip),
+                snap.envd_token,
+                new_token=rec.envd_token,
+                env_vars=spec.env_vars or None,
+                default_user=spec.default_user or None,
+                retry_s=self.restore_timeout,
+            )
+        except envd.EnvdUnavailable as exc:
+            raise RuntimeError_(f"envd did not take over after the restore: {exc}") from exc
         if "envd_version" in snap.metadata:
             rec.metadata["envd_version"] = snap.metadata["envd_version"]
 
-    async def _restore(
-        self,
-        vm: _Vm,
-        state_file: Path,
-        *,
-        ready: asyncio.Future[None] | None = None,
-        old_token: str | None = None,
-        spec: CapsuleSpec | None = None,
-    ) -> None:
-        """Start QEMU, load `state_file` (once `ready` is done), run it, and bring envd's clock
-        (and, for a clone, its token, env and user) up to date."""
+    async def _restore(self, vm: _Vm, state_file: Path, *, ready: asyncio.Future[None] | None = None) -> None:
+        """Start QEMU, load `state_file` (once `ready` is done) and run the VM."""
         await self._start_qemu(vm, incoming=True)
         assert vm.qmp is not None and vm.proc is not None
         try:
@@ -329,18 +330,6 @@ class MicrovmRuntime:
             await vm.qmp.execute("cont")
         except QmpError as exc:
             raise RuntimeError_(f"restoring the VM failed: {exc}") from exc
-        url = envd.envd_url(vm.record.slot.host_ip)
-        try:
-            await envd.init(
-                url,
-                old_token or vm.record.envd_token,
-                new_token=vm.record.envd_token if old_token else None,
-                env_vars=(spec.env_vars or None) if spec else None,
-                default_user=(spec.default_user or None) if spec else None,
-                retry_s=self.restore_timeout,
-            )
-        except envd.EnvdUnavailable as exc:
-            raise RuntimeError_(f"envd did not answer after the restore: {exc}") from exc
 
     async def destroy(self, capsule_id: str) -> None:
         vm = self._vms.get(capsule_id)
@@ -394,6 +383,9 @@ class MicrovmRuntime:
             try:
                 await asyncio.to_thread(net.setup, vm.record.slot)
                 await self._restore(vm, vm.dir / STATE_FILE)
+                # The guest's clock stood still while it was paused.
+                url = envd.envd_url(vm.record.slot.host_ip)
+                await envd.init(url, vm.record.envd_token, retry_s=self.restore_timeout)
             except BaseException as exc:
                 await self._stop_vm(vm)
                 vm.record.pid = None
