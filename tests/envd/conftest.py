@@ -20,6 +20,8 @@ from wrenn_platform.host_agent.envd_client import EnvdClient
 
 ENVD_SOURCE = Path(__file__).resolve().parents[2] / "src" / "wrenn_platform" / "envd"
 TOKEN = "test-token-0123456789"
+# The interpreter guests run envd with (Debian's python3), when this machine has it.
+GUEST_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 COPY_NAME = "guest_agent"  # a different package name: envd must only use relative imports
 
 
@@ -85,7 +87,7 @@ def start_envd(envd_root: Path) -> Iterator[Callable[..., EnvdProcess]]:
 
     def start(*extra: str, token: str | None = TOKEN, prefix: tuple[str, ...] = ()) -> EnvdProcess:
         port = _free_port()
-        argv = [*prefix, sys.executable, "-S", "-E", "-m", COPY_NAME, "--host", "127.0.0.1"]
+        argv = [*prefix, GUEST_PYTHON, "-S", "-E", "-m", COPY_NAME, "--host", "127.0.0.1"]
         argv += ["--port", str(port), *extra]
         if token:
             argv += ["--access-token", token]

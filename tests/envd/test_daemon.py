@@ -16,7 +16,7 @@ import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
 
-from .conftest import COPY_NAME, TOKEN, EnvdProcess, wait_healthy
+from .conftest import COPY_NAME, GUEST_PYTHON, TOKEN, EnvdProcess, wait_healthy
 
 HEAVY_MODULES = {"http.server", "http.client", "email", "urllib.request", "socketserver", "shutil",
                  "dataclasses", "argparse", "datetime", "zipfile", "tarfile"}
@@ -75,7 +75,7 @@ async def test_metrics(client: EnvdClient) -> None:
 
 def test_import_graph_is_small(envd_root: Path) -> None:
     code = f"import {COPY_NAME}.__main__, {COPY_NAME}.server"
-    done = subprocess.run([sys.executable, "-S", "-E", "-X", "importtime", "-c", code], cwd=envd_root,
+    done = subprocess.run([GUEST_PYTHON, "-S", "-E", "-X", "importtime", "-c", code], cwd=envd_root,
                           capture_output=True, text=True, check=True)
     modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()[1:]}
     assert f"{COPY_NAME}.server" in modules
