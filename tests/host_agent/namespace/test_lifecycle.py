@@ -218,3 +218,24 @@ async def test_capsules_outlive_the_agent_process_and_are_adopted(
         await fresh.destroy(spec.capsule_id)
         await release_slot(slot)
     assert my_mounts(state_root) == [] and not cgroup_exists(spec.capsule_id)
+
+
+async def test_concurrent_creates_and_destroys(
+    runtime: NamespaceRuntime, state_root: Path, owner: str, minimal_template: TemplateInfo
+) -> None:
+    specs = [spec_for(minimal_template) for _ in range(6)]
+    slots = [await allocate_slot(owner, spec.capsule_id) for spec in specs]
+    try:
+        capsules = await asyncio.wait_for(
+            asyncio.gather(*(runtime.create(spec, slot) for spec, slot in zip(specs, slots, strict=True))), 120
+        )
+        outs = await asyncio.gather(*(sh(capsule, "hostname") for capsule in capsules))
+        assert [out for _, out, _ in outs] == [f"{spec.capsule_id}\n" for spec in specs]
+        uid_maps = await asyncio.gather(*(sh(c, "cat /proc/self/uid_map", user="root") for c in capsules))
+        assert len({out for _, out, _ in uid_maps}) == len(specs)  # a private uid range each
+    finally:
+        await asyncio.wait_for(asyncio.gather(*(runtime.destroy(spec.capsule_id) for spec in specs)), 120)
+        for slot in slots:
+            await release_slot(slot)
+    assert my_mounts(state_root) == []
+    assert [spec.capsule_id for spec in specs if cgroup_exists(spec.capsule_id)] == []
