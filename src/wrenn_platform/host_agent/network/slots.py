@@ -24,7 +24,7 @@ from pathlib import Path
 from wrenn_platform.host_agent.runtime.base import NetworkSlot
 
 from . import leases, nftables
-from ._proc import run
+from ._proc import remove_netns_file, run
 from .addressing import GUEST_IFACE, NETNS_PREFIX, SLOT_PREFIX_LEN, slot_addresses
 
 NETNS_DIR = Path("/run/netns")
@@ -69,8 +69,9 @@ def netns_path(slot: NetworkSlot) -> Path:
 
 
 async def _remove_netns(name: str) -> None:
-    if (NETNS_DIR / name).exists():
-        await run(["ip", "netns", "delete", name], check=False)
+    path = NETNS_DIR / name
+    if await asyncio.to_thread(path.exists):
+        await asyncio.to_thread(remove_netns_file, path)
 
 
 async def _flush_conntrack(ip: str) -> None:
