@@ -8,12 +8,13 @@ import secrets
 import pytest
 from fastapi import Depends, FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from wrenn_platform.control_plane.auth.principal import Principal, require_session
 from wrenn_platform.control_plane.auth.session_cache import INVALIDATED_TOPIC, SessionCache
 from wrenn_platform.control_plane.bus import InProcessBus, RedisBus
-from wrenn_platform.control_plane.db.models import User
+from wrenn_platform.control_plane.db.models import AuthSession, User
+from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import sha256_hex
 from wrenn_platform.control_plane.settings import Settings
 
@@ -76,6 +77,17 @@ async def test_writes_elsewhere_invalidate_the_cache(redis_settings: Settings) -
             await db.commit()
         assert (await client.get("/_test/identity/principal")).status_code == 401
         await client.aclose()
+
+        # A bulk UPDATE (how team removal revokes sessions) is seen too.
+        second = await register(app, app.state.settings)
+        assert (await second.client.get("/_test/identity/principal")).status_code == 200
+        async with app.state.sessionmaker() as db:
+            await db.execute(
+                update(AuthSession).where(AuthSession.user_id == second.user_id).values(revoked_at=utcnow())
+            )
+            await db.commit()
+        assert (await second.client.get("/_test/identity/principal")).status_code == 401
+        await second.client.aclose()
 
 
 async def test_stale_entry_from_a_racing_lookup_is_not_served(redis_settings: Settings) -> None:

@@ -130,9 +130,9 @@ def _mark_bulk_changes(state: ORMExecuteState) -> None:
 def _invalidate_after_commit(session: Session) -> None:
     if not session.info.pop(_DIRTY, False):
         return
-    bind = session.get_bind()
+    bind = session.bind  # None for sessions not bound to one engine: those belong to no app here
     engine = bind.engine if isinstance(bind, Connection) else bind
-    cache = _caches.get(engine)
+    cache = _caches.get(engine) if engine is not None else None
     if cache is not None:
         cache.invalidate_soon()
 
