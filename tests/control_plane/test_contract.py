@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import WebSocketRoute
 
 from . import contract
@@ -72,8 +72,9 @@ def compare(contract_doc: Doc, served_doc: Doc, app_routes: list[Any]) -> Compar
             result.problems.append(f"{method.upper()} {path}: {line}")
 
     websocket_paths: set[str] = set()
-    for route in app_routes:
-        path = contract.template(getattr(route, "path", ""))
+    # Included routers are not flattened into `app.routes`: walk their effective routes.
+    for context in iter_route_contexts(app_routes):
+        route, path = context.original_route, contract.template(context.path or "")
         if not contract.in_api_surface(path):
             continue
         if isinstance(route, WebSocketRoute):
@@ -81,8 +82,8 @@ def compare(contract_doc: Doc, served_doc: Doc, app_routes: list[Any]) -> Compar
                 websocket_paths.add(path)
             else:
                 result.problems.append(f"WEBSOCKET {path}: served but not in the contract")
-        elif isinstance(route, APIRoute) and not route.include_in_schema:
-            for method in sorted(m.lower() for m in route.methods or ()):
+        elif isinstance(route, APIRoute) and not context.include_in_schema:
+            for method in sorted(m.lower() for m in context.methods or ()):
                 where = "in the contract" if (path, method) in wanted else "not in the contract"
                 result.problems.append(f"{method.upper()} {path}: served, hidden from /openapi.json, {where}")
     result.websockets = sorted(websocket_paths)
@@ -253,3 +254,21 @@ def test_websocket_routes_count_as_built_and_hidden_routes_fail(contract_doc: Do
         "WEBSOCKET /v1/capsules/{id}/telepathy: served but not in the contract",
         "GET /v1/teams/{id}/secret: served, hidden from /openapi.json, not in the contract",
     ]
+
+
+def test_routes_of_included_routers_are_walked(contract_doc: Doc) -> None:
+    app = FastAPI()
+    router = APIRouter(prefix="/v1/capsules")
+
+    @router.websocket("/{id}/pty")
+    async def pty(websocket: WebSocket, id: str) -> None:
+        return None
+
+    @router.get("/{id}/hidden", include_in_schema=False)
+    async def hidden(id: str) -> None:
+        return None
+
+    app.include_router(router)
+    result = compare(contract_doc, copy.deepcopy(contract_doc), list(app.routes))
+    assert result.websockets == ["/v1/capsules/{id}/pty"]
+    assert result.problems == ["GET /v1/capsules/{id}/hidden: served, hidden from /openapi.json, not in the contract"]
