@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.control_plane.db.models import AuthSession, Capsule, Team, User
+from wrenn_platform.control_plane.db.models import AuthSession, Capsule, Team, TeamMember, User
+from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.teams_lifecycle import _team_deleted_hooks, on_team_deleted
 
 from ..conftest import SessionFactory, UserFactory
@@ -98,6 +99,21 @@ async def test_another_team_is_forbidden_without_revealing_whether_it_exists(mak
         response = await mallory.client.request(method, f"/v1/teams/{alice.team_id}{path}", json=body)
         assert_error(response, 403, "forbidden")
     assert (await alice.client.get(f"/v1/teams/{alice.team_id}")).json()["team"]["name"] == "Test User's Team"
+
+
+async def test_session_team_gone_or_membership_gone(app: FastAPI, make_user: UserFactory) -> None:
+    """Written straight to the DB (the routes also end such sessions): the checks do not rely on it."""
+    alice, bob = await make_user(), await make_user()
+    async with app.state.sessionmaker() as db:
+        team = await db.get(Team, alice.team_id)
+        member = await db.get(TeamMember, (bob.team_id, bob.id))
+        assert team is not None and member is not None
+        team.deleted_at = utcnow()
+        await db.delete(member)
+        await db.commit()
+    assert_error(await alice.client.get(f"/v1/teams/{alice.team_id}"), 404, "not_found")
+    assert_error(await bob.client.get(f"/v1/teams/{bob.team_id}"), 403, "forbidden", "member")
+    assert_error(await bob.client.get("/v1/api-keys"), 403, "forbidden", "member")
 
 
 async def test_team_routes_need_a_session(client: httpx.AsyncClient, make_user: UserFactory) -> None:
