@@ -21,6 +21,16 @@ async def test_foreground_exec(api: httpx.AsyncClient, shared_capsule: str) -> N
     assert body["encoding"] == "utf-8"
 
 
+async def test_exec_bad_requests(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    for body in ({}, {"cmd": ""}, {"cmd": "true", "timeout_sec": 0}, {"cmd": "true", "args": "x"}):
+        r = await api.post(f"/v1/capsules/{shared_capsule}/exec", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["code"] == "invalid_request"
+    for path in ("files/list", "files/mkdir", "files/remove", "files/read", "files/stream/read"):
+        r = await api.post(f"/v1/capsules/{shared_capsule}/{path}", json={})
+        assert r.status_code == 400, (path, r.text)
+
+
 async def test_exec_binary_output_is_base64(api: httpx.AsyncClient, shared_capsule: str) -> None:
     r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
                        json={"cmd": "printf", "args": ["\\377\\376abc"]})

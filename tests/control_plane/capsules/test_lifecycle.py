@@ -49,11 +49,22 @@ async def test_pause_resume_and_wrong_state_409s(api: httpx.AsyncClient, capsule
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "pausing"
     await wait_status(api, cid, "paused")
-    for method, path, body in [("post", "pause", None), ("post", "ping", None), ("post", "exec", {"cmd": "true"}),
-                               ("get", "processes", None), ("post", "files/list", {"path": "/"})]:
-        r = await api.request(method.upper(), f"/v1/capsules/{cid}/{path}", json=body)
+    for method, path, body in [
+        ("post", "pause", None), ("post", "ping", None), ("post", "exec", {"cmd": "true"}),
+        ("post", "exec", {"cmd": "sleep", "args": ["1"], "background": True}), ("get", "processes", None),
+        ("delete", "processes/1", None), ("post", "files/list", {"path": "/"}), ("post", "files/read", {"path": "/x"}),
+        ("post", "files/stream/read", {"path": "/x"}), ("post", "files/mkdir", {"path": "/tmp/d"}),
+        ("post", "files/remove", {"path": "/tmp/d"}), ("post", "files/write", "multipart"),
+        ("post", "files/stream/write", "multipart"),
+    ]:
+        if body == "multipart":
+            r = await api.post(f"/v1/capsules/{cid}/{path}", data={"path": "/tmp/f"}, files={"file": ("f", b"1")})
+        else:
+            r = await api.request(method.upper(), f"/v1/capsules/{cid}/{path}", json=body)
         assert r.status_code == 409, (path, r.text)
-        assert r.json()["error"]["message"]
+        assert r.json()["error"]["code"] == "conflict" and "paused" in r.json()["error"]["message"]
+    r = await api.post("/v1/snapshots", json={"sandbox_id": cid})
+    assert r.status_code == 409, r.text
     resp = await api.post(f"/v1/capsules/{cid}/resume")
     assert resp.status_code == 202
     assert resp.json()["status"] == "resuming"
@@ -84,6 +95,8 @@ async def test_validation_and_unknown(api: httpx.AsyncClient) -> None:
         r = await api.post("/v1/capsules", json=body)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] == "invalid_request"
+    assert (await api.post("/v1/capsules", content=b"{not json", headers={"Content-Type": "application/json"})
+            ).status_code == 400
     for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"), ("POST", "/ping"),
                          ("GET", "/metrics"), ("GET", "/processes")]:
         r = await api.request(method, f"/v1/capsules/cl-000000000000{path}")
