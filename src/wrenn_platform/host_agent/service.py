@@ -430,7 +430,30 @@ class HostAgent:
             rec.touch()
         self._traffic[rec.id] = total
 
+    async def _watch_tick(self) -> None:
+        """Capsules that died on their own (crash, OOM of their init, killed from outside) are
+        cleaned up and reported. Needs the optional runtime method `alive(capsule_id) -> bool`."""
+        alive = getattr(self.runtime, "alive", None)
+        if alive is None:
+            return
+        for rec in list(self._capsules.values()):
+            if rec.status not in ("running", "paused") or self._lock(rec.id).locked():
+                continue
+            try:
+                if alive(rec.id):
+                    continue
+            except Exception:
+                log.exception("liveness check of %s failed", rec.id)
+                continue
+            async with self._lock(rec.id):
+                if self._capsules.get(rec.id) is not rec or rec.status not in ("running", "paused"):
+                    continue
+                await self._discard(rec, rec.network_slot(), destroy=True)
+            if rec.id not in self._capsules:
+                self.events.publish("sandbox.stopped", rec.id, "the capsule stopped on its own (crash or kill)")
+
     async def _reap_tick(self) -> None:
+        await self._watch_tick()
         now = time.monotonic()
         for rec in list(self._capsules.values()):
             if rec.status != "running" or rec.timeout_sec <= 0 or rec.busy:

@@ -212,3 +212,22 @@ async def test_a_capsule_the_runtime_cannot_remove_is_kept_and_reported(
     monkeypatch.setattr(served.agent.runtime, "destroy", real_destroy)
     await http.destroy(info.id)
     assert await http.list_capsules() == [] and leased_by(served.agent) == []
+
+
+async def test_a_capsule_that_dies_is_cleaned_up_and_reported(
+        http: HttpAgentClient, served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The liveness hook a runtime may offer; for namespace capsules: anything left in the cgroup.
+    monkeypatch.setattr(served.agent.runtime, "alive", lambda cid: bool(cgroups.Cgroup(cid).pids()),
+                        raising=False)
+    events = http.events(after=0)
+    victim = await http.create(CreateCapsuleRequest())
+    survivor = await http.create(CreateCapsuleRequest())
+    await asyncio.to_thread(cgroups.Cgroup(victim.id).kill_all)
+    while True:
+        ev = await next_event(events, 5.0)
+        if ev.sandbox_id == victim.id:
+            break
+    assert ev.event == "sandbox.stopped" and "on its own" in ev.reason
+    assert [c.id for c in await http.list_capsules()] == [survivor.id]
+    assert leased_by(served.agent) == [doomed_slot(survivor.host_ip)]
+    await events.aclose()
