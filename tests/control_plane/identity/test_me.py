@@ -8,8 +8,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from wrenn_platform.control_plane.auth.purge import purge_deleted_accounts
-from wrenn_platform.control_plane.db.models import AuthSession, OAuthIdentity, Team, TeamMember, User
+from wrenn_platform.control_plane.auth.purge import purge_deleted_accounts, purge_expired
+from wrenn_platform.control_plane.db.models import AuthSession, OAuthIdentity, OneTimeToken, Team, TeamMember, User
 from wrenn_platform.control_plane.db.types import utcnow
 
 from .conftest import Register
@@ -137,3 +137,17 @@ async def test_deleted_account_is_erased_after_fifteen_days(
         assert user is not None and user.email.endswith("@deleted.invalid") and user.password_hash is None
     assert (await signup(anon, account.email)).status_code == 201  # the address is free again
     assert await purge_deleted_accounts(app.state.sessionmaker, now=later) == 0
+
+
+async def test_expired_tokens_and_old_sessions_are_deleted(
+    app: FastAPI, account_factory: Register, anon: httpx.AsyncClient
+) -> None:
+    account = await account_factory()
+    assert (await anon.post("/v1/me/password/reset", json={"email": account.email})).status_code == 204
+    assert await purge_expired(app.state.sessionmaker) == 0  # all still live
+    async with app.state.sessionmaker() as db:
+        assert len((await db.execute(select(OneTimeToken))).all()) == 2  # activation + reset
+    assert await purge_expired(app.state.sessionmaker, now=utcnow() + timedelta(days=1, hours=1)) == 2
+    assert await purge_expired(app.state.sessionmaker, now=utcnow() + timedelta(days=8, hours=1)) == 1
+    async with app.state.sessionmaker() as db:
+        assert (await db.execute(select(AuthSession))).first() is None

@@ -1,8 +1,10 @@
-"""Deleted accounts are removed for good after 15 days (the contract's promise).
+"""Housekeeping of identity data, hourly.
 
-The user row stays, because other records may name it (audit, API keys' creator); what makes it
-a person goes: email, name, password, linked providers, sessions and tokens. The address becomes
-free for a new signup.
+Deleted accounts are removed for good after 15 days (the contract's promise): the user row stays,
+because other records may name it (audit, API keys' creator), but what makes it a person goes:
+email, name, password, linked providers, sessions and tokens, and the address becomes free for a
+new signup. Expired single-use tokens and long-ended sessions are deleted, so that nothing an
+anonymous caller can create (an OAuth state, a reset request) accumulates.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..services import service
 
 log = logging.getLogger(__name__)
 RETENTION = timedelta(days=15)
+TOKEN_GRACE = timedelta(days=1)
+SESSION_GRACE = timedelta(days=7)
 PURGE_INTERVAL_SECONDS = 3600
 ERASED_DOMAIN = "@deleted.invalid"
 
@@ -48,6 +52,16 @@ async def purge_deleted_accounts(sessionmaker: async_sessionmaker[AsyncSession],
         return len(users)
 
 
+async def purge_expired(sessionmaker: async_sessionmaker[AsyncSession], now: datetime | None = None) -> int:
+    """Delete tokens expired a day ago and sessions ended a week ago; returns how many rows."""
+    now = now or utcnow()
+    async with sessionmaker() as db:
+        tokens = await db.execute(delete(OneTimeToken).where(OneTimeToken.expires_at < now - TOKEN_GRACE))
+        sessions = await db.execute(delete(AuthSession).where(AuthSession.expires_at < now - SESSION_GRACE))
+        await db.commit()
+    return int(tokens.rowcount or 0) + int(sessions.rowcount or 0)  # type: ignore[attr-defined]
+
+
 @service(85)
 @asynccontextmanager
 async def purge_service(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +71,7 @@ async def purge_service(app: FastAPI) -> AsyncIterator[None]:
                 erased = await purge_deleted_accounts(app.state.sessionmaker)
                 if erased:
                     log.info("erased %d accounts deleted more than %s ago", erased, RETENTION)
+                await purge_expired(app.state.sessionmaker)
             except Exception:
                 log.exception("purging deleted accounts failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
