@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import ids
@@ -323,3 +323,41 @@ class ChannelDeliveryAttempt(Base):
     error: Mapped[str] = mapped_column(String(1024), default="")
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Events and audit entries are derived from changes to these tables (`events/derive.py`); importing
+# the models installs those hooks, so no process that writes through the ORM can bypass them.
+from .. import events as _events  # noqa: E402, F401
+
+
+# ---- host tags and template builds (issue 8) ----------------------------------------------------
+
+
+class HostTag(Base):
+    """A label on a host (`GET/POST /v1/hosts/{id}/tags`); goes with the host."""
+
+    __tablename__ = "host_tags"
+
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TemplateBuild(Base):
+    """An admin's template build: a recipe run in a capsule, snapshotted into `team_id`'s template `name`."""
+
+    __tablename__ = "template_builds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: ids.new_id(ids.BUILD))
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    base_template: Mapped[str] = mapped_column(String(128), default="minimal")
+    recipe: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)  # steps, files, sizes
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed|cancelled
+    capsule_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    logs: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(String(1024), default="")
+    created_by: Mapped[str] = mapped_column(String(32), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
