@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from wrenn_platform.control_plane.db.models import User
 from wrenn_platform.control_plane.db.types import utcnow
@@ -136,3 +139,28 @@ async def test_admin_writes_need_csrf(make_user: UserFactory) -> None:
                                      headers={"X-CSRF-Token": ""})
     assert_error(response, 403, "csrf_failed")
     assert_error(await bob.client.get("/v1/admin/users"), 403)
+
+
+@pytest.mark.parametrize("flag", ["admin", "active"])
+async def test_two_admins_removing_each_other_at_once_leave_one(
+    app: FastAPI, make_user: UserFactory, flag: str
+) -> None:
+    for _ in range(3):
+        first, second = await make_user(admin=True), await make_user(admin=True)
+        responses = await asyncio.gather(
+            first.client.put(f"/v1/admin/users/{second.id}/{flag}", json={flag: False}),
+            second.client.put(f"/v1/admin/users/{first.id}/{flag}", json={flag: False}),
+        )
+        assert sorted(r.status_code for r in responses)[0] == 204, [r.text for r in responses]
+        assert all(r.status_code in (204, 400, 401, 403) for r in responses), [r.text for r in responses]
+        async with app.state.sessionmaker() as db:
+            admins = (await db.scalars(select(User.id).where(
+                User.is_admin.is_(True), User.is_active.is_(True), User.deleted_at.is_(None)))).all()
+        assert len(admins) == 1, [r.text for r in responses]
+        # Back to one admin per round: the survivor steps down from the next round's point of view.
+        async with app.state.sessionmaker() as db:
+            for user_id in admins:
+                user = await db.get(User, user_id)
+                assert user is not None
+                user.is_admin = False
+            await db.commit()

@@ -8,8 +8,9 @@ every request, so granting or revoking it applies to the user's next request.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ...wire.api.admin import AdminUser, SetUserActiveRequest, SetUserAdminRequest
 from ..auth.principal import Principal, require_admin
@@ -29,17 +30,30 @@ async def _user(db: AsyncSession, user_id: str) -> User:
     return user
 
 
-async def _refuse_last_admin(db: AsyncSession, user: User) -> None:
-    """Raise if `user` is the only active admin. Locks the admin rows so two requests cannot
-    each remove one of the last two admins (PostgreSQL; SQLite serialises writers anyway)."""
-    admins = (
-        await db.scalars(
-            select(User.id)
-            .where(User.is_admin.is_(True), User.is_active.is_(True), User.deleted_at.is_(None))
-            .with_for_update()
-        )
-    ).all()
-    if user.is_admin and user.is_active and list(admins) == [user.id]:
+async def _withdraw(db: AsyncSession, user: User, **values: bool) -> None:
+    """Set `is_admin` or `is_active` to False unless that leaves no active admin (400).
+
+    Race-free on both databases: PostgreSQL locks the admin rows first, so concurrent removals
+    queue and the later one sees the earlier; the update itself only applies while another
+    active admin exists, which one SQLite write statement checks atomically.
+    """
+    live_admin = (User.is_admin.is_(True), User.is_active.is_(True), User.deleted_at.is_(None))
+    await db.execute(select(User.id).where(*live_admin).with_for_update())
+    other = aliased(User)
+    others = (
+        select(func.count())
+        .select_from(other)
+        .where(other.id != user.id, other.is_admin.is_(True), other.is_active.is_(True), other.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+    result = await db.execute(
+        update(User)
+        .where(User.id == user.id, or_(~and_(*live_admin), others > 0))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        await db.rollback()
         raise bad_request("cannot remove the last platform admin", code="last_admin")
 
 
@@ -69,9 +83,10 @@ async def set_user_active(
     db: AsyncSession = Depends(get_db),
 ) -> None:
     user = await _user(db, user_id)
-    if not body.active:
-        await _refuse_last_admin(db, user)
-    user.is_active = body.active
+    if body.active:
+        user.is_active = True
+    else:
+        await _withdraw(db, user, is_active=False)
     await db.commit()
     if body.active:
         await invalidate_user(request.app, user.id)
@@ -88,8 +103,9 @@ async def set_user_admin(
     db: AsyncSession = Depends(get_db),
 ) -> None:
     user = await _user(db, user_id)
-    if not body.admin:
-        await _refuse_last_admin(db, user)
-    user.is_admin = body.admin
+    if body.admin:
+        user.is_admin = True
+    else:
+        await _withdraw(db, user, is_admin=False)
     await db.commit()
     await invalidate_user(request.app, user.id)
