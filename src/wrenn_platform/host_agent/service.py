@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import wrenn_platform
 from wrenn_platform.host_agent import guest as guest_ops
 from wrenn_platform.host_agent.events import EventBus
 from wrenn_platform.host_agent.metrics import RANGES, MetricsStore
@@ -66,7 +67,7 @@ from wrenn_platform.wire.agent import (
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.2.0"
+AGENT_VERSION = wrenn_platform.__version__
 _CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
