@@ -62,7 +62,7 @@ async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
         await capsules.aclose()
 
 
-def get_capsules(request: Request) -> CapsuleService:
+async def get_capsules(request: Request) -> CapsuleService:  # async: a sync dependency costs a thread hop
     capsules: CapsuleService = request.app.state.capsules
     return capsules
 
