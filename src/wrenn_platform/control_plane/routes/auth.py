@@ -32,7 +32,7 @@ from ..deps import get_db, get_settings
 from ..errors import ApiError, conflict, forbidden, not_found
 from ..mail import messages
 from ..mail.mailer import Mailer, MailError
-from ..security import hash_password, sha256_hex, verify_password
+from ..security import hash_password_off_loop, sha256_hex, verify_password_off_loop
 from ..settings import Settings
 
 router = APIRouter(tags=["auth"])
@@ -66,12 +66,11 @@ async def signup(
         if last is not None and utcnow() - last < timedelta(seconds=settings.signup_cooldown_seconds):
             raise conflict("an activation email was sent recently; try again later", "signup_cooldown")
         # Not activated yet: the newest signup wins, and older activation links stop working.
-        user.name, user.password_hash = body.name, hash_password(body.password)
+        user.name, user.password_hash = body.name, await hash_password_off_loop(body.password)
         await tokens.retire(db, tokens.ACTIVATION, user.id)
     else:
-        user = await create_user(
-            db, email=body.email, name=body.name, password_hash=hash_password(body.password), active=False
-        )
+        password_hash = await hash_password_off_loop(body.password)
+        user = await create_user(db, email=body.email, name=body.name, password_hash=password_hash, active=False)
     raw = await tokens.issue(db, tokens.ACTIVATION, settings.activation_ttl_seconds, user_id=user.id)
     try:
         await db.commit()
@@ -131,7 +130,7 @@ async def login(
     ip = client_ip(request, settings)
     await limits.check(body.email, ip)
     user = await _user_by_email(db, body.email)
-    password_ok = verify_password(user.password_hash if user else None, body.password)
+    password_ok = await verify_password_off_loop(user.password_hash if user else None, body.password)
     if user is None or not password_ok or not user.is_active or user.deleted_at is not None:
         await limits.failed(body.email, ip)
         raise ApiError(401, "invalid_credentials", "invalid email or password")

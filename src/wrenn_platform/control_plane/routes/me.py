@@ -36,7 +36,7 @@ from ..deps import get_db, get_settings
 from ..errors import ApiError, bad_request, conflict, forbidden, not_found
 from ..mail import messages
 from ..mail.mailer import Mailer
-from ..security import hash_password, verify_password
+from ..security import hash_password_off_loop, verify_password_off_loop
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,14 +125,14 @@ async def change_password(
         limits: LoginLimits = request.app.state.login_limits
         ip = client_ip(request, settings)
         await limits.check(user.email, ip)
-        if not verify_password(user.password_hash, body.current_password):
+        if not await verify_password_off_loop(user.password_hash, body.current_password):
             await limits.failed(user.email, ip)
             raise ApiError(401, "invalid_credentials", "current password is incorrect")
     elif body.confirm_password is None:
         raise bad_request("confirm_password: required when adding a password")
     if body.confirm_password is not None and body.confirm_password != body.new_password:
         raise bad_request("confirm_password: does not match new_password")
-    user.password_hash = hash_password(body.new_password)
+    user.password_hash = await hash_password_off_loop(body.new_password)
     await tokens.retire(db, tokens.PASSWORD_RESET, user.id)
     await db.commit()
     await revoke_user_sessions(request.app, db, user.id)
@@ -192,7 +192,7 @@ async def confirm_password_reset(
     if user is None or not user.is_active or user.deleted_at is not None:
         await db.rollback()
         raise bad_request("invalid or expired reset token", "invalid_token")
-    user.password_hash = hash_password(body.new_password)
+    user.password_hash = await hash_password_off_loop(body.new_password)
     await tokens.retire(db, tokens.PASSWORD_RESET, user.id)
     await db.commit()
     await revoke_user_sessions(request.app, db, user.id)
