@@ -13,8 +13,7 @@ DESTROYABLE = frozenset({"pending", "starting", "running", "pausing", "paused", 
                          "missing", "error"})
 # Statuses that hold resources on a host (counted by scheduling, stats and usage).
 ON_HOST = frozenset({"starting", "running", "pausing", "paused", "resuming", "stopping"})
-ACTIVE = frozenset({"running"})
-TERMINAL = frozenset({"stopped"})
+NO_METRICS = frozenset({"starting", "stopped", "missing"})  # nothing on a host to measure
 
 
 def require(capsule: Capsule, allowed: frozenset[str], doing: str) -> None:

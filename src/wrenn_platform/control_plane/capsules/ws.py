@@ -21,7 +21,6 @@ from wrenn_platform.wire.agent import AgentError
 
 from ..auth.principal import require_key_or_session
 from ..errors import ApiError, error_body
-from .agents import to_api_error
 from .service import CapsuleService
 
 
@@ -87,6 +86,3 @@ async def relay(ws: WebSocket, channel: Channel) -> None:
         with contextlib.suppress(Exception):
             await ws.close()
 
-
-async def refuse_agent_error(ws: WebSocket, exc: AgentError) -> None:
-    await deny(ws, to_api_error(exc))

@@ -120,7 +120,7 @@ async def ping_capsule(id: str, principal: Principal = Auth, db: AsyncSession = 
 async def capsule_metrics(id: str, range: MetricsRange = Query("10m"), principal: Principal = Auth,
                           db: AsyncSession = Db, svc: CapsuleService = Svc) -> CapsuleMetrics:
     capsule = await svc.owned(db, principal, id)
-    if capsule.status in states.TERMINAL or capsule.status in ("missing", "starting"):
+    if capsule.status in states.NO_METRICS:
         raise not_found(f"no metrics for capsule {id} ({capsule.status})")
     client = svc.agents.get(capsule.host_id)
     await db.commit()  # give the connection back while the agent answers
