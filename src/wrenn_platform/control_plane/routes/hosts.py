@@ -21,6 +21,8 @@ from wrenn_platform.wire.api.hosts import (
     SandboxEventRequest,
 )
 
+from ..audit.actor import bind as bind_actor
+from ..audit.actor import host_actor
 from ..db.models import Capsule, Host
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
@@ -51,6 +53,7 @@ async def require_host(x_host_token: str | None = Header(None), settings: Settin
     host = await db.get(Host, host_id)
     if host is None:
         raise unauthorized("invalid host token: unknown host")
+    bind_actor(host_actor(host.id))  # what the host's request changes is recorded as done by the host
     return host
 
 
