@@ -72,7 +72,7 @@ def spec(template_dir: Path, template: str = "minimal") -> CapsuleSpec:
 
 async def first_exec(url: str, token: str) -> None:
     async with EnvdClient(url, token, timeout=60) as client:
-        result = await client.run("/bin/true")
+        result = await client.run("/bin/true", user="root")  # the same user for Wrenn and raw
     assert result.exit_code == 0
 
 

@@ -77,10 +77,13 @@ table ip {NFT_TABLE} {{
 """
 
 
-def setup(slot: NetworkSlot, owner_uid: int = 0) -> None:
+def setup(slot: NetworkSlot, owner_uid: int = 0, *, refresh_rules: bool = True) -> None:
     """Create the TAP and the NAT table in the slot's netns (idempotent; two processes at most,
-    this runs on every create)."""
+    this runs on every create). With `refresh_rules=False` (resume: the slot kept its netns) the
+    rules are written only when the TAP had to be created again."""
     fresh = in_netns(slot.netns, lambda: _create_tap(owner_uid))
+    if not fresh and not refresh_rules:
+        return
     if fresh:
         batch = (
             f"link set {TAP_NAME} address {TAP_MAC}\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -115,6 +116,10 @@ class MicrovmRuntime:
             "kernel_version": kernel_version,
             "vmm_version": f"QEMU {self.vmm_version}",
             "agent_version": _agent_version(),
+            "isolation": (
+                "virtual machine (QEMU microvm) with its own guest kernel"
+                + (", KVM" if self.accel == "kvm" else ", TCG software emulation (no KVM on this host)")
+            ),
         }
 
     def _config(self, rec: CapsuleRecord, d: Path, tap_fd: int, incoming: bool) -> qemu.VmConfig:
@@ -381,7 +386,7 @@ class MicrovmRuntime:
             if vm.record.status != "paused":
                 return self._running(vm)
             try:
-                await asyncio.to_thread(net.setup, vm.record.slot)
+                await asyncio.to_thread(functools.partial(net.setup, vm.record.slot, refresh_rules=False))
                 await self._restore(vm, vm.dir / STATE_FILE)
                 # The guest's clock stood still while it was paused.
                 url = envd.envd_url(vm.record.slot.host_ip)
