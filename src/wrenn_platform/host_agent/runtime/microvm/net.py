@@ -13,12 +13,14 @@ network namespace of its own worth the name and no access to `/dev/net/tun`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -156,12 +158,17 @@ def open_tap(netns: str, name: str = TAP_NAME) -> int:
     """Open the TAP `name` inside `netns` and return its fd (inheritable, for QEMU's `fd=`)."""
 
     def attach() -> int:
-        fd = os.open("/dev/net/tun", os.O_RDWR)
-        try:
-            fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", name.encode(), _TAP_FLAGS))
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        deadline = time.monotonic() + 5.0
+        while True:
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            try:
+                fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", name.encode(), _TAP_FLAGS))
+                return fd
+            except OSError as exc:
+                os.close(fd)
+                # EBUSY: the previous QEMU's fd is still being released.
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
 
     return in_netns(netns, attach)

@@ -25,7 +25,11 @@ class VmProcess:
             return self.popen.poll() is None
         try:
             with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
+            # A zombie leader can outlive its other threads' exit, and they share the fd table
+            # (the TAP stays attached): dead only once they are gone too.
+            return len(os.listdir(f"/proc/{self.pid}/task")) > 1
         except OSError:
             return False
 
