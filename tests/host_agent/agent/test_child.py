@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.child import child_agent
+from wrenn_platform.host_agent.child import child_agent, free_port
+from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo
 from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest, ExecResponse
 
@@ -43,16 +46,29 @@ async def test_child_daemon_serves_and_readopts(data_dir: Path, minimal_template
 
 
 async def _serve_twice(config: AgentConfig, secret: Path, log: Path) -> None:
-    async with child_agent(config, secret, log_file=log) as client:
+    port = free_port()
+    async with child_agent(config, secret, port=port, log_file=log) as client:
         info = await client.info()
         assert info.runtime == "namespace"  # auto: no vmx/svm on this machine
         assert info.host_id.startswith("host-")
         capsule = await client.create(CreateCapsuleRequest())
+        doomed = await client.create(CreateCapsuleRequest())
         r = await client.exec(capsule.id, ExecRequest(cmd="hostname"))
         assert isinstance(r, ExecResponse) and r.stdout.strip() == capsule.id
+        # A control-plane subscriber that outlives this daemon process.
+        watcher = HttpAgentClient(f"http://127.0.0.1:{port}", client.key)
+        events = watcher.events(after=0)
+        first_event = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.2)  # connected
     assert mode_of(secret) == 0o600
-    # A new daemon on the same data dir (same host id, same secret) takes the capsule back.
-    async with child_agent(config, secret, log_file=log) as client:
+    await asyncio.to_thread(cgroups.Cgroup(doomed.id).kill_all)  # dies while no agent runs
+    # A new daemon on the same data dir and port (same host id, same secret) takes the capsule
+    # back, cleans up the dead one, and the subscriber reconnects and hears about it.
+    async with child_agent(config, secret, port=port, log_file=log) as client:
+        ev = await asyncio.wait_for(first_event, 20)
+        assert (ev.event, ev.sandbox_id) == ("sandbox.stopped", doomed.id)
+        await events.aclose()
+        await watcher.aclose()
         assert [c.id for c in await client.list_capsules()] == [capsule.id]
         r = await client.exec(capsule.id, ExecRequest(cmd="echo", args=["again"]))
         assert isinstance(r, ExecResponse) and r.stdout == "again\n"
