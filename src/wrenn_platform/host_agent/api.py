@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,8 +68,6 @@ from wrenn_platform.wire.agent import (
     TemplateOut,
     Unauthorized,
 )
-
-log = logging.getLogger(__name__)
 
 
 class TokenAuthMiddleware:
