@@ -80,6 +80,16 @@ async def test_snapshot_becomes_a_template(
     assert out == "root-file\n"
     code, _, _ = await sh(child, "cat /root/secret", user="user")
     assert code != 0
+    # a snapshot of a capsule made from a snapshot: a chain of layers
+    await sh(child, "echo second > /home/user/note2 && rm /home/user/note")
+    with store.snapshot_dir("team1", "snap2", runtime="namespace", parent=info) as pending2:
+        await runtime.snapshot(child.capsule_id, pending2.path)
+    assert pending2.committed is not None
+    grandchild = await make_capsule(template_dir=pending2.committed.path, template="snap2")
+    code, out, _ = await sh(
+        grandchild, "cat /home/user/note2; test -e /home/user/note || echo note-gone; cat /etc/issue"
+    )
+    assert code != 0 and out == "second\nnote-gone\n"  # /etc/issue stays deleted two layers down
 
 
 async def test_a_restarted_agent_adopts_running_capsules_and_cleans_the_rest(
