@@ -16,7 +16,7 @@ from wrenn_platform.control_plane.db.models import AuthSession, Team, TeamMember
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import new_token, sha256_hex
 
-from ..capsules.conftest import Env, Tenant, env, other  # noqa: F401  (env is package-scoped: its own server here)
+from ..capsules.conftest import Env, Tenant, api, env, other  # noqa: F401  (env is package-scoped: its own server here)
 
 pytestmark = pytest.mark.root
 
