@@ -47,7 +47,8 @@ ROOT = Path("/tmp/wrenn-api-bench")
 LAUNCH = (
     "import os, uvicorn\n"
     "from wrenn_platform.control_plane.app import create_app\n"
-    "uvicorn.run(create_app(), host='127.0.0.1', port=int(os.environ['WRENN_PORT']), log_level='warning')\n"
+    "uvicorn.run(create_app(), host='127.0.0.1', port=int(os.environ['WRENN_PORT']), log_level='warning',\n"
+    "            timeout_keep_alive=int(os.environ['BENCH_KEEP_ALIVE']))\n"
 )
 
 
@@ -123,13 +124,14 @@ async def prepare_database(url: str) -> str:
         await engine.dispose()
 
 
-def start_server(work: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(work: Path, database_url: str, keep_alive_s: int) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "WRENN_PORT": str(port), "WRENN_DATA_DIR": str(work / "server"),
            "WRENN_DATABASE_URL": database_url, "WRENN_RUNTIME": "namespace", "WRENN_EMBEDDED_AGENT": "true",
-           "WRENN_CACHE_DIR": str(DEFAULT_CACHE_DIR), "WRENN_SECURE_COOKIES": "false"}
+           "WRENN_CACHE_DIR": str(DEFAULT_CACHE_DIR), "WRENN_SECURE_COOKIES": "false",
+           "BENCH_KEEP_ALIVE": str(keep_alive_s)}
     popen = subprocess.Popen([sys.executable, "-c", LAUNCH], env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1500):
@@ -172,8 +174,11 @@ async def api_destroy(api: httpx.AsyncClient, cids: list[str]) -> None:
 async def throughput(url: str, key: str, cids: list[str], clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
+    samples: list[str] = []  # the first few failures, to say what they were
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped by the client before the server's keep-alive (5 s) can close them under a
+    # request in flight (that race shows as ReadError when both event loops lag under load).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, limits=limits, timeout=30) as api:
 
         async def worker(i: int) -> None:
@@ -181,17 +186,24 @@ async def throughput(url: str, key: str, cids: list[str], clients: int, seconds:
             cid = cids[i % len(cids)]
             while time.monotonic() < deadline:
                 t0 = time.perf_counter()
+                why = ""
                 try:
                     r = await api.post(f"/v1/capsules/{cid}/exec", json={"cmd": "true"})
-                    ok = r.status_code == 200 and r.json()["exit_code"] == 0
-                except httpx.HTTPError:
-                    ok = False
+                    if r.status_code != 200 or r.json()["exit_code"] != 0:
+                        why = f"{r.status_code} {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    why = f"{type(exc).__name__}: {exc}"
                 latencies.append((time.perf_counter() - t0) * 1000)
-                errors += 0 if ok else 1
+                if why:
+                    errors += 1
+                    if len(samples) < 5:
+                        samples.append(why)
 
         started = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.monotonic() - started
+    for why in samples:
+        print(f"  error: {why}")
     return {"count": len(latencies), "errors": errors, "rate": len(latencies) / elapsed,
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "max": max(latencies)}
 
@@ -280,6 +292,8 @@ async def main() -> None:
     parser.add_argument("--capsules", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--keep-alive", type=int, default=5,
+                        help="server's HTTP keep-alive timeout in s (uvicorn's default is 5)")
     args = parser.parse_args()
     size = args.size_mib * CHUNK
 
@@ -288,7 +302,7 @@ async def main() -> None:
     baseline = await agent_baseline(work, args.runs, args.exec_samples, size)
     database_url = f"sqlite+aiosqlite:///{work / 'wrenn.db'}"
     key = await prepare_database(database_url)
-    server, url = start_server(work, database_url)
+    server, url = start_server(work, database_url, args.keep_alive)
     made: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=60) as api:
