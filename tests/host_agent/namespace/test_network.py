@@ -4,6 +4,7 @@ processes; the shared nftables table is idempotent and has no per-slot rules."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import multiprocessing
 import subprocess
 import sys
@@ -126,6 +127,10 @@ async def test_slot_reuse_and_the_shared_table(owner: str) -> None:
     assert not exists(f"/run/netns/{slot.netns}")
     assert not link_exists(slot.host_iface)
     assert leases.read(slot.index) is None
+    # a released slot's address is unreachable from the host at once (never via the default route)
+    with pytest.raises(OSError) as failure:
+        await asyncio.wait_for(asyncio.open_connection(slot.host_ip, 49983), 2)
+    assert failure.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
     nftables.install()  # a second agent starting: nothing changes
     assert nft_table() == before
     assert read("/proc/sys/net/ipv4/ip_forward") == "1"

@@ -83,12 +83,29 @@ def installed_version() -> str | None:
     return ""
 
 
+def _has_unreachable_route() -> bool:
+    rtf_reject = 0x0200
+    destination = f"{int.from_bytes(SLOT_SUBNET.network_address.packed, 'little'):08X}"
+    mask = f"{int.from_bytes(SLOT_SUBNET.netmask.packed, 'little'):08X}"
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == destination and fields[7] == mask and int(fields[3], 16) & rtf_reject:
+                return True
+    return False
+
+
 def install() -> None:
     """Install (or upgrade) the table and enable forwarding. Idempotent and safe to race."""
     if installed_version() != TABLE_VERSION:
         proc = subprocess.run(["nft", "-f", "-"], input=ruleset(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise OSError(f"nft failed: {proc.stderr.strip()}")
+    # Traffic to a slot address with no live slot fails at once (EHOSTUNREACH) instead of
+    # leaving through the default route and recreating conntrack entries for released slots;
+    # each live slot's connected /30 is more specific.
+    if not _has_unreachable_route():
+        subprocess.run(["ip", "route", "replace", "unreachable", str(SLOT_SUBNET)], capture_output=True, check=True)
     # Forwarding is off on a fresh machine, and then egress silently times out.
     with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
         if f.read().strip() != "1":

@@ -74,12 +74,15 @@ async def _remove_netns(name: str) -> None:
         await asyncio.to_thread(remove_netns_file, path)
 
 
-async def _flush_conntrack(ip: str) -> None:
-    # Without this hundreds of entries for the slot IP linger after the netns is gone, and would
-    # apply to the next capsule given the same slot. Exit status 1 means "nothing to delete".
+async def _flush_conntrack(slot: NetworkSlot) -> None:
+    # Without this hundreds of entries for the slot linger after the netns is gone, and would
+    # apply to the next capsule given the same slot. The /30 as source covers the capsule's own
+    # connections and the host's (sourced from the gateway address); the slot IP as destination
+    # covers host connections bound to another source. Exit status 1: nothing to delete.
+    network = f"{ipaddress.ip_interface(f'{slot.host_ip}/{slot.prefix_len}').network}"
     await asyncio.gather(
-        run(["conntrack", "-D", "-s", ip], check=False),
-        run(["conntrack", "-D", "-d", ip], check=False),
+        run(["conntrack", "-D", "-s", network], check=False),
+        run(["conntrack", "-D", "-d", slot.host_ip], check=False),
     )
 
 
@@ -110,7 +113,7 @@ async def teardown_slot_network(slot: NetworkSlot) -> None:
     In that order: once the veth is gone nothing can create a new entry for the slot IP, so the
     next capsule on this slot starts with none."""
     await _remove_netns(slot.netns)
-    await _flush_conntrack(slot.host_ip)
+    await _flush_conntrack(slot)
 
 
 async def allocate_slot(
