@@ -74,3 +74,11 @@ async def test_expired_reset_token(app: FastAPI, settings: Settings, account_fac
     other = await anon.post("/v1/me/password/reset/confirm",
                             json={"token": token_in(messages_to(settings, account.email)[0]), "new_password": "x" * 9})
     assert other.status_code == 400
+
+
+async def test_link_pages_post_the_token(anon: httpx.AsyncClient) -> None:
+    for path, endpoint in (("/reset-password", "/v1/me/password/reset/confirm"), ("/activate", "/v1/auth/activate")):
+        page = await anon.get(f"{path}?token=abc")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+        assert f'fetch("{endpoint}"' in page.text
