@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 BACKING_FILE = "base.img"  # the capsule's hard link to its base image or template disk
@@ -56,7 +57,9 @@ def ensure_base_image(cache_dir: Path, template_dir: Path, size_mb: int) -> Path
     rootfs = template_dir / "rootfs"
     if not rootfs.is_dir():
         raise DiskError(f"template {template_dir} has no rootfs/ tree")
-    dest = cache_dir / "base" / f"{template_key(template_dir)}-{size_mb}M.ext4"
+    name = _template_name(template_dir)
+    key = template_key(template_dir)
+    dest = cache_dir / "base" / f"{name}-{key}-{size_mb}M.ext4"
     if dest.exists():
         return dest
     need = tree_bytes(rootfs) * 1.15 + (32 << 20)
@@ -88,7 +91,27 @@ def ensure_base_image(cache_dir: Path, template_dir: Path, size_mb: int) -> Path
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    prune_base_images(dest.parent, name, key)
     return dest
+
+
+def _template_name(template_dir: Path) -> str:
+    meta = template_dir / "template.json"
+    name = json.loads(meta.read_text()).get("name") if meta.exists() else None
+    return "".join(c for c in str(name or template_dir.resolve().parent.name) if c.isalnum() or c in "._")
+
+
+def prune_base_images(base_dir: Path, name: str, keep_key: str, min_age_s: float = 600.0) -> None:
+    """Remove the cached images of older builds of template `name`. Capsules hard-link the image
+    they run on, so this never breaks one; the age guard spares an image another agent on this
+    machine has just resolved and not yet linked."""
+    now = time.time()
+    for path in base_dir.glob(f"{name}-*-*M.ext4"):
+        if path.name.startswith(f"{name}-{keep_key}-"):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > min_age_s:
+                path.unlink()
 
 
 def create_overlay(dest: Path, backing: Path, backing_fmt: str, size_mb: int) -> None:
