@@ -1,10 +1,10 @@
 """What happens around a team when it is deleted or loses a member, in one place.
 
-- `delete_team`: soft delete (the row, its slug and every record stay), then every
-  `@on_team_deleted` hook runs in the same transaction. Destroying the team's capsules is such a
-  hook, registered by the capsules module; until one is registered there is nothing to destroy.
-  After the commit, the sessions scoped to the team are revoked. The team's API keys stop working
-  at once because the principal refuses keys of a deleted team (the key rows are kept).
+- `delete_team` (`mark_team_deleted` + commit + revocation): soft delete (the row, its slug and
+  every record stay), then every `@on_team_deleted` hook runs in the same transaction. Destroying
+  the team's capsules is such a hook, registered by the capsules module. After the commit, the
+  sessions scoped to the team are revoked. The team's API keys stop working at once because the
+  principal refuses keys of a deleted team (the key rows are kept).
 - `remove_member` (remove or leave): the membership row goes, then the user's sessions scoped to
   that team are revoked, so a session opened before cannot keep acting in the team.
 
@@ -36,12 +36,19 @@ def on_team_deleted(hook: TeamDeletedHook) -> TeamDeletedHook:
     return hook
 
 
-async def delete_team(app: FastAPI, db: AsyncSession, team: Team) -> None:
+async def mark_team_deleted(db: AsyncSession, team: Team) -> None:
+    """The transactional part of a delete, for callers that commit themselves (e.g. account
+    deletion): soft delete, `@on_team_deleted` hooks, default teams moved. Sessions are not
+    revoked here: do that after the commit (as `delete_team` does)."""
     team.deleted_at = utcnow()
     for hook in list(_team_deleted_hooks):
         await hook(db, team.id)
     member_ids = list((await db.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team.id))).all())
     await _reassign_default_team(db, team.id, member_ids)
+
+
+async def delete_team(app: FastAPI, db: AsyncSession, team: Team) -> None:
+    await mark_team_deleted(db, team)
     await db.commit()
     await _revoke_team_sessions(app, db, team.id)
 
