@@ -32,9 +32,9 @@ async def test_cpu_quota_caps_usage(make_capsule: MakeCapsule, runtime: Namespac
     capsule = await make_capsule(vcpus=2)
     cpu_dir = Path("/sys/fs/cgroup/cpu/wrenn") / capsule.capsule_id
     assert int((cpu_dir / "cpu.cfs_quota_us").read_text()) == 2 * int((cpu_dir / "cpu.cfs_period_us").read_text())
-    # Others share this 2-core machine, so one full CPU may not be available to observe a cap of
-    # 1: tighten the same quota to 0.2 CPU and check that every process of the capsule obeys it.
-    (cpu_dir / "cpu.cfs_quota_us").write_text("20000")
+    # Others share this 2-core machine (load averages of 10-20 seen), so a cap of 1 CPU may never
+    # be reached: tighten the same quota to 0.05 CPU and check that every process obeys it.
+    (cpu_dir / "cpu.cfs_quota_us").write_text("5000")
     before = runtime.sample(capsule.capsule_id).cpu_seconds
     start = time.monotonic()
     await sh(capsule, "timeout 2 sh -c 'while :; do :; done' & timeout 2 sh -c 'while :; do :; done' & wait")
@@ -42,7 +42,7 @@ async def test_cpu_quota_caps_usage(make_capsule: MakeCapsule, runtime: Namespac
     used = runtime.sample(capsule.capsule_id).cpu_seconds - before
     stat = (cpu_dir / "cpu.stat").read_text()
     throttled = int(next(line.split()[1] for line in stat.splitlines() if line.startswith("nr_throttled")))
-    assert used <= wall * 0.2 + 0.1, (used, wall)
+    assert used <= wall * 0.05 + 0.05, (used, wall)
     assert throttled > 0, stat
 
 
