@@ -68,6 +68,8 @@ class Settings(BaseSettings):
                                               "what the hosts report.")
     usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")
     capsule_min_timeout_sec: int = Field(60, description="Positive capsule `timeout_sec` below this is clamped up.")
+    build_poll_seconds: float = Field(2.0, description="How often the template build worker looks for builds "
+                                      "queued through another replica.")
 
     events_keepalive_seconds: float = Field(30.0, description="Interval of the `: keepalive` comment on SSE streams.")
     events_poll_seconds: float = Field(1.0, description="How often the event relay and SSE hubs look at the outbox "

@@ -1,0 +1,73 @@
+"""The build worker: claims the oldest queued build (conditional UPDATE, so one replica wins) and
+runs it; woken at once by a submit in this process, else polls for other replicas' submits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..capsules.service import CapsuleService
+from ..db.models import TemplateBuild
+from ..db.types import utcnow
+from ..services import service
+from .runner import BuildRunner
+
+log = logging.getLogger(__name__)
+
+
+class BuildWorker:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], capsules: CapsuleService,
+                 poll_s: float) -> None:
+        self.sessionmaker = sessionmaker
+        self.capsules = capsules
+        self.poll_s = poll_s
+        self.wakeup = asyncio.Event()
+
+    async def claim(self) -> TemplateBuild | None:
+        async with self.sessionmaker() as db:
+            build_id = await db.scalar(select(TemplateBuild.id).where(TemplateBuild.status == "queued")
+                                       .order_by(TemplateBuild.created_at, TemplateBuild.id).limit(1))
+            if build_id is None:
+                return None
+            result = await db.execute(update(TemplateBuild).where(TemplateBuild.id == build_id,
+                                                                  TemplateBuild.status == "queued")
+                                      .values(status="running", started_at=utcnow()))
+            await db.commit()
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # another replica (or a cancel) got there first
+            return await db.get(TemplateBuild, build_id)
+
+    async def loop(self) -> None:
+        while True:
+            try:
+                build = await self.claim()
+            except Exception:
+                log.exception("claiming a build failed")
+                build = None
+            if build is not None:
+                await BuildRunner(self.sessionmaker, self.capsules, build).run()
+                continue
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
+
+
+@service(80)
+@asynccontextmanager
+async def build_worker(app: FastAPI) -> AsyncIterator[None]:
+    worker = BuildWorker(app.state.sessionmaker, app.state.capsules, app.state.settings.build_poll_seconds)
+    app.state.builds = worker
+    task = asyncio.create_task(worker.loop(), name="template-builds")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
