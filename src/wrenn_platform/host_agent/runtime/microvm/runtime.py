@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -53,7 +54,6 @@ class _Vm:
     record: CapsuleRecord
     dir: Path
     proc: vmproc.VmProcess | None
-    qmp: Qmp | None
     lock: asyncio.Lock
     guest_disk_bytes: int = 0  # the guest's own view (df /), refreshed by `poller`
     poller: asyncio.Task[None] | None = None
@@ -156,14 +156,26 @@ class MicrovmRuntime:
         finally:
             os.close(tap_fd)
         vm.record.pid = vm.proc.pid
-        qmp = Qmp(d / QMP_SOCKET, f"wrenn-{vm.record.capsule_id}")
+        try:
+            async with self._qmp(vm, limit_s=15.0) as qmp:
+                await qmp.prepare_migration()
+        except RuntimeError_ as exc:
+            raise RuntimeError_(f"the VM did not start: {self._qemu_error(d)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _qmp(self, vm: _Vm, limit_s: float = 10.0) -> AsyncIterator[Qmp]:
+        """A QMP connection for one operation. None is held in between: a restarted agent (or
+        one whose event loop went away) never finds QEMU's single monitor slot taken."""
+        qmp = Qmp(vm.dir / QMP_SOCKET, f"wrenn-{vm.record.capsule_id}")
         proc = vm.proc
         try:
-            await qmp.connect(limit_s=15.0, alive=proc.alive)
+            await qmp.connect(limit_s=limit_s, alive=proc.alive if proc is not None else None)
         except QmpError as exc:
-            raise RuntimeError_(f"the VM did not start: {self._qemu_error(d)}") from exc
-        vm.qmp = qmp
-        await qmp.prepare_migration()
+            raise RuntimeError_(f"cannot reach the VM's monitor: {exc}") from exc
+        try:
+            yield qmp
+        finally:
+            await qmp.close()
 
     def _qemu_error(self, d: Path) -> str:
         try:
@@ -210,9 +222,6 @@ class MicrovmRuntime:
             vm.poller.cancel()
             await asyncio.gather(vm.poller, return_exceptions=True)
             vm.poller = None
-        if vm.qmp is not None:
-            await vm.qmp.close()
-            vm.qmp = None
         if vm.proc is not None:
             await vm.proc.kill()
             vm.proc = None
@@ -254,7 +263,7 @@ class MicrovmRuntime:
             pid=None,
             metadata=self._base_metadata(shape.kernel_version),
         )
-        vm = _Vm(rec, d, None, None, asyncio.Lock())
+        vm = _Vm(rec, d, None, asyncio.Lock())
         self._vms[spec.capsule_id] = vm
         try:
             async with vm.lock:
@@ -327,12 +336,12 @@ class MicrovmRuntime:
     async def _restore(self, vm: _Vm, state_file: Path, *, ready: asyncio.Future[None] | None = None) -> None:
         """Start QEMU, load `state_file` (once `ready` is done) and run the VM."""
         await self._start_qemu(vm, incoming=True)
-        assert vm.qmp is not None and vm.proc is not None
         try:
-            if ready is not None:
-                await ready
-            await vm.qmp.load_state(state_file)
-            await vm.qmp.execute("cont")
+            async with self._qmp(vm) as qmp:
+                if ready is not None:
+                    await ready
+                await qmp.load_state(state_file)
+                await qmp.execute("cont")
         except QmpError as exc:
             raise RuntimeError_(f"restoring the VM failed: {exc}") from exc
 
@@ -365,16 +374,14 @@ class MicrovmRuntime:
         async with vm.lock:
             if vm.record.status == "paused":
                 return
-            qmp = vm.qmp
-            if qmp is None:
-                raise RuntimeError_(f"capsule {capsule_id} is not running")
-            try:
-                await qmp.execute("stop")
-                await qmp.save_state(vm.dir / STATE_FILE)
-            except QmpError as exc:
-                with contextlib.suppress(QmpError):
-                    await qmp.execute("cont")
-                raise RuntimeError_(f"pausing the VM failed: {exc}") from exc
+            async with self._qmp(vm) as qmp:
+                try:
+                    await qmp.execute("stop")
+                    await qmp.save_state(vm.dir / STATE_FILE)
+                except QmpError as exc:
+                    with contextlib.suppress(QmpError):
+                        await qmp.execute("cont")
+                    raise RuntimeError_(f"pausing the VM failed: {exc}") from exc
             vm.record.status = "paused"
             vm.record.pid = None
             self._save(vm)
@@ -406,21 +413,21 @@ class MicrovmRuntime:
     async def snapshot(self, capsule_id: str, dest_template_dir: Path) -> None:
         vm = self._get(capsule_id)
         async with vm.lock:
-            qmp = vm.qmp
-            if qmp is None or vm.record.status != "running":
+            if vm.record.status != "running":
                 raise RuntimeError_(f"capsule {capsule_id} is not running")
             dest = dest_template_dir
             dest.mkdir(parents=True, exist_ok=True)
             try:
-                await qmp.execute("stop")
-                try:
-                    await qmp.save_state(dest / STATE_FILE)
-                    await asyncio.gather(
-                        asyncio.to_thread(disk.copy_sparse, vm.dir / MEMORY_FILE, dest / MEMORY_FILE),
-                        asyncio.to_thread(disk.flatten, vm.dir / DISK_FILE, dest / DISK_FILE),
-                    )
-                finally:
-                    await qmp.execute("cont")
+                async with self._qmp(vm) as qmp:
+                    await qmp.execute("stop")
+                    try:
+                        await qmp.save_state(dest / STATE_FILE)
+                        await asyncio.gather(
+                            asyncio.to_thread(disk.copy_sparse, vm.dir / MEMORY_FILE, dest / MEMORY_FILE),
+                            asyncio.to_thread(disk.flatten, vm.dir / DISK_FILE, dest / DISK_FILE),
+                        )
+                    finally:
+                        await qmp.execute("cont")
             except (QmpError, disk.DiskError, OSError) as exc:
                 raise RuntimeError_(f"snapshot failed: {exc}") from exc
             os.chmod(dest / MEMORY_FILE, 0o400)
@@ -445,12 +452,6 @@ class MicrovmRuntime:
             if not rec.pid or not vmproc.is_capsule_vm(rec.pid, rec.capsule_id):
                 return None
             vm.proc = vmproc.VmProcess(rec.pid, None)
-            qmp = Qmp(state_dir / QMP_SOCKET, f"wrenn-{rec.capsule_id}")
-            try:
-                await qmp.connect(limit_s=2.0)
-            except QmpError:
-                return None
-            vm.qmp = qmp
             self._start_poller(vm)
         elif not (state_dir / STATE_FILE).exists():
             return None
@@ -464,9 +465,6 @@ class MicrovmRuntime:
                 vm.poller.cancel()
                 await asyncio.gather(vm.poller, return_exceptions=True)
                 vm.poller = None
-            if vm.qmp is not None:
-                await vm.qmp.close()
-                vm.qmp = None
         self._vms.clear()
 
     def _load(self, d: Path) -> _Vm | None:
@@ -474,7 +472,7 @@ class MicrovmRuntime:
             rec = CapsuleRecord.from_json(read_json(d / CAPSULE_FILE))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return _Vm(rec, d, None, None, asyncio.Lock())
+        return _Vm(rec, d, None, asyncio.Lock())
 
     def sample(self, capsule_id: str) -> ResourceSample:
         vm = self._get(capsule_id)
