@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.root
 
 INTERNET_IP = "198.51.100.7"  # TEST-NET-2, only ever on a veth of this machine
 HOST_SIDE_IP = "198.51.100.1"
+LAN_IP = "192.168.231.7"  # a private "LAN" neighbour, only ever on a veth of this machine
+LAN_HOST_SIDE_IP = "192.168.231.1"
 PORT = 8080
 
 
@@ -45,17 +48,18 @@ def link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
-@pytest.fixture
-async def internet() -> AsyncIterator[str]:
+@asynccontextmanager
+async def fake_host(address: str, host_side: str) -> AsyncIterator[str]:
+    """A listener at `address` in its own netns, routed from the host through a veth."""
     suffix = uuid.uuid4().hex[:6]
     ns, host_if = f"wrntest-inet-{suffix}", f"wrnti{suffix}"
     ip("netns", "add", ns)
     proc = None
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        ip("addr", "add", f"{HOST_SIDE_IP}/24", "dev", host_if)
+        ip("addr", "add", f"{host_side}/24", "dev", host_if)
         ip("link", "set", host_if, "up")
-        ip("-n", ns, "addr", "add", f"{INTERNET_IP}/24", "dev", "eth0")
+        ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
         proc = await asyncio.create_subprocess_exec(
@@ -65,19 +69,31 @@ async def internet() -> AsyncIterator[str]:
             ns,
             sys.executable,
             str(Path(__file__).with_name("fake_internet.py")),
-            INTERNET_IP,
+            address,
             str(PORT),
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
         assert (await asyncio.wait_for(proc.stdout.readline(), 10)) == b"ready\n"
-        yield INTERNET_IP
+        yield address
     finally:
         if proc is not None:
             proc.kill()
             await proc.wait()
         deleting = await asyncio.create_subprocess_exec("ip", "netns", "del", ns)
         await deleting.wait()
+
+
+@pytest.fixture
+async def internet() -> AsyncIterator[str]:
+    async with fake_host(INTERNET_IP, HOST_SIDE_IP) as address:
+        yield address
+
+
+@pytest.fixture
+async def lan_host() -> AsyncIterator[str]:
+    async with fake_host(LAN_IP, LAN_HOST_SIDE_IP) as address:
+        yield address
 
 
 async def test_egress_is_masqueraded_and_dns_works(make_capsule: MakeCapsule, internet: str) -> None:
@@ -91,6 +107,28 @@ async def test_egress_is_masqueraded_and_dns_works(make_capsule: MakeCapsule, in
     assert code == 0 and out.split() == [internet, "example.test"]
     code, out, _ = await sh(capsule, "getent hosts example.invalid")
     assert code != 0
+
+
+async def test_private_networks_are_unreachable_but_the_host_reaches_them(
+    make_capsule: MakeCapsule, lan_host: str
+) -> None:
+    probe = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "-m", "5", f"telnet://{lan_host}:{PORT}", stdin=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await probe.communicate()
+    assert probe.returncode == 0 and out.startswith(b"peer="), "the LAN host must be up for the probe to mean anything"
+    capsule = await make_capsule()
+    code, out, err = await sh(capsule, f"curl -sS -m 5 telnet://{lan_host}:{PORT} </dev/null")
+    assert code != 0 and "peer=" not in out
+    assert "timed out" not in err  # rejected at once, not silently dropped
+
+
+def test_ruleset_allows_dns_only_to_the_hosts_resolvers() -> None:
+    rules = nftables.ruleset(("10.255.255.53",))
+    assert "10.0.0.0/8" in rules and "192.168.0.0/16" in rules and "169.254.0.0/16" in rules
+    assert "elements = { 10.255.255.53 }" in rules and "th dport 53 accept" in rules
+    assert nftables.table_version(("10.255.255.53",)) != nftables.table_version(("10.255.255.54",))
 
 
 def _take(lease_dir: str, n: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -1,5 +1,6 @@
 """Network slots shared by both runtimes: leases, netns + veth, one nftables table for all."""
 
+from .dns import upstream_dns_servers
 from .leases import NoFreeSlot
 from .slots import (
     allocate_slot,
@@ -9,7 +10,6 @@ from .slots import (
     setup_slot_network,
     slot_for_index,
     teardown_slot_network,
-    upstream_dns_servers,
 )
 
 __all__ = [

@@ -11,8 +11,10 @@ Policy, for traffic entering from a slot:
   (spoofing) is dropped;
 - to the host itself (any local address: agent, control plane, databases) only replies to
   connections the host opened are accepted, the rest is rejected;
-- to another slot, to the whole slot range and to link-local (cloud metadata 169.254.169.254)
-  it is rejected; nothing from outside may open a connection into a slot;
+- to another slot, to any private, shared (CGNAT), link-local (cloud metadata 169.254.169.254),
+  multicast or reserved address it is rejected -- the host's LAN and its neighbours' services are
+  not the internet -- except DNS (port 53) to the host's own upstream resolvers, which are often
+  on a private address; nothing from outside may open a connection into a slot;
 - everything else is forwarded and masqueraded (egress NAT).
 `reject with icmpx admin-prohibited` rather than drop: the caller fails at once instead of
 waiting for a timeout.
@@ -21,29 +23,42 @@ waiting for a timeout.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 
 from .addressing import HOST_IFACE_PREFIX, SLOT_SUBNET
+from .dns import upstream_dns_servers
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "wrenn"
-TABLE_VERSION = "wrenn-slots-v1"
-BLOCKED_DESTINATIONS = (str(SLOT_SUBNET), "169.254.0.0/16")
+BLOCKED_DESTINATIONS = (
+    str(SLOT_SUBNET),
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
 
 _REJECT = "reject with icmpx admin-prohibited"
 
 
-def ruleset() -> str:
+def _rules(dns_servers: tuple[str, ...]) -> str:
     slots = f'"{HOST_IFACE_PREFIX}*"'
     blocked = ", ".join(BLOCKED_DESTINATIONS)
+    resolvers = f"elements = {{ {', '.join(dns_servers)} }}" if dns_servers else ""
     return f"""\
-table {TABLE_FAMILY} {TABLE_NAME}
-delete table {TABLE_FAMILY} {TABLE_NAME}
-table {TABLE_FAMILY} {TABLE_NAME} {{
-    comment "{TABLE_VERSION}"
     set blocked_v4 {{
-        type ipv4_addr; flags interval
+        type ipv4_addr; flags interval; auto-merge
         elements = {{ {blocked} }}
+    }}
+    set resolvers_v4 {{
+        type ipv4_addr
+        {resolvers}
     }}
     chain prerouting {{
         type filter hook prerouting priority raw; policy accept;
@@ -59,13 +74,29 @@ table {TABLE_FAMILY} {TABLE_NAME} {{
         type filter hook forward priority filter; policy accept;
         oifname {slots} ct state established,related accept
         oifname {slots} {_REJECT}
+        iifname {slots} ip daddr @resolvers_v4 meta l4proto {{ tcp, udp }} th dport 53 accept
         iifname {slots} ip daddr @blocked_v4 {_REJECT}
         iifname {slots} accept
     }}
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
         iifname {slots} oifname != {slots} masquerade
-    }}
+    }}"""
+
+
+def table_version(dns_servers: tuple[str, ...]) -> str:
+    """Identical rules give an identical version, so agents on one machine never fight over it."""
+    return "wrenn-slots-" + hashlib.sha256(_rules(dns_servers).encode()).hexdigest()[:16]
+
+
+def ruleset(dns_servers: tuple[str, ...] | None = None) -> str:
+    servers = upstream_dns_servers() if dns_servers is None else dns_servers
+    return f"""\
+table {TABLE_FAMILY} {TABLE_NAME}
+delete table {TABLE_FAMILY} {TABLE_NAME}
+table {TABLE_FAMILY} {TABLE_NAME} {{
+    comment "{table_version(servers)}"
+{_rules(servers)}
 }}
 """
 
@@ -97,8 +128,11 @@ def _has_unreachable_route() -> bool:
 
 def install() -> None:
     """Install (or upgrade) the table and enable forwarding. Idempotent and safe to race."""
-    if installed_version() != TABLE_VERSION:
-        proc = subprocess.run(["nft", "-f", "-"], input=ruleset(), capture_output=True, text=True, check=False)
+    servers = upstream_dns_servers()
+    if installed_version() != table_version(servers):
+        proc = subprocess.run(
+            ["nft", "-f", "-"], input=ruleset(servers), capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise OSError(f"nft failed: {proc.stderr.strip()}")
     # Traffic to a slot address with no live slot fails at once (EHOSTUNREACH) instead of

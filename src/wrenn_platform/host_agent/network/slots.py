@@ -26,28 +26,10 @@ from wrenn_platform.host_agent.runtime.base import NetworkSlot
 from . import leases, nftables
 from ._proc import remove_netns_file, run
 from .addressing import GUEST_IFACE, NETNS_PREFIX, SLOT_PREFIX_LEN, slot_addresses
+from .dns import upstream_dns_servers
 
 NETNS_DIR = Path("/run/netns")
 SlotHook = Callable[[NetworkSlot], Awaitable[None]]
-
-
-def upstream_dns_servers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
-    """The host's non-loopback IPv4 resolvers (a loopback resolver is unreachable from a slot)."""
-    servers: list[str] = []
-    try:
-        lines = resolv_conf.read_text().splitlines()
-    except OSError:
-        return ()
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                address = ipaddress.ip_address(parts[1])
-            except ValueError:
-                continue
-            if address.version == 4 and not address.is_loopback and not address.is_link_local:
-                servers.append(str(address))
-    return tuple(servers)
 
 
 def slot_for_index(index: int, dns_servers: tuple[str, ...] | None = None) -> NetworkSlot:
