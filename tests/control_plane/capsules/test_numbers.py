@@ -75,6 +75,12 @@ async def test_stats_series_sees_the_shared_capsule(api: httpx.AsyncClient, shar
     assert max(series["memory_mb"]) >= 512
 
 
+async def test_stats_are_per_team(other: httpx.AsyncClient, shared_capsule: str) -> None:
+    body = (await other.get("/v1/capsules/stats", params={"range": "5m"})).json()
+    assert body["current"]["running_count"] == 0 and body["peaks"]["running_count"] == 0
+    assert set(body["series"]["running"]) == {0}
+
+
 async def test_stats_bad_range(api: httpx.AsyncClient) -> None:
     r = await api.get("/v1/capsules/stats", params={"range": "2d"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
