@@ -20,7 +20,7 @@ import platform
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -48,6 +48,7 @@ class HostSession:
     refresh_token: str
     http: httpx.AsyncClient
     identity_path: Path
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)  # heartbeat and events share the tokens
 
     def save(self) -> None:
         data = json.dumps({"host_id": self.host_id, "refresh_token": self.refresh_token}).encode()
@@ -65,14 +66,18 @@ class HostSession:
         return resp
 
     async def refresh(self) -> bool:
-        resp = await self.http.post("/v1/hosts/auth/refresh", json={"refresh_token": self.refresh_token})
-        if resp.status_code != 200:
-            log.error("embedded agent: token refresh refused (%s): %s", resp.status_code, resp.text[:200])
-            return False
-        data = resp.json()
-        self.token, self.refresh_token = data["token"], data["refresh_token"]
-        self.save()
-        return True
+        used = self.token
+        async with self._refreshing:
+            if self.token != used:
+                return True  # refreshed by the other task meanwhile
+            resp = await self.http.post("/v1/hosts/auth/refresh", json={"refresh_token": self.refresh_token})
+            if resp.status_code != 200:
+                log.error("embedded agent: token refresh refused (%s): %s", resp.status_code, resp.text[:200])
+                return False
+            data = resp.json()
+            self.token, self.refresh_token = data["token"], data["refresh_token"]
+            self.save()
+            return True
 
 
 def _specs(settings: Settings) -> dict[str, object]:
