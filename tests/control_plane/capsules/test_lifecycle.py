@@ -68,7 +68,8 @@ async def test_pause_resume_and_wrong_state_409s(api: httpx.AsyncClient, capsule
     resp = await api.post(f"/v1/capsules/{cid}/resume")
     assert resp.status_code == 202
     assert resp.json()["status"] == "resuming"
-    await wait_status(api, cid, "running")
+    resumed = await wait_status(api, cid, "running")
+    assert (resumed["guest_ip"], resumed["host_ip"]) == (cap["guest_ip"], cap["host_ip"])  # the slot is kept
     resp = await api.post(f"/v1/capsules/{cid}/exec", json={"cmd": "echo", "args": ["back"]})
     assert resp.json()["stdout"] == "back\n"
 
