@@ -3,14 +3,19 @@ other modules write them: ORM objects, attribute changes, bulk conditional UPDAT
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from wrenn_platform.control_plane.audit.actor import Actor, acting_as
 from wrenn_platform.control_plane.db.models import AuditLog, Capsule, Event, Host, Template
+from wrenn_platform.control_plane.events.relay import RelayConflict, publish_pending
 
 from ..conftest import UserFactory
-from .conftest import move_capsule, new_capsule
+from .conftest import move_capsule, new_capsule, published
 
 
 async def _events(app: FastAPI, team_id: str | None) -> list[tuple[str, str | None, dict[str, str]]]:
@@ -99,3 +104,27 @@ async def test_hosts_up_and_down(app: FastAPI, make_user: UserFactory) -> None:
         ("host.up", None, {"status": "online", "host_ip": "10.0.0.9:9000"}),
         ("host.down", None, {"status": "unreachable", "host_ip": "10.0.0.9:9000", "reason": "unreachable"})]
     assert [n for n, _, _ in await _events(app, None)] == ["host.up", "host.down"]  # a platform host: admins'
+
+
+async def test_racing_relays_number_every_event_once_without_gaps(app: FastAPI, make_user: UserFactory) -> None:
+    """Several relays at once (as several replicas run them): each event gets one number, and the
+    numbers are 1..n in id order."""
+    alice = await make_user()
+
+    async def relay() -> None:
+        for _ in range(200):
+            with contextlib.suppress(RelayConflict, IntegrityError, OperationalError):
+                await publish_pending(app.state.sessionmaker, app.state.bus)
+            await asyncio.sleep(0)
+
+    async def writer() -> None:
+        for _ in range(15):
+            await new_capsule(app, alice.team_id)
+
+    await asyncio.gather(writer(), writer(), writer(), relay(), relay(), relay(), relay())
+    await published(app)
+    async with app.state.sessionmaker() as db:
+        rows = (await db.execute(select(Event.id, Event.seq).order_by(Event.id))).all()
+    assert len(rows) == 45
+    seqs = [seq for _, seq in rows]
+    assert sorted(seqs) == list(range(1, 46))

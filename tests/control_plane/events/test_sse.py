@@ -14,7 +14,6 @@ from fastapi import FastAPI
 
 from wrenn_platform.control_plane.events.hub import Hub
 from wrenn_platform.control_plane.events.record import record_event
-from wrenn_platform.control_plane.events.relay import publish_pending
 
 from ..conftest import UserFactory
 from .conftest import Served, SSEOpener, cookies_of, move_capsule, new_capsule, published
@@ -201,7 +200,7 @@ async def test_a_slow_client_is_cut_off_without_slowing_the_others(app: FastAPI,
     texts: list[str] = []
     for statuses in (("running",), ("pausing", "paused"), ("resuming", "running")):  # 3 events each
         await move_capsule(app, capsule, *statuses)
-        await publish_pending(app.state.sessionmaker, app.state.bus)
+        await published(app)  # by the app's relay
         await asyncio.wait_for(hub.catch_up(), 5)  # fan-out never waits for a reader
         while not reader.queue.empty():
             item = reader.queue.get_nowait()

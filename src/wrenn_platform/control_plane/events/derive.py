@@ -155,16 +155,19 @@ def _audit_rule(resource_type: str, scope: str, actions: Mapping[str, str], *, t
 
     def rule(db: Session, change: Change) -> None:
         row = change.row
-        names = [change.kind] if change.kind != "update" else [c for c in change.old if change.changed(c)]
+        names = [change.kind] if change.kind != "update" else sorted(c for c in change.old if change.changed(c))
+        fields: dict[str, list[str]] = {}  # action → the columns it covers (one entry per action)
         for name in names:
             action = actions.get(name)
-            if action is None:
+            if action is None or (name == "revoked_at" and not row.get(name)):
                 continue
             if action.endswith("?"):  # a flag: the action is named after its new value
                 action = f"{action[:-1]}.{'on' if row.get(name) else 'off'}"
-            details = {k: row.get(k) for k in meta if row.get(k) is not None}
-            if name == "revoked_at" and not row.get(name):
-                continue
+            fields.setdefault(action, []).append(name)
+        for action, columns in fields.items():
+            details: dict[str, Any] = {k: row.get(k) for k in meta if row.get(k) is not None}
+            if change.kind == "update":
+                details["fields"] = columns
             record_audit(db, action=action, resource_type=resource_type, resource_id=str(row.get(resource_id)),
                          team_id=row.get(team) if team else None, scope=scope, metadata=details,
                          actor=_login_actor(change) if resource_type == "session" else None)

@@ -20,7 +20,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..bus import Bus
@@ -37,18 +38,28 @@ _LOCK_KEY = 0x7772656E6E  # "wrenn": the advisory lock of the relay
 
 
 async def publish_pending(sessionmaker: async_sessionmaker[AsyncSession], bus: Bus) -> int:
-    """Number and queue one batch of unpublished events; how many there were."""
+    """Number and queue one batch of unpublished events; how many there were.
+
+    Each row is numbered only if it is still unnumbered (a conditional UPDATE) and numbers are
+    unique, so a pass that raced another one (SQLite runs each SELECT on its own snapshot) fails
+    as a whole and the next pass starts over: no event is numbered twice and none is skipped.
+    """
     async with sessionmaker() as db:
         if db.get_bind().dialect.name == "postgresql":
             await db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        rows = list((await db.scalars(select(Event).where(Event.seq.is_(None)).order_by(Event.id).limit(BATCH))).all())
+        rows = (await db.execute(select(Event.id, Event.team_id, Event.event).where(Event.seq.is_(None))
+                                 .order_by(Event.id).limit(BATCH))).all()
         if not rows:
             return 0
         top = (await db.scalar(select(func.max(Event.seq)))) or 0
         now = utcnow()
         for offset, row in enumerate(rows, start=1):
-            row.seq = top + offset
-            row.published_at = now
+            numbered = await db.execute(update(Event).where(Event.id == row.id, Event.seq.is_(None))
+                                        .values(seq=top + offset, published_at=now)
+                                        .execution_options(synchronize_session=False))
+            if numbered.rowcount != 1:  # type: ignore[attr-defined]
+                await db.rollback()
+                raise RelayConflict("another relay published some of these events")
         team_ids = {row.team_id for row in rows if row.team_id}
         channels = (await db.scalars(select(Channel).where(Channel.team_id.in_(team_ids)))).all() if team_ids else []
         for row in rows:
@@ -59,6 +70,10 @@ async def publish_pending(sessionmaker: async_sessionmaker[AsyncSession], bus: B
         last = top + len(rows)
     await bus.publish(TOPIC, {"seq": last})
     return len(rows)
+
+
+class RelayConflict(RuntimeError):
+    pass
 
 
 @service(30)
@@ -79,7 +94,10 @@ async def relay_service(app: FastAPI) -> AsyncIterator[None]:
             try:
                 while await publish_pending(app.state.sessionmaker, app.state.bus) == BATCH:
                     pass
-            except Exception:  # a conflicting replica, a lost connection: the next pass retries
+            except (RelayConflict, IntegrityError, OperationalError):
+                await asyncio.sleep(0.05)  # another relay got there first (or held the database): go again
+                wake.set()
+            except Exception:  # e.g. a lost connection: the next pass retries
                 log.warning("event relay pass failed", exc_info=True)
 
     add_waker(waker)
