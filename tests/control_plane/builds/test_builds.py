@@ -1,17 +1,22 @@
 """`/v1/admin/builds*` on real capsules: a recipe (a script file + shell steps, nothing downloaded)
 becomes a team template whose new capsules have what it made; a failing step fails the build;
-cancel stops a running build and destroys its capsule."""
+cancel stops a running build and destroys its capsule; a build whose worker died is failed."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from ..capsules.conftest import Env, create_running, destroy
+from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
+from wrenn_platform.control_plane.db.models import TemplateBuild
+from wrenn_platform.control_plane.db.types import utcnow
+
+from ..capsules.conftest import Env, create_running, destroy, wait_status
 
 BUILD_TIMEOUT_S = 90.0
 
@@ -103,3 +108,23 @@ async def test_cancel_stops_a_running_build(admin: httpx.AsyncClient) -> None:
     assert name not in [t["name"] for t in (await admin.get("/v1/admin/templates")).json()]
     r = await admin.post(f"/v1/admin/builds/{build_id}/cancel")
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+
+
+async def test_a_build_whose_worker_died_is_failed_and_its_capsule_destroyed(env: Env, admin: httpx.AsyncClient,
+                                                                             other: httpx.AsyncClient) -> None:
+    cap = await create_running(other)
+    engine = make_engine(env.database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:  # what a replica that crashed mid-build leaves
+            build = TemplateBuild(team_id=env.b.team_id, name=f"orphan-{secrets.token_hex(3)}", status="running",
+                                  capsule_id=cap["id"], recipe={"steps": ["sleep 600"]},
+                                  started_at=utcnow() - timedelta(minutes=5),
+                                  lease_until=utcnow() - timedelta(seconds=1))
+            db.add(build)
+            await db.commit()
+            build_id = build.id
+    finally:
+        await engine.dispose()
+    failed = await _wait(admin, build_id, lambda b: b["status"] != "running", within=30)
+    assert failed["status"] == "failed" and "interrupted" in failed["error"], failed
+    await wait_status(other, cap["id"], "stopped")

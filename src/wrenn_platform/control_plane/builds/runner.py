@@ -3,7 +3,8 @@
 Everything goes through the capsule service and the tenant snapshot handler, acting for the
 build's team. Each step's command, output and exit code are appended to the build's log as they
 finish. While a step runs the record is watched: once it reads `cancelled` (the cancel route, from
-any replica) the step is abandoned and the capsule destroyed, which ends whatever ran in it.
+any replica) the step is abandoned and the capsule destroyed, which ends whatever ran in it. Each check also
+renews the build's lease: a build whose worker died is failed by the next worker (`worker.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import shlex
 from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import update
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CANCEL_CHECK_S = 0.5
+LEASE = timedelta(seconds=30)
 SETTLE_TIMEOUT_S = 120.0
 _LOG_LIMIT = 64 * 1024  # of one step's output kept in the log
 
@@ -161,7 +164,7 @@ class BuildRunner:
                 done, _ = await asyncio.wait({task}, timeout=CANCEL_CHECK_S)
                 if done:
                     return task.result()
-                if await self._status() == "cancelled":
+                if not await self._renew():
                     raise BuildCancelled()
         finally:
             if not task.done():
@@ -176,10 +179,14 @@ class BuildRunner:
             await asyncio.sleep(0.05)
         await db.refresh(capsule)
 
-    async def _status(self) -> str | None:
+    async def _renew(self) -> bool:
+        """Extend the build's lease; False once it is no longer running (cancelled, or reaped)."""
         async with self.sessionmaker() as db:
-            build = await db.get(TemplateBuild, self.build_id)
-            return build.status if build is not None else None
+            result = await db.execute(update(TemplateBuild).where(TemplateBuild.id == self.build_id,
+                                                                  TemplateBuild.status == "running")
+                                      .values(lease_until=utcnow() + LEASE))
+            await db.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _update(self, **values: Any) -> None:
         async with self.sessionmaker() as db:

@@ -1,5 +1,7 @@
 """The build worker: claims the oldest queued build (conditional UPDATE, so one replica wins) and
-runs it; woken at once by a submit in this process, else polls for other replicas' submits."""
+runs it; woken at once by a submit in this process, else polls for other replicas' submits. Before
+each claim it fails running builds whose lease ran out (their worker died) and destroys their
+capsules."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..capsules import states
 from ..capsules.service import CapsuleService
-from ..db.models import TemplateBuild
+from ..db.models import Capsule, TemplateBuild
 from ..db.types import utcnow
 from ..services import service
-from .runner import BuildRunner
+from .runner import LEASE, BuildRunner
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +39,39 @@ class BuildWorker:
                                        .order_by(TemplateBuild.created_at, TemplateBuild.id).limit(1))
             if build_id is None:
                 return None
+            now = utcnow()
             result = await db.execute(update(TemplateBuild).where(TemplateBuild.id == build_id,
                                                                   TemplateBuild.status == "queued")
-                                      .values(status="running", started_at=utcnow()))
+                                      .values(status="running", started_at=now, lease_until=now + LEASE))
             await db.commit()
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None  # another replica (or a cancel) got there first
             return await db.get(TemplateBuild, build_id)
 
+    async def reap(self) -> None:
+        """Fail the running builds whose worker stopped renewing their lease, and destroy their capsules."""
+        async with self.sessionmaker() as db:
+            now = utcnow()
+            lost = (await db.execute(select(TemplateBuild).where(TemplateBuild.status == "running",
+                                                                 TemplateBuild.lease_until < now))).scalars().all()
+            for build in lost:
+                result = await db.execute(
+                    update(TemplateBuild).where(TemplateBuild.id == build.id, TemplateBuild.status == "running",
+                                                TemplateBuild.lease_until < now)
+                    .values(status="failed", finished_at=now, error="interrupted: its worker stopped",
+                            logs=TemplateBuild.logs + "# failed: interrupted, its worker stopped\n"))
+                await db.commit()
+                if not result.rowcount or build.capsule_id is None:  # type: ignore[attr-defined]
+                    continue
+                capsule = await db.get(Capsule, build.capsule_id)
+                if capsule is not None and capsule.status in states.DESTROYABLE:
+                    with contextlib.suppress(Exception):
+                        await self.capsules.destroy(db, capsule)
+
     async def loop(self) -> None:
         while True:
             try:
+                await self.reap()
                 build = await self.claim()
             except Exception:
                 log.exception("claiming a build failed")

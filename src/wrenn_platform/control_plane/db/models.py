@@ -325,11 +325,6 @@ class ChannelDeliveryAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# Events and audit entries are derived from changes to these tables (`events/derive.py`); importing
-# the models installs those hooks, so no process that writes through the ORM can bypass them.
-from .. import events as _events  # noqa: E402, F401
-
-
 # ---- host tags and template builds (issue 8) ----------------------------------------------------
 
 
@@ -361,3 +356,10 @@ class TemplateBuild(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Renewed by the running worker; a `running` build whose lease ran out lost its worker.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# Events and audit entries are derived from changes to these tables (`events/derive.py`); importing
+# the models installs those hooks, so no process that writes through the ORM can bypass them.
+from .. import events as _events  # noqa: E402, F401
