@@ -16,6 +16,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from . import reseed
@@ -181,4 +182,9 @@ def ensure_initramfs(cache_dir: Path, version: str) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(build(version))
     os.replace(tmp, dest)
+    # Older builds (a changed init script or busybox) are read by QEMU only when it starts.
+    now = time.time()
+    for old in dest.parent.glob(f"{version}-*.cpio"):
+        if old != dest and now - old.stat().st_mtime > 600:
+            old.unlink(missing_ok=True)
     return dest
