@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from wrenn_platform.control_plane.db.models import Capsule, HostToken, TeamMember
+from wrenn_platform.control_plane.db.models import AuditLog, Capsule, HostToken, TeamMember
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.security import sha256_hex
 
@@ -143,6 +143,9 @@ async def test_registration_token_expires_and_regenerates(app: FastAPI, make_use
     assert len({first, second["registration_token"], third}) == 3
     assert (await _register(client, second["registration_token"])).status_code == 401  # voided by the third
     assert (await _register(client, third)).status_code == 201
+    async with app.state.sessionmaker() as db:
+        actions = (await db.execute(select(AuditLog.action).where(AuditLog.resource_id == host_id))).scalars().all()
+    assert sorted(actions).count("regenerate_token") == 2
     assert (await admin.client.post("/v1/hosts/host-000000000000/token")).status_code == 404
 
 
@@ -207,3 +210,11 @@ async def test_tags(app: FastAPI, make_user: UserFactory, session_for: SessionFa
     # the tags go with the host
     assert (await owner.client.delete(f"/v1/hosts/{host_id}")).status_code == 204
     assert (await admin.client.get(tags)).status_code == 404
+    async with app.state.sessionmaker() as db:
+        audited = (await db.execute(select(AuditLog.action, AuditLog.actor_id, AuditLog.metadata_)
+                                    .where(AuditLog.resource_id == host_id).order_by(AuditLog.created_at))).all()
+    assert [(a, m) for a, _, m in audited if a.endswith("_tag")] == [
+        ("add_tag", {"tag": "gpu"}), ("add_tag", {"tag": "zone:eu-west"}), ("add_tag", {"tag": "arm64"}),
+        ("remove_tag", {"tag": "gpu"})]
+    assert ("create", owner.id) in [(a, who) for a, who, _ in audited]
+    assert ("delete", owner.id) in [(a, who) for a, who, _ in audited]
