@@ -128,3 +128,24 @@ async def test_racing_relays_number_every_event_once_without_gaps(app: FastAPI, 
     assert len(rows) == 45
     seqs = [seq for _, seq in rows]
     assert sorted(seqs) == list(range(1, 46))
+
+
+async def test_racing_conditional_updates_record_one_outcome(app: FastAPI, make_user: UserFactory) -> None:
+    """Two writers finish the same pause at once (the capsule service and the reconciler, say): the
+    one whose conditional UPDATE wins records the outcome; the other changes nothing and records nothing."""
+    alice = await make_user()
+    capsules = [await new_capsule(app, alice.team_id, status="pausing") for _ in range(8)]
+
+    async def finish(capsule_id: str, status: str) -> None:
+        async with app.state.sessionmaker() as db:
+            await db.execute(update(Capsule).where(Capsule.id == capsule_id, Capsule.status == "pausing")
+                             .values(status=status))
+            await db.commit()
+
+    await asyncio.gather(*(finish(c, s) for c in capsules for s in ("paused", "error")))
+    async with app.state.sessionmaker() as db:
+        rows = (await db.scalars(select(Event).where(Event.event == "capsule.pause"))).all()
+        final = {c.id: c.status for c in (await db.scalars(select(Capsule))).all()}
+    outcomes = {r.payload["resource"]["id"]: r.payload["outcome"] for r in rows}
+    assert len(rows) == len(capsules) == len(outcomes)
+    assert all(outcomes[c] == ("success" if final[c] == "paused" else "error") for c in capsules)

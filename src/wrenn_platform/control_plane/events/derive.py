@@ -6,8 +6,9 @@ Every change to a tracked table — through the unit of work (`session.add`, att
 the changes need no calls of their own and no change can be made without its record.
 
 - Unit of work: `after_flush` sees the flushed objects with their attribute history.
-- Bulk statements: `do_orm_execute` reads the affected rows (`FOR UPDATE` on PostgreSQL) before
-  running the statement, so it knows the old and new values of exactly the rows it changes.
+- Bulk statements: `do_orm_execute` reads the affected rows before running the statement, holding
+  them (`FOR UPDATE` on PostgreSQL, the write lock on SQLite), so it knows the old and new values
+  of exactly the rows the statement changes.
 
 Capsule actions are derived from the state machine: a capsule leaving `starting`, `pausing`,
 `resuming` or `stopping` ends a create, pause, resume or destroy, successfully when it reaches that
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import BindParameter
 
@@ -271,6 +272,11 @@ def _bulk(state: ORMExecuteState) -> Any:
     where = state.statement.whereclause  # type: ignore[attr-defined]
     if where is not None:
         query = query.where(where)
+    if state.session.get_bind().dialect.name == "sqlite":
+        # pysqlite runs a SELECT outside any transaction; a no-op write first takes the write lock,
+        # so no other writer can change these rows between this read and the statement.
+        pk_name = table.primary_key.columns[0].name
+        state.session.execute(text(f'UPDATE "{table.name}" SET "{pk_name}" = "{pk_name}" WHERE 0'))
     before = [dict(zip(keys, r, strict=True)) for r in state.session.execute(query).all()]
     result = state.invoke_statement()
     if not before:
