@@ -40,6 +40,7 @@ from wrenn_platform.host_agent.templates import (
     TemplateInUse,
     TemplateNotFound,
     TemplateStore,
+    read_info,
 )
 from wrenn_platform.wire.agent import (
     AgentError,
@@ -93,10 +94,9 @@ class AgentSettings:
     sample_interval_s: float = 0.5
     reaper_interval_s: float = 1.0
     sample_failures_before_error: int = 6
-    # runtime.create calls at once. 1: the namespace runtime forks a helper from a worker thread
-    # per create (userns.create_userns), and two such forks at once inherit each other's pipe ends
-    # and deadlock. Raise it once the runtimes are safe to call concurrently.
-    create_concurrency: int = 1
+    # runtime.create calls at once (both runtimes are safe to call concurrently; this bounds the
+    # CPU a burst of creates takes from running capsules on a small host).
+    create_concurrency: int = 4
 
     def clamp_timeout(self, timeout_sec: int) -> int:
         return 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
@@ -320,7 +320,9 @@ class HostAgent:
         async with self._lock(capsule_id):
             self._running(capsule_id)
             try:
-                parent = self.templates.resolve(rec.template, rec.team_id)
+                # The directory the capsule was created from: `resolve` would return the newest
+                # build of its template, which moves whenever the template is rebuilt.
+                parent = read_info(Path(rec.template_dir))
                 with self.templates.snapshot_dir(
                     req.team_id, req.name, runtime=self.runtime.name, parent=parent,
                     vcpus=rec.vcpus, memory_mb=rec.memory_mb,
