@@ -111,8 +111,12 @@ class Dispatcher:
         if event is None:
             result = Result(False, False, None, "event no longer exists", 0)
         else:
-            request = build(channel.provider, config, event.payload, f"wrenn-{delivery.id}", self._settings)
-            result = await send(self._client, request, self._settings.channel_timeout_seconds)
+            try:
+                request = build(channel.provider, config, event.payload, f"wrenn-{delivery.id}", self._settings)
+            except Exception as exc:  # a config this version cannot use: recorded, not retried
+                result = Result(False, False, None, f"cannot build the request: {exc!r}"[:1000], 0)
+            else:
+                result = await send(self._client, request, self._settings.channel_timeout_seconds)
         attempt = delivery.attempts + 1
         now = utcnow()
         values: dict[str, object] = {"attempts": attempt, "lease_owner": None, "lease_until": None}

@@ -28,6 +28,7 @@ from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, Event
 from ..db.types import utcnow
 from ..services import service
+from . import retention
 from .record import add_waker, remove_waker
 from .wakeup import TOPIC
 
@@ -87,10 +88,17 @@ async def relay_service(app: FastAPI) -> AsyncIterator[None]:
 
     async def run() -> None:
         poll = app.state.settings.events_poll_seconds
+        pruned_at = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), poll)
             wake.clear()
+            if loop.time() - pruned_at > retention.INTERVAL_S:
+                pruned_at = loop.time()
+                try:
+                    await retention.prune(app.state.sessionmaker, app.state.settings)
+                except Exception:
+                    log.warning("event pruning failed", exc_info=True)
             try:
                 while await publish_pending(app.state.sessionmaker, app.state.bus) == BATCH:
                     pass
