@@ -343,5 +343,11 @@ class NamespaceRuntime:
             disk_bytes=disk.disk_bytes_used(disk.Paths(self.state_dir(capsule_id))),
         )
 
+    def alive(self, capsule_id: str) -> bool:
+        """The agent's crash watcher asks this every tick: is the capsule's init still the process
+        this runtime started (not gone, not a zombie, not a recycled pid)?"""
+        st = self._capsules.get(capsule_id)
+        return st is not None and state.process_running(st.pid, st.pid_start)
+
     def capsule_ids(self) -> list[str]:
         return sorted(self._capsules)

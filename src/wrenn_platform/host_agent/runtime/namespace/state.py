@@ -57,6 +57,15 @@ def load(state_dir: Path) -> CapsuleState | None:
         return None
 
 
+def process_running(pid: int, start_time: int) -> bool:
+    """The process `pid` started at `start_time` exists and has not exited (a zombie has)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X") and int(fields[19]) == start_time
+
+
 def process_start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat, 0 if the process is gone."""
     try:
