@@ -9,7 +9,15 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from wrenn_platform.control_plane.auth.purge import purge_deleted_accounts, purge_expired
-from wrenn_platform.control_plane.db.models import AuthSession, OAuthIdentity, OneTimeToken, Team, TeamMember, User
+from wrenn_platform.control_plane.db.models import (
+    AuthSession,
+    Capsule,
+    OAuthIdentity,
+    OneTimeToken,
+    Team,
+    TeamMember,
+    User,
+)
 from wrenn_platform.control_plane.db.types import utcnow
 
 from .conftest import Register
@@ -43,6 +51,19 @@ async def test_delete_account(app: FastAPI, account_factory: Register, anon: htt
         assert team is not None and team.deleted_at is not None  # the personal team went with it
         sessions = (await db.execute(select(AuthSession).where(AuthSession.user_id == user.id))).scalars()
         assert all(s.revoked_at is not None for s in sessions)
+
+
+async def test_delete_account_destroys_the_capsules_of_its_teams(app: FastAPI, account_factory: Register) -> None:
+    account = await account_factory()
+    async with app.state.sessionmaker() as db:
+        capsule = Capsule(team_id=account.team_id, status="running")
+        db.add(capsule)
+        await db.commit()
+    deleted = await account.client.request("DELETE", "/v1/me", json={"confirmation": account.email})
+    assert deleted.status_code == 204
+    async with app.state.sessionmaker() as db:
+        refreshed = await db.get(Capsule, capsule.id)
+        assert refreshed is not None and refreshed.status == "stopping"
 
 
 async def test_delete_blocked_while_owning_team_with_members(app: FastAPI, account_factory: Register) -> None:

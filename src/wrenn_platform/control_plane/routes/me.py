@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Path, Request, Response
 from fastapi.responses import HTMLResponse
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...wire.api.me import (
@@ -38,6 +38,7 @@ from ..mail import messages
 from ..mail.mailer import Mailer
 from ..security import hash_password_off_loop, verify_password_off_loop
 from ..settings import Settings
+from ..teams_lifecycle import mark_team_deleted
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -96,7 +97,8 @@ async def delete_account(
         raise conflict("you own a team that has other members; transfer or delete it first", "owns_shared_team")
     now = utcnow()
     owned = select(TeamMember.team_id).where(TeamMember.user_id == user.id, TeamMember.role == "owner")
-    await db.execute(update(Team).where(Team.id.in_(owned), Team.deleted_at.is_(None)).values(deleted_at=now))
+    for team in (await db.scalars(select(Team).where(Team.id.in_(owned), Team.deleted_at.is_(None)))).all():
+        await mark_team_deleted(db, team)  # the same delete as DELETE /v1/teams: capsules go too
     await db.execute(delete(TeamMember).where(TeamMember.user_id == user.id, TeamMember.role != "owner"))
     user.deleted_at = now
     user.is_active = False
