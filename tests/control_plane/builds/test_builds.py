@@ -69,9 +69,11 @@ async def test_build_makes_a_template_with_what_the_recipe_made(env: Env, admin:
     assert (await other.delete(f"/v1/snapshots/{name}")).status_code == 204
 
 
-async def test_failing_step_fails_the_build(admin: httpx.AsyncClient, non_admin: httpx.AsyncClient) -> None:
+async def test_failing_step_fails_the_build(env: Env, admin: httpx.AsyncClient,
+                                            non_admin: httpx.AsyncClient) -> None:
     name = f"broken-{secrets.token_hex(3)}"
-    r = await admin.post("/v1/admin/builds", json={"name": name, "steps": ["echo before", "exit 3", "echo never"]})
+    r = await admin.post("/v1/admin/builds", json={"name": name, "team_id": env.b.team_id,
+                                                   "steps": ["echo before", "exit 3", "echo never"]})
     assert r.status_code == 202, r.text
     build = await _wait(admin, r.json()["id"], lambda b: b["status"] not in ("queued", "running"))
     assert build["status"] == "failed" and "exited with 3" in build["error"], build
@@ -89,9 +91,11 @@ async def test_failing_step_fails_the_build(admin: httpx.AsyncClient, non_admin:
         assert (await call).status_code == 403
 
 
-async def test_cancel_stops_a_running_build(admin: httpx.AsyncClient) -> None:
+async def test_cancel_stops_a_running_build(env: Env, admin: httpx.AsyncClient) -> None:
     name = f"cancelled-{secrets.token_hex(3)}"
-    r = await admin.post("/v1/admin/builds", json={"name": name, "steps": ["echo started; sleep 600"]})
+    # team B's, like every build here: the server's teardown destroys whatever a failed test left
+    r = await admin.post("/v1/admin/builds", json={"name": name, "team_id": env.b.team_id,
+                                                   "steps": ["echo started; sleep 600"]})
     assert r.status_code == 202, r.text
     build_id = r.json()["id"]
     running = await _wait(admin, build_id, lambda b: "$ echo started; sleep 600" in b["logs"])

@@ -50,20 +50,28 @@ async def _scenario(url: str, api_key: str, sid: str, csrf: str, root: Path) -> 
             httpx.AsyncClient(base_url=url, headers={"X-CSRF-Token": csrf}, timeout=60,
                               cookies={"wrenn_sid": sid, "wrenn_csrf": csrf}) as admin:
         caps = [await create_running(api) for _ in range(2)]
-        ids = sorted(c["id"] for c in caps)
-        assert await _mounted_under(root)
-        [host] = (await admin.get("/v1/hosts")).json()  # the embedded host
-        assert host["status"] == "online"
-        assert sorted((await admin.get(f"/v1/hosts/{host['id']}/delete-preview")).json()["sandbox_ids"]) == ids
-        r = await admin.delete(f"/v1/hosts/{host['id']}")
-        assert r.status_code == 409 and sorted(r.json()["error"]["sandbox_ids"]) == ids
-
-        r = await admin.delete(f"/v1/hosts/{host['id']}", params={"force": True})
-        assert r.status_code == 204, r.text
-        for capsule_id in ids:
-            body = await wait_status(api, capsule_id, "stopped", within=5)
-            assert body["status"] == "stopped"
-        assert (await admin.get("/v1/hosts")).json() == []
-        assert not await _mounted_under(root)  # their disks were taken down on the host
+        try:
+            await _force_delete(api, admin, sorted(c["id"] for c in caps), root)
+        finally:  # whatever a failed assertion left running
+            for cap in (await api.get("/v1/capsules")).json():
+                if cap["status"] not in ("stopped", "stopping"):
+                    await api.delete(f"/v1/capsules/{cap['id']}")
         r = await api.post("/v1/capsules", json={})
         assert r.status_code == 502 and r.json()["error"]["code"] == "no_host_available"
+
+
+async def _force_delete(api: httpx.AsyncClient, admin: httpx.AsyncClient, ids: list[str], root: Path) -> None:
+    assert await _mounted_under(root)
+    [host] = (await admin.get("/v1/hosts")).json()  # the embedded host
+    assert host["status"] == "online"
+    assert sorted((await admin.get(f"/v1/hosts/{host['id']}/delete-preview")).json()["sandbox_ids"]) == ids
+    r = await admin.delete(f"/v1/hosts/{host['id']}")
+    assert r.status_code == 409 and sorted(r.json()["error"]["sandbox_ids"]) == ids
+
+    r = await admin.delete(f"/v1/hosts/{host['id']}", params={"force": True})
+    assert r.status_code == 204, r.text
+    for capsule_id in ids:
+        body = await wait_status(api, capsule_id, "stopped", within=5)
+        assert body["status"] == "stopped"
+    assert (await admin.get("/v1/hosts")).json() == []
+    assert not await _mounted_under(root)  # their disks were taken down on the host
