@@ -169,8 +169,6 @@ def _capsule_pids(capsule_id: str) -> list[int]:
     return []
 
 
-@pytest.mark.xfail(strict=True, reason="the host agent does not yet notice a capsule whose processes all died "
-                   "(its cgroup stays and sampling succeeds), so nothing reports the crash")
 async def test_crashed_capsule_is_not_reported_running(rig: Rig) -> None:
     server = rig.server()
     async with running(server, rig.tenant), client(server, rig.tenant) as api:
