@@ -16,19 +16,21 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from wrenn_platform.control_plane.auth.principal import SESSION_COOKIE
+from wrenn_platform.control_plane.auth.principal import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.models import AuthSession, Capsule, Team, TeamMember, User
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.hosts.service import create_pending_host
 from wrenn_platform.control_plane.security import new_token, sha256_hex
 
-from .conftest import SSEOpener, free_socket
+from .conftest import Receiver, SSEOpener, free_socket
+from .test_channels import SECRET, verify, webhook
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 REDIS_URL = os.environ.get("WRENN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -163,3 +165,41 @@ async def test_an_event_caused_through_one_process_reaches_the_other_once(
     others = await other_on_b.quiet(0.5)  # the other team saw its own capsule only
     assert [(f.event, f.data["resource"]["id"]) for f in others] == [("capsule.state.changed", other_capsule)]
     assert other_team != team_id
+
+
+async def test_each_delivery_is_made_once_by_one_of_the_replicas(
+    replicas: tuple[Process, Process], database_url: str, receiver: Any
+) -> None:
+    """Both processes run a dispatcher on the same deliveries: each event reaches the webhook once."""
+    a, b = replicas
+    hook: Receiver = await receiver()
+    team_id, sid, token, _ = await _tenant(database_url)
+    csrf = new_token()
+    async with httpx.AsyncClient(base_url=a.url, cookies={SESSION_COOKIE: sid, CSRF_COOKIE: csrf},
+                                 headers={CSRF_HEADER: csrf}) as owner:
+        created = await owner.post("/v1/channels", json=webhook(f"{hook.url}/hook", ["capsule.destroy"]))
+        assert created.status_code == 201, created.text
+        registered = await owner.post("/v1/hosts/register", json={"token": token, "address": "10.9.9.9:1"})
+    assert registered.status_code == 201
+    host_id, host_jwt = registered.json()["host"]["id"], registered.json()["token"]
+
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            capsules = [Capsule(team_id=team_id, host_id=host_id, status="stopping") for _ in range(12)]
+            db.add_all(capsules)
+            await db.commit()
+    finally:
+        await engine.dispose()
+    for index, capsule in enumerate(capsules):  # the host reports each one gone, alternately to A and B
+        async with httpx.AsyncClient(base_url=(a, b)[index % 2].url, headers={"X-Host-Token": host_jwt}) as host:
+            reported = await host.post("/v1/hosts/sandbox-events", json={
+                "event": "sandbox.stopped", "sandbox_id": capsule.id, "host_id": host_id})
+        assert reported.status_code == 204, reported.text
+
+    delivered = await hook.wait_for(12, within=20)
+    await asyncio.sleep(1.5)  # and no second delivery of any of them
+    assert len(hook.requests) == 12
+    assert sorted(r.json()["resource"]["id"] for r in delivered) == sorted(c.id for c in capsules)
+    assert len({r.headers["x-wrenn-delivery"] for r in delivered}) == 12
+    assert all(verify(SECRET, r.headers, r.body) and r.json()["outcome"] == "success" for r in delivered)
