@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import time
 from typing import Any
@@ -171,7 +170,7 @@ def open_temp_for_write(path: str) -> tuple[int, str]:
     mode = 0o644
     with contextlib.suppress(FileNotFoundError):
         mode = stat.S_IMODE(os.stat(path).st_mode)
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.envd-tmp")
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(4).hex()}.envd-tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     if mode != 0o644:
         os.fchmod(fd, mode)  # the umask may have masked it

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import secrets
 import signal
 from typing import Any
 
@@ -119,7 +118,7 @@ class ProcessManager:
         env.update(envs)
         # No await from here to the registration below, so a tag cannot be taken twice.
         if tag is None or tag == "":
-            tag = "proc-" + secrets.token_hex(4)
+            tag = "proc-" + os.urandom(4).hex()
         elif any(p.tag == tag for p in self._running.values()):
             raise RpcError("already_exists", f"a running process already has tag {tag!r}")
         try:

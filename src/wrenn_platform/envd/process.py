@@ -9,8 +9,8 @@ import os
 import signal
 import struct
 import subprocess
-import termios
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .connect import RpcError
@@ -23,12 +23,23 @@ FINISHED_OUTPUT_KEPT = 1024 * 1024  # replayable after exit (the record lives on
 EXIT_DRAIN_GRACE = 0.3  # how long output may keep flowing after exit (held by a grandchild)
 
 
+# termios is imported on first PTY use: most capsules never open one.
 def _set_winsize(fd: int, cols: int, rows: int) -> None:
+    import termios
+
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _take_controlling_tty() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _controlling_tty_taker() -> Callable[[], None]:
+    """The child's pre-exec step, its constant looked up before the fork (no import in a child)."""
+    import termios
+
+    request = termios.TIOCSCTTY
+
+    def take() -> None:
+        fcntl.ioctl(0, request, 0)
+
+    return take
 
 
 class Process:
@@ -90,7 +101,7 @@ class Process:
                     stdin=slave,
                     stdout=slave,
                     stderr=slave,
-                    preexec_fn=_take_controlling_tty,
+                    preexec_fn=_controlling_tty_taker(),
                     **common,
                 )
             except BaseException:

@@ -29,6 +29,20 @@ def _become_subreaper() -> None:
         pass
 
 
+def _settle_memory() -> None:
+    """Give back what start-up used only transiently (imports' garbage, freed malloc pages)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()  # start-up's objects live forever: later collections need not scan them
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 async def serve(
     host: str = "0.0.0.0",
     port: int = DEFAULT_PORT,
@@ -61,6 +75,7 @@ async def serve(
         partial(serve_connection, handler=envd), host, port, reuse_address=True, limit=1024 * 1024
     )
     bound = server.sockets[0].getsockname()[1]
+    _settle_memory()
     print(f"envd listening on {host}:{bound}", file=sys.stderr, flush=True)
     if ready is not None:
         ready.set_result(bound)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import time
+
+# hmac's own fallback; `import hmac` (or secrets) would load OpenSSL's libcrypto into every envd.
+from _operator import _compare_digest
 from typing import Any
 
 from .connect import RpcError
@@ -54,7 +56,7 @@ class AgentState:
             return True
         if presented is None:
             return False
-        return hmac.compare_digest(presented.encode(), self.access_token.encode())
+        return _compare_digest(presented.encode(), self.access_token.encode())
 
     def apply_init(self, body: dict[str, Any]) -> None:
         env_vars = body.get("envVars") or {}

@@ -14,10 +14,12 @@ import grp
 import os
 import pwd
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .connect import RpcError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 
@@ -86,6 +88,9 @@ class FsIdentities:
         key = (user.uid, user.gid)
         pool = self._pools.get(key)
         if pool is None:
+            # Imported on first use (concurrent.futures.thread, queue): root-only capsules skip it.
+            from concurrent.futures import ThreadPoolExecutor
+
             pool = ThreadPoolExecutor(
                 max_workers=2,
                 thread_name_prefix=f"fs-{user.uid}",
