@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from functools import partial
 
@@ -43,6 +44,24 @@ def _settle_memory() -> None:
         pass
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, made here: `start_server(host, port)` would resolve the address on
+    asyncio's default executor, starting a thread that then idles in every capsule."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)  # proto IPPROTO_TCP: asyncio sets TCP_NODELAY
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(100)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(
     host: str = "0.0.0.0",
     port: int = DEFAULT_PORT,
@@ -72,7 +91,7 @@ async def serve(
     for sig in FORWARDED:
         loop.add_signal_handler(sig, forward, sig)
     server = await asyncio.start_server(
-        partial(serve_connection, handler=envd), host, port, reuse_address=True, limit=1024 * 1024
+        partial(serve_connection, handler=envd), sock=_listen(host, port), limit=1024 * 1024
     )
     bound = server.sockets[0].getsockname()[1]
     _settle_memory()

@@ -23,7 +23,8 @@ LAUNCHER_SCRIPT = f"""#!/bin/sh
 # Starts envd, the Wrenn agent of this capsule. Installed by `wrenn template build`.
 PYTHONPATH={ENVD_LIB_DIR}${{PYTHONPATH:+:$PYTHONPATH}}
 export PYTHONPATH
-exec /usr/bin/python3 -s -m {ENVD_PACKAGE} "$@"
+# -S: no site module (envd is stdlib-only): faster start, a smaller heap.
+exec /usr/bin/python3 -S -m {ENVD_PACKAGE} "$@"
 """
 
 HOSTNAME = "capsule"
