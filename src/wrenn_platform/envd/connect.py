@@ -12,6 +12,10 @@ from .httpio import BadRequest, Request, Response
 JSON = "application/json"
 CONNECT_JSON = "application/connect+json"
 END_STREAM = 0x02
+# Opt-in response type of process streams (the client lists it in `Accept`): the same envelopes,
+# but output events are RAW_OUTPUT messages — one stream-id byte, then the bytes, no base64/JSON.
+CONNECT_RAW_OUTPUT = "application/x-wrenn-connect-raw"
+RAW_OUTPUT = 0x80
 
 # Connect code -> HTTP status, for unary errors.
 HTTP_STATUS = {
@@ -120,5 +124,9 @@ async def send_unary(response: Response, message: dict[str, Any]) -> None:
     await response.send(200, json.dumps(message, separators=(",", ":")).encode())
 
 
-async def start_stream(response: Response) -> None:
-    await response.start(200, {"Content-Type": CONNECT_JSON})
+def wants_raw_output(request: Request) -> bool:
+    return CONNECT_RAW_OUTPUT in request.headers.get("accept", "")
+
+
+async def start_stream(response: Response, content_type: str = CONNECT_JSON) -> None:
+    await response.start(200, {"Content-Type": content_type})

@@ -10,11 +10,15 @@ import struct
 from typing import Any
 
 from .connect import (
+    CONNECT_JSON,
+    CONNECT_RAW_OUTPUT,
+    RAW_OUTPUT,
     RpcError,
     end_stream,
     envelope,
     read_envelope,
     start_stream,
+    wants_raw_output,
 )
 from .httpio import Request, Response
 from .manager import ProcessManager
@@ -76,6 +80,15 @@ _PREFIX = {name: b'{"event":{"data":{"' + name.encode() + b'":"' for name in ("s
 _SUFFIX = b'"}}}'
 
 
+_STREAM_IDS = {"stdout": 1, "stderr": 2, "pty": 3}
+
+
+def _raw_event(stream: str, parts: list[bytes]) -> list[bytes]:
+    """An output event in the negotiated raw form: the pieces are sent as they are, not joined."""
+    length = 1 + sum(len(part) for part in parts)
+    return [struct.pack(">BIB", RAW_OUTPUT, length, _STREAM_IDS[stream]), *parts]
+
+
 def _data_event(stream: str, data: bytes) -> list[bytes]:
     """A data event as pieces (header, prefix, base64, suffix) so the big one is never copied."""
     encoded = base64.b64encode(data)
@@ -102,6 +115,11 @@ def _keepalive_seconds(request: Request) -> float:
         return DEFAULT_KEEPALIVE
 
 
+async def _start_output_stream(request: Request, response: Response) -> None:
+    raw = wants_raw_output(request)
+    await start_stream(response, CONNECT_RAW_OUTPUT if raw else CONNECT_JSON)
+
+
 async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -115,7 +133,7 @@ class ProcessService:
     # -- streaming --------------------------------------------------------------------------
 
     async def start(self, request: Request, response: Response) -> None:
-        await start_stream(response)
+        await _start_output_stream(request, response)
         try:
             message = await read_envelope(request) or {}
             deadline = _timeout_seconds(request)
@@ -150,7 +168,7 @@ class ProcessService:
         await self._follow(process, request, response, deadline)
 
     async def connect(self, request: Request, response: Response) -> None:
-        await start_stream(response)
+        await _start_output_stream(request, response)
         try:
             message = await read_envelope(request) or {}
             process = self.manager.select(message.get("process"), finished_too=True)
@@ -170,6 +188,7 @@ class ProcessService:
         keepalive = _keepalive_seconds(request)
         expires = loop.time() + deadline if deadline is not None else None
         timed_out = False
+        raw = wants_raw_output(request)
         disconnected = asyncio.ensure_future(request.wait_disconnect())
         try:
             await response.write(envelope({"event": {"start": {"pid": process.pid}}}))
@@ -197,7 +216,7 @@ class ProcessService:
                 chunks = read.result()
                 if chunks is None:
                     break
-                await response.write_parts(self._coalesce(chunks))
+                await response.write_parts(self._coalesce(chunks, raw))
             # Stop watching the socket before the last write: after it, the client may send its
             # next request on this connection, which the watcher must not swallow.
             await _cancel(disconnected)
@@ -218,19 +237,19 @@ class ProcessService:
             process.log.close_reader(reader)
 
     @staticmethod
-    def _coalesce(chunks: list[tuple[str, bytes]]) -> list[bytes]:
+    def _coalesce(chunks: list[tuple[str, bytes]], raw: bool = False) -> list[bytes]:
         """Consecutive chunks of one stream become one event (fewer, larger messages)."""
         out: list[bytes] = []
         stream, size = chunks[0][0], 0
         parts: list[bytes] = []
         for name, data in chunks:
             if parts and (name != stream or size + len(data) > MAX_EVENT_BYTES):
-                out.extend(_data_event(stream, b"".join(parts)))
+                out.extend(_raw_event(stream, parts) if raw else _data_event(stream, b"".join(parts)))
                 stream, parts, size = name, [], 0
             stream = name
             parts.append(data)
             size += len(data)
-        out.extend(_data_event(stream, b"".join(parts)))
+        out.extend(_raw_event(stream, parts) if raw else _data_event(stream, b"".join(parts)))
         return out
 
     async def stream_input(self, request: Request, response: Response) -> None:

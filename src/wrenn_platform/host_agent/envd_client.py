@@ -26,6 +26,11 @@ import httpx
 
 DEFAULT_PORT = 49983
 CONNECT_JSON = "application/connect+json"
+# Negotiated through `Accept` on process streams (see docs/envd-protocol.md): output events come
+# as RAW_OUTPUT envelopes (a stream-id byte, then the bytes), sparing base64 on both sides.
+CONNECT_RAW_OUTPUT = "application/x-wrenn-connect-raw"
+RAW_OUTPUT = 0x80
+_RAW_STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr", 3: "pty"}
 KEEPALIVE_INTERVAL = 15.0  # seconds between envd's keepalive events on a stream
 
 Selector = int | str
@@ -200,6 +205,8 @@ def _entry(raw: Mapping[str, Any]) -> EntryInfo:
 
 
 def _event(raw: Mapping[str, Any]) -> ProcessEvent | None:
+    if "_raw" in raw:
+        return ProcessOutput(*raw["_raw"])
     if "_data" in raw:
         stream: Stream = raw["_data"][0]
         return ProcessOutput(stream, binascii.a2b_base64(raw["_data"][1]))
@@ -233,8 +240,13 @@ _DATA_PREFIXES: dict[bytes, Stream] = {b'{"event":{"data":{"' + name.encode() + 
 _DATA_SUFFIX = b'"}}}'
 
 
-def _decode(payload: bytes) -> dict[str, Any]:
-    # Output events are most of a stream's bytes: decode envd's exact shape without a JSON pass.
+def _decode(flags: int, view: memoryview, raw: bool) -> dict[str, Any]:
+    if flags & RAW_OUTPUT:
+        if not raw or len(view) < 1 or view[0] not in _RAW_STREAMS:
+            raise EnvdError("internal", "unexpected raw output message from envd")
+        return {"_raw": (_RAW_STREAMS[view[0]], bytes(view[1:]))}
+    payload = bytes(view)
+    # Output events are most of a JSON stream's bytes: decode envd's exact shape without a JSON pass.
     if payload.endswith(_DATA_SUFFIX):
         head = payload[:30]
         for prefix, name in _DATA_PREFIXES.items():
@@ -245,21 +257,31 @@ def _decode(payload: bytes) -> dict[str, Any]:
 
 
 async def _envelopes(response: httpx.Response) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    buffer = bytearray()
+    """The envelopes of a streaming body. Received chunks are joined once a whole message is in
+    (one copy per message, however many reads it took), not on every read."""
+    raw = response.headers.get("content-type", "").startswith(CONNECT_RAW_OUTPUT)
+    chunks: list[bytes] = []
+    have, need = 0, 5  # bytes held; bytes needed before the next message can be parsed
     async for chunk in response.aiter_raw():
-        buffer += chunk
-        offset = 0
+        chunks.append(chunk)
+        have += len(chunk)
+        if have < need:
+            continue
+        buffer = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        view = memoryview(buffer)
+        offset, need = 0, 5
         while len(buffer) - offset >= 5:
             flags, length = struct.unpack_from(">BI", buffer, offset)
             if len(buffer) - offset < 5 + length:
+                need = 5 + length
                 break
-            with memoryview(buffer) as view:
-                payload = bytes(view[offset + 5 : offset + 5 + length])
+            message = _decode(flags, view[offset + 5 : offset + 5 + length], raw)
             offset += 5 + length
-            yield flags, _decode(payload)
-        if offset:
-            del buffer[:offset]
-    if buffer:
+            yield flags, message
+        rest = buffer[offset:] if offset else buffer
+        chunks = [rest] if rest else []
+        have = len(rest)
+    if have:
         raise EnvdError("internal", "stream ended inside a message")
 
 
@@ -294,9 +316,12 @@ class EnvdClient:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        raw_output: bool = True,
     ) -> None:
+        """`raw_output=False` asks for process output in the plain Connect JSON form only."""
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
+        self.raw_output = raw_output
         self.timeout = timeout
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         # A stream may be quiet for long, but envd sends a keepalive every KEEPALIVE_INTERVAL.
@@ -359,8 +384,11 @@ class EnvdClient:
         message: Mapping[str, Any],
         user: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (envd enforces it)
+        raw_output: bool = False,
     ) -> AsyncGenerator[dict[str, Any], None]:
         extra = {"Content-Type": CONNECT_JSON, "Keepalive-Ping-Interval": str(int(KEEPALIVE_INTERVAL))}
+        if raw_output and self.raw_output:
+            extra["Accept"] = f"{CONNECT_RAW_OUTPUT}, {CONNECT_JSON}"
         if timeout is not None:
             extra["Connect-Timeout-Ms"] = str(max(1, int(timeout * 1000)))
         request = self._http.build_request(
@@ -498,7 +526,9 @@ class EnvdClient:
             message["tag"] = tag
         if pty is not None:
             message["pty"] = {"size": {"cols": pty.cols, "rows": pty.rows}}
-        async for payload in self._server_stream("process.Process/Start", message, user, timeout):
+        async for payload in self._server_stream(
+            "process.Process/Start", message, user, timeout, raw_output=True
+        ):
             event = _event(payload)
             if event is not None:
                 yield event
@@ -507,7 +537,7 @@ class EnvdClient:
         """Reattach to a process (pid or tag): `ProcessStarted`, its output kept since start
         (bounded), then live output and `ProcessEnded`."""
         message = {"process": selector(process)}
-        async for payload in self._server_stream("process.Process/Connect", message):
+        async for payload in self._server_stream("process.Process/Connect", message, raw_output=True):
             event = _event(payload)
             if event is not None:
                 yield event
