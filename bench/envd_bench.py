@@ -4,7 +4,8 @@
 
 Prints min/median/max per measurement and its ratio to the baseline measured in the same run:
 - `true` round trip (Start → end of stream) vs `subprocess.run(["true"])`;
-- stdout streaming of `head -c SIZE /dev/zero` vs reading the same pipe directly;
+- stdout streaming of `head -c SIZE /dev/zero` vs reading the same pipe directly (raw socket client
+  and `EnvdClient` in the JSON form; `EnvdClient` in its default, negotiated raw output form);
 - file write (`POST /files`, streamed) and read (`GET /files`) vs os.write/os.read of the same file;
 - envd's RSS before and the peak during each transfer (sampled every 20 ms).
 """
@@ -304,7 +305,7 @@ async def measure(
         gib = runs * size / 2**30
         bound = runs * size / max(envd_cpu, client_cpu, 1e-9) / 1e6
         CPU_NOTES.append(
-            f"  {name:<20} envd {envd_cpu / gib:.2f} s/GiB, client {client_cpu / gib:.2f} s/GiB"
+            f"  {name:<31} envd {envd_cpu / gib:.2f} s/GiB, client {client_cpu / gib:.2f} s/GiB"
             f" -> {bound:.0f} MB/s if each had a core"
         )
     return values, " ".join(rss)
@@ -338,9 +339,19 @@ async def main() -> None:
             stdout, peak_stdout = await measure(
                 args.runs, popen.pid, lambda: bench_stdout(client, size), size, "stdout (EnvdClient)"
             )
+            async with EnvdClient(url, TOKEN, timeout=120, raw_output=False) as json_client:
+                stdout_json, peak_json = await measure(
+                    args.runs,
+                    popen.pid,
+                    lambda: bench_stdout(json_client, size),
+                    size,
+                    "stdout (EnvdClient, JSON form)",
+                )
             base_stdout, _ = await measure(args.runs, popen.pid, lambda: baseline_stdout(size))
             print(summary("stdout streaming (raw socket)", raw_out, "MB/s", base_stdout, higher_is_better=True))
             print(summary("stdout streaming (EnvdClient)", stdout, "MB/s", base_stdout, higher_is_better=True))
+            print(summary("stdout streaming (EnvdClient, JSON)", stdout_json, "MB/s", base_stdout,
+                          higher_is_better=True))
             print(summary("stdout streaming (direct pipe)", base_stdout, "MB/s"))
 
             with tempfile.TemporaryDirectory(prefix="envd-bench-", dir="/var/tmp") as tmp:
@@ -362,6 +373,7 @@ async def main() -> None:
             print(f"  at start {rss0 / 1024:.0f}")
             print(f"  stdout (raw socket) {peak_raw}")
             print(f"  stdout (EnvdClient) {peak_stdout}")
+            print(f"  stdout (JSON form)  {peak_json}")
             print(f"  file write          {peak_write}")
             print(f"  file read           {peak_read}")
             print("CPU time per GiB transferred (user+sys):")
