@@ -116,6 +116,12 @@ async def _heartbeat(session: HostSession, interval: float) -> None:
     while True:
         try:
             resp = await session.post(f"/v1/hosts/{session.host_id}/heartbeat")
+            if resp.status_code == 401:
+                # Even a refreshed token is refused: an admin deleted this host (which also took it
+                # out of scheduling). Re-registering would undo that decision: stop heartbeating.
+                log.error("embedded host %s was deleted or its credentials revoked; it takes no capsules "
+                          "until the server restarts (and registers it as a new host)", session.host_id)
+                return
             if resp.status_code != 204:
                 log.warning("embedded agent heartbeat answered %s", resp.status_code)
         except Exception:

@@ -5,6 +5,7 @@ A server of its own (the embedded host is the one deleted), on SQLite and Postgr
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,10 @@ pytestmark = pytest.mark.root
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_force_delete_destroys_the_hosts_capsules(backend: str, minimal_template: TemplateInfo) -> None:
+def test_force_delete_destroys_the_hosts_capsules(
+    backend: str, minimal_template: TemplateInfo, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wrenn_platform.control_plane.embedded_agent")
     with scratch_root() as root, scratch_database(backend, root) as database_url:
         tenant = asyncio.run(_make_tenant(database_url, with_session=False))
         admin = asyncio.run(_make_admin(database_url))
@@ -38,6 +42,9 @@ def test_force_delete_destroys_the_hosts_capsules(backend: str, minimal_template
             asyncio.run(_scenario(server.url, tenant.api_key, admin.session_id or "", admin.csrf or "", root))
         finally:
             server.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "wrenn_platform.control_plane.embedded_agent"]
+    assert sum("was deleted or its credentials revoked" in m for m in messages) == 1, messages
+    assert not any("heartbeat answered" in m for m in messages), messages
 
 
 async def _mounted_under(root: Path) -> bool:
@@ -58,6 +65,10 @@ async def _scenario(url: str, api_key: str, sid: str, csrf: str, root: Path) -> 
                     await api.delete(f"/v1/capsules/{cap['id']}")
         r = await api.post("/v1/capsules", json={})
         assert r.status_code == 502 and r.json()["error"]["code"] == "no_host_available"
+        # Heartbeats (every second here) are refused from now on: the embedded agent must say so
+        # once and stop, not retry forever nor re-register behind the admin's back.
+        await asyncio.sleep(3)
+        assert (await admin.get("/v1/hosts")).json() == []
 
 
 async def _force_delete(api: httpx.AsyncClient, admin: httpx.AsyncClient, ids: list[str], root: Path) -> None:

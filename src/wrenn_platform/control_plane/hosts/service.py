@@ -24,11 +24,20 @@ async def create_pending_host(db: AsyncSession, created_by: str = "system", host
     host = Host(type=host_type, team_id=team_id, status="pending", created_by=created_by)
     db.add(host)
     await db.flush()
+    return host, await issue_registration_token(db, host)
+
+
+async def issue_registration_token(db: AsyncSession, host: Host) -> str:
+    """A new one-time registration token for `host` (earlier unused ones are voided); commits."""
+    now = utcnow()
+    await db.execute(update(HostToken).where(HostToken.host_id == host.id, HostToken.kind == "registration",
+                                             HostToken.used_at.is_(None)).values(used_at=now))
     token = new_token()
     db.add(HostToken(host_id=host.id, kind="registration", token_hash=sha256_hex(token),
-                     expires_at=utcnow() + tokens.REGISTRATION_TTL))
+                     created_at=now, expires_at=now + tokens.REGISTRATION_TTL))
     await db.commit()
-    return host, token
+    await db.refresh(host)
+    return token
 
 
 async def _consume(db: AsyncSession, kind: str, token: str) -> HostToken | None:

@@ -15,7 +15,7 @@ from ..settings import Settings
 
 HOST_JWT_TTL = timedelta(days=7)
 REFRESH_TTL = timedelta(days=60)
-REGISTRATION_TTL = timedelta(hours=24)
+REGISTRATION_TTL = timedelta(hours=1)  # the contract: a registration token is valid 1 h
 _ISSUER = "wrenn-control-plane"
 _AUDIENCE = "wrenn-host"
 _SECRET_FILE = "host_jwt_secret"

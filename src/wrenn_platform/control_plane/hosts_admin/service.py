@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,30 +20,17 @@ from ..audit import record_audit
 from ..auth.principal import Principal
 from ..capsules import states
 from ..capsules.service import CapsuleService
-from ..db.models import Capsule, Host, HostTag, HostToken
+from ..db.models import Capsule, Host, HostTag
 from ..db.types import utcnow
 from ..errors import ApiError, conflict, not_found
-from ..security import new_token, sha256_hex
+from ..hosts.service import issue_registration_token
 from . import access
 
-REGISTRATION_TTL = timedelta(hours=1)
 # Capsules a host still holds (running, paused, hibernated on its disk, or on their way there).
 HELD = states.ON_HOST | {"pending", "hibernated"}
 # How long a forced delete waits for the destroys it started on a reachable host.
 FORCE_DESTROY_WAIT_S = 60.0
 _POLL_S = 0.05
-
-
-async def issue_registration_token(db: AsyncSession, host: Host) -> str:
-    now = utcnow()
-    await db.execute(update(HostToken).where(HostToken.host_id == host.id, HostToken.kind == "registration",
-                                             HostToken.used_at.is_(None)).values(used_at=now))
-    token = new_token()
-    db.add(HostToken(host_id=host.id, kind="registration", token_hash=sha256_hex(token),
-                     created_at=now, expires_at=now + REGISTRATION_TTL))
-    await db.commit()
-    await db.refresh(host)
-    return token
 
 
 async def create(db: AsyncSession, principal: Principal, req: CreateHostRequest) -> tuple[Host, str]:
