@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:  # async: no thread hop per request
     settings: Settings = request.app.state.settings
     return settings
 

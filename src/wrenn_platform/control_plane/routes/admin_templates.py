@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/admin/templates", tags=["admin"])
 
 
 def _with_team(row: TemplateRow) -> Template:
-    out = snapshots._out(row)
+    out = snapshots.template_out(row)
     out.metadata = {**(out.metadata or {}), "team_id": row.team_id}
     return out
 
@@ -39,13 +39,13 @@ def _with_team(row: TemplateRow) -> Template:
 async def list_templates(_: Principal = Depends(require_admin), db: AsyncSession = Depends(get_db),
                          svc: CapsuleService = Depends(get_capsules)) -> list[Template]:
     rows = (await db.execute(select(TemplateRow).order_by(TemplateRow.created_at, TemplateRow.id))).scalars().all()
-    return [*await snapshots._platform_templates(svc), *(_with_team(r) for r in rows)]
+    return [*await snapshots.platform_templates(svc), *(_with_team(r) for r in rows)]
 
 
 async def _team_of(db: AsyncSession, svc: CapsuleService, ref: str) -> tuple[str, str]:
     """(team id, template name) that `name` or `team_id:name` designates."""
     team_id, sep, name = ref.rpartition(":")
-    platform = PLATFORM_TEMPLATE_NAMES | {t.name for t in await snapshots._platform_templates(svc)}
+    platform = PLATFORM_TEMPLATE_NAMES | {t.name for t in await snapshots.platform_templates(svc)}
     if not sep and name in platform:
         raise forbidden(f"{name!r} is a platform template: rebuild it with `wrenn template build`, it cannot be "
                         "deleted")

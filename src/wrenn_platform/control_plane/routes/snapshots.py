@@ -30,13 +30,13 @@ from ..errors import conflict, not_found, responses
 router = APIRouter(tags=["snapshots"])
 
 
-def _out(row: TemplateRow) -> Template:
+def template_out(row: TemplateRow) -> Template:
     return Template(name=row.name, type="snapshot", vcpus=row.vcpus, memory_mb=row.memory_mb,
                     size_bytes=row.size_bytes, created_at=row.created_at, platform=False,
                     metadata=dict(row.labels) if row.labels else None)
 
 
-async def _platform_templates(svc: CapsuleService) -> list[Template]:
+async def platform_templates(svc: CapsuleService) -> list[Template]:
     found: dict[str, Template] = {}
     for _, client in svc.agents.items():
         try:
@@ -58,7 +58,7 @@ async def create_snapshot(body: CreateSnapshotRequest, principal: Principal = De
     states.require(capsule, states.RUNNING, "snapshot")
     client = svc.agents.get(capsule.host_id)
     name = body.name or f"snap-{secrets.token_hex(4)}"
-    if name in {t.name for t in await _platform_templates(svc)}:
+    if name in {t.name for t in await platform_templates(svc)}:
         raise conflict(f"template {name!r} already exists", code="already_exists")
     row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
                       source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
@@ -78,7 +78,7 @@ async def create_snapshot(body: CreateSnapshotRequest, principal: Principal = De
     row.size_bytes = made.size_bytes
     row.labels = dict(made.metadata)
     await db.commit()
-    return _out(row)
+    return template_out(row)
 
 
 @router.get("/v1/snapshots")
@@ -88,11 +88,11 @@ async def list_snapshots(type: Literal["base", "snapshot"] | None = Query(None),
                          svc: CapsuleService = Depends(get_capsules)) -> list[Template]:
     result: list[Template] = []
     if type in (None, "base"):
-        result += [t for t in await _platform_templates(svc) if type is None or t.type == type]
+        result += [t for t in await platform_templates(svc) if type is None or t.type == type]
     if type in (None, "snapshot"):
         rows = (await db.execute(select(TemplateRow).where(TemplateRow.team_id == principal.team_id)
                                  .order_by(TemplateRow.created_at))).scalars().all()
-        result += [_out(r) for r in rows]
+        result += [template_out(r) for r in rows]
     return result
 
 
