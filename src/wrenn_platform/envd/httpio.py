@@ -307,5 +307,9 @@ async def serve_connection(
                 return
     except (ConnectionError, asyncio.IncompleteReadError, BadRequest):
         return
+    except asyncio.CancelledError:
+        # Only envd's shutdown cancels a connection. Ending normally spares asyncio 3.11's
+        # stream callback a spurious "Exception in callback" traceback for an idle keep-alive.
+        return
     finally:
         writer.close()

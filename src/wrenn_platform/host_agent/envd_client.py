@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import httpx
 
+from wrenn_platform.host_agent.envd_http import StreamBroken, StreamPool, StreamTimeout
+
 DEFAULT_PORT = 49983
 CONNECT_JSON = "application/connect+json"
 # Negotiated through `Accept` on process streams (see docs/envd-protocol.md): output events come
@@ -256,13 +258,15 @@ def _decode(flags: int, view: memoryview, raw: bool) -> dict[str, Any]:
     return json.loads(payload) if payload else {}
 
 
-async def _envelopes(response: httpx.Response) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+async def _envelopes(
+    content_type: str, body: AsyncIterator[bytes]
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
     """The envelopes of a streaming body. Received chunks are joined once a whole message is in
     (one copy per message, however many reads it took), not on every read."""
-    raw = response.headers.get("content-type", "").startswith(CONNECT_RAW_OUTPUT)
+    raw = content_type.startswith(CONNECT_RAW_OUTPUT)
     chunks: list[bytes] = []
     have, need = 0, 5  # bytes held; bytes needed before the next message can be parsed
-    async for chunk in response.aiter_raw():
+    async for chunk in body:
         chunks.append(chunk)
         have += len(chunk)
         if have < need:
@@ -305,6 +309,24 @@ def _error_from_response(status: int, body: bytes) -> EnvdError:
     return EnvdError(code, message or body.decode(errors="replace")[:200], status)
 
 
+async def _until_end(
+    envelopes: AsyncIterator[tuple[int, dict[str, Any]]],
+) -> AsyncIterator[dict[str, Any]]:
+    """The messages before the end-of-stream one, whose error (if any) is raised. The body is
+    read to its end even after that message, so the connection can be reused."""
+    end: dict[str, Any] | None = None
+    async for flags, payload in envelopes:
+        if flags & 0x02:
+            end = payload
+        elif end is None:
+            yield payload
+    if end is None:
+        raise EnvdUnavailable("stream from envd ended without an end-of-stream message")
+    error = end.get("error")
+    if error:
+        raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
+
+
 class EnvdClient:
     """An async client for one envd. Cheap to keep around: it pools its connections."""
 
@@ -334,6 +356,12 @@ class EnvdClient:
             transport=transport,
             limits=httpx.Limits(max_keepalive_connections=16, keepalive_expiry=30),
         )
+        # Process streams skip httpx when envd is plain HTTP and no transport is substituted.
+        self._streams: StreamPool | None = None
+        url = httpx.URL(self.base_url)
+        if transport is None and url.scheme == "http" and url.host:
+            self._streams = StreamPool(url.host, url.port or 80)
+        self._connect_timeout = connect_timeout
 
     async def __aenter__(self) -> EnvdClient:
         return self
@@ -342,6 +370,8 @@ class EnvdClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._streams is not None:
+            await self._streams.aclose()
         await self._http.aclose()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -391,12 +421,13 @@ class EnvdClient:
             extra["Accept"] = f"{CONNECT_RAW_OUTPUT}, {CONNECT_JSON}"
         if timeout is not None:
             extra["Connect-Timeout-Ms"] = str(max(1, int(timeout * 1000)))
+        headers = self._headers(user, extra)
+        if self._streams is not None:
+            async for payload in self._fast_stream(f"/{method}", headers, _envelope(message)):
+                yield payload
+            return
         request = self._http.build_request(
-            "POST",
-            f"/{method}",
-            content=_envelope(message),
-            headers=self._headers(user, extra),
-            timeout=self._stream_timeout,
+            "POST", f"/{method}", content=_envelope(message), headers=headers, timeout=self._stream_timeout
         )
         try:
             response = await self._http.send(request, stream=True)
@@ -407,24 +438,44 @@ class EnvdClient:
         try:
             if response.status_code != 200:
                 raise _error_from_response(response.status_code, await response.aread())
-            end: dict[str, Any] | None = None
+            content_type = response.headers.get("content-type", "")
             try:
-                # Read to the end of the body even after the end-of-stream message, so the
-                # connection goes back to the pool instead of being closed.
-                async for flags, payload in _envelopes(response):
-                    if flags & 0x02:
-                        end = payload
-                    elif end is None:
-                        yield payload
+                async for payload in _until_end(_envelopes(content_type, response.aiter_raw())):
+                    yield payload
             except httpx.TimeoutException as exc:
                 raise EnvdError("deadline_exceeded", "envd stream went silent") from exc
             except httpx.TransportError as exc:
                 raise EnvdUnavailable(f"stream from envd broke: {exc!r}") from exc
-            if end is None:
-                raise EnvdUnavailable("stream from envd ended without an end-of-stream message")
-            error = end.get("error")
-            if error:
-                raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
+        finally:
+            await response.aclose()
+
+    async def _fast_stream(
+        self, path: str, headers: Mapping[str, str], body: bytes
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        assert self._streams is not None
+        try:
+            response = await self._streams.post(
+                path,
+                headers,
+                body,
+                connect_timeout=self._connect_timeout,
+                read_timeout=KEEPALIVE_INTERVAL * 3,
+            )
+        except StreamTimeout as exc:
+            raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc})") from exc
+        except StreamBroken as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc}") from exc
+        try:
+            try:
+                if response.status != 200:
+                    raise _error_from_response(response.status, await response.read())
+                content_type = response.headers.get("content-type", "")
+                async for payload in _until_end(_envelopes(content_type, response.iter_body())):
+                    yield payload
+            except StreamTimeout as exc:
+                raise EnvdError("deadline_exceeded", "envd stream went silent") from exc
+            except StreamBroken as exc:
+                raise EnvdUnavailable(f"stream from envd broke: {exc}") from exc
         finally:
             await response.aclose()
 
@@ -654,7 +705,7 @@ class EnvdClient:
         try:
             if response.status_code != 200:
                 raise _error_from_response(response.status_code, await response.aread())
-            async for flags, payload in _envelopes(response):
+            async for flags, payload in _envelopes(response.headers.get("content-type", ""), response.aiter_raw()):
                 if flags & 0x02 and payload.get("error"):
                     error = payload["error"]
                     raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
