@@ -9,7 +9,9 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
 
-.PHONY: run test deps lint typecheck bench clean-venv
+CACHE_DIR ?= /var/cache/wrenn
+
+.PHONY: run test deps template lint typecheck bench clean-venv
 
 deps:
 	@./scripts/install-system-deps
@@ -20,10 +22,14 @@ $(STAMP): pyproject.toml
 	@$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-run: deps $(STAMP)
+# The platform template capsules start from: ~45 s the first time, instant when cached.
+template: deps $(STAMP)
+	@$(VENV)/bin/wrenn template build minimal --cache-dir $(CACHE_DIR)
+
+run: template
 	$(VENV)/bin/wrenn server --data-dir $(DATA_DIR) --port $(PORT)
 
-test: deps $(STAMP)
+test: template
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
