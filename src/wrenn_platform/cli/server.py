@@ -55,6 +55,8 @@ def server(
         runtime=runtime, secure_cookies=False if insecure_cookies else None,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: the embedded agent's heartbeats would flood the log.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False
     )
