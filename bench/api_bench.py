@@ -66,6 +66,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -313,19 +319,24 @@ async def main() -> None:
                 made.append(cid)
             print(summary("REST create -> first exec", creates, "ms", baseline["create"]))
             execs: list[float] = []
+            cpu0 = cpu_seconds(server.pid)
             for _ in range(args.exec_samples):
                 t0 = time.perf_counter()
                 r = await api.post(f"/v1/capsules/{made[0]}/exec", json={"cmd": "true"})
                 execs.append((time.perf_counter() - t0) * 1000)
                 r.raise_for_status()
             print(summary("REST exec `true`", execs, "ms", baseline["exec"]))
-            print(f"{'':36} p99 {percentile(execs, 99):.2f} ms")
+            cpu_per_exec = (cpu_seconds(server.pid) - cpu0) / args.exec_samples * 1000
+            print(f"{'':36} p99 {percentile(execs, 99):.2f} ms; server CPU {cpu_per_exec:.2f} ms per exec")
             while len(made) < args.capsules:
                 made.append((await api_create_first_exec(api))[1])
+            cpu0 = cpu_seconds(server.pid)
             load = await throughput(url, key, made[: args.capsules], args.clients, args.seconds)
+            load_cpu = (cpu_seconds(server.pid) - cpu0) / load["count"] * 1000
             print(f"throughput: {args.capsules} capsules, {args.clients} clients, {args.seconds:.0f} s: "
                   f"{load['count']:.0f} execs, {load['errors']:.0f} errors, {load['rate']:.1f} exec/s, "
-                  f"p50 {load['p50']:.1f} ms, p99 {load['p99']:.1f} ms, max {load['max']:.1f} ms")
+                  f"p50 {load['p50']:.1f} ms, p99 {load['p99']:.1f} ms, max {load['max']:.1f} ms; "
+                  f"server CPU {load_cpu:.2f} ms per exec")
             if size:
                 moved = await transfer(api, made[0], server.pid, size)
                 up0, up1, up2 = cast(tuple[int, int, int], moved["up_rss"])
