@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     session_cache_seconds: int = Field(
         30, description="How long a session lookup stays in the Redis session cache (revocation clears it at once)."
     )
+    api_key_cache_seconds: int = Field(
+        5, description="How long an API-key lookup stays in a replica's memory (bound for other replicas missing "
+        "a bus message; deletions on a replica hold there at once)."
+    )
     oauth_state_ttl_seconds: int = Field(10 * 60, description="How long an OAuth login or connect may take.")
     redis_prefix: str = Field("wrenn:", description="Prefix of every Redis key and channel (share one Redis safely).")
     trust_proxy_headers: bool = Field(

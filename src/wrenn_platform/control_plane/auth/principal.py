@@ -3,12 +3,13 @@
 Cookie-authenticated requests that change state must carry `X-CSRF-Token` equal to the
 `wrenn_csrf` cookie (double submit); API-key requests are exempt. Route dependencies:
 `require_session`, `require_key_or_session`, `require_admin`. With Redis configured, the session
-lookup goes through `session_cache.py`; revocations invalidate it (`sessions.py`).
+lookup goes through `session_cache.py`; revocations invalidate it (`sessions.py`). API-key
+lookups go through the in-process `key_cache.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -23,6 +24,7 @@ from ..deps import get_db, get_settings
 from ..errors import ApiError, forbidden, unauthorized
 from ..security import equal, sha256_hex
 from ..settings import Settings
+from .key_cache import KeyCache, KeySnapshot
 from .session_cache import TOUCH_OPTION, SessionCache, SessionSnapshot
 
 SESSION_COOKIE = "wrenn_sid"
@@ -141,26 +143,46 @@ async def _session_principal(request: Request, db: AsyncSession, settings: Setti
     )
 
 
+async def _load_api_key(request: Request, db: AsyncSession, key_hash: str) -> KeySnapshot | None:
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    if cache is not None and (cached := cache.get(key_hash)) is not None:
+        return cached
+    generation = cache.generation if cache is not None else 0
+    row = (
+        await db.execute(
+            select(ApiKey.id, ApiKey.team_id, ApiKey.created_by, ApiKey.name, ApiKey.last_used)
+            .join(Team, Team.id == ApiKey.team_id)
+            .where(ApiKey.key_hash == key_hash, Team.deleted_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    snapshot = KeySnapshot(api_key_id=row.id, team_id=row.team_id, created_by=row.created_by, name=row.name,
+                           last_used=row.last_used)
+    if cache is not None:
+        cache.put(key_hash, snapshot, generation)
+    return snapshot
+
+
 async def _api_key_principal(request: Request, db: AsyncSession) -> Principal | None:
     key = request.headers.get(API_KEY_HEADER)
     if not key:
         return None
-    row = (
-        await db.execute(
-            select(ApiKey, Team)
-            .join(Team, Team.id == ApiKey.team_id)
-            .where(ApiKey.key_hash == sha256_hex(key))
-        )
-    ).first()
-    if row is None:
-        raise unauthorized("invalid API key")
-    api_key, team = row
-    if team.deleted_at is not None:
+    key_hash = sha256_hex(key)
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    generation = cache.generation if cache is not None else 0
+    api_key = await _load_api_key(request, db, key_hash)
+    if api_key is None:
         raise unauthorized("invalid API key")
     now = utcnow()
     if api_key.last_used is None or now - api_key.last_used >= _TOUCH_INTERVAL:
-        await db.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used=now))
+        await db.execute(
+            update(ApiKey).where(ApiKey.id == api_key.api_key_id).values(last_used=now)
+            .execution_options(**{TOUCH_OPTION: True})
+        )
         await db.commit()
+        if cache is not None:
+            cache.put(key_hash, replace(api_key, last_used=now), generation)
     return Principal(
         kind="api_key",
         team_id=api_key.team_id,
@@ -168,7 +190,7 @@ async def _api_key_principal(request: Request, db: AsyncSession) -> Principal | 
         role=None,
         is_admin=False,
         actor_name=api_key.name,
-        api_key_id=api_key.id,
+        api_key_id=api_key.api_key_id,
     )
 
 
