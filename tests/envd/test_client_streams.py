@@ -6,6 +6,7 @@ import asyncio
 import json
 import struct
 
+import httpx
 import pytest
 
 from wrenn_platform.host_agent.envd_client import (
@@ -87,3 +88,21 @@ async def test_nothing_listening_is_unavailable() -> None:
     async with EnvdClient(f"http://127.0.0.1:{port}") as client:
         with pytest.raises(EnvdUnavailable):
             await client.run("true")
+
+
+async def test_fast_streams_only_over_plain_tcp() -> None:
+    def streams(url: str, transport: httpx.AsyncBaseTransport | None = None) -> bool:
+        return EnvdClient(url, transport=transport)._streams is not None
+
+    assert streams("http://10.11.0.1:49983")
+    assert streams("http://10.11.0.1:49983", httpx.AsyncHTTPTransport(verify=False))  # the agent's
+    assert not streams("http://10.11.0.1:49983", httpx.AsyncHTTPTransport(uds="/run/envd.sock"))
+    assert not streams("http://envd", httpx.MockTransport(lambda request: httpx.Response(204)))
+    assert not streams("https://10.11.0.1:49983")
+
+
+async def test_an_agent_style_client_streams_through_its_own_connections(envd: EnvdProcess) -> None:
+    transport = httpx.AsyncHTTPTransport(verify=False)
+    async with EnvdClient(envd.url, envd.token, transport=transport) as client:
+        assert (await client.run("/bin/echo", ["fast"])).stdout == b"fast\n"
+        assert client._streams is not None and len(client._streams._idle) == 1

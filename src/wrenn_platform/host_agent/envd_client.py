@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterab
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpcore
 import httpx
 
 from wrenn_platform.host_agent.envd_http import StreamBroken, StreamPool, StreamTimeout
@@ -309,6 +310,16 @@ def _error_from_response(status: int, body: bytes) -> EnvdError:
     return EnvdError(code, message or body.decode(errors="replace")[:200], status)
 
 
+def _plain_tcp(transport: httpx.AsyncBaseTransport | None) -> bool:
+    """httpx's own transport, connecting over TCP itself (no Unix socket, no proxy)."""
+    if transport is None:
+        return True
+    if type(transport) is not httpx.AsyncHTTPTransport:
+        return False
+    pool = getattr(transport, "_pool", None)
+    return type(pool) is httpcore.AsyncConnectionPool and getattr(pool, "_uds", "unknown") is None
+
+
 async def _until_end(
     envelopes: AsyncIterator[tuple[int, dict[str, Any]]],
 ) -> AsyncIterator[dict[str, Any]]:
@@ -350,16 +361,19 @@ class EnvdClient:
         self._stream_timeout = httpx.Timeout(
             connect_timeout, connect=connect_timeout, read=KEEPALIVE_INTERVAL * 3, write=timeout
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=self._timeout,
-            transport=transport,
-            limits=httpx.Limits(max_keepalive_connections=16, keepalive_expiry=30),
-        )
-        # Process streams skip httpx when envd is plain HTTP and no transport is substituted.
-        self._streams: StreamPool | None = None
         url = httpx.URL(self.base_url)
-        if transport is None and url.scheme == "http" and url.host:
+        limits = httpx.Limits(max_keepalive_connections=16, keepalive_expiry=30)
+        if transport is None and url.scheme == "http":
+            # Plain HTTP needs no certificates: httpx's default would load the CA bundle for
+            # every client (tens of ms, and agents make a client per capsule or per operation).
+            transport = httpx.AsyncHTTPTransport(verify=False, limits=limits)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self._timeout, transport=transport, limits=limits
+        )
+        # Process streams skip httpx when envd is plain HTTP over TCP (not a mock or other
+        # substituted transport).
+        self._streams: StreamPool | None = None
+        if url.scheme == "http" and url.host and _plain_tcp(transport):
             self._streams = StreamPool(url.host, url.port or 80)
         self._connect_timeout = connect_timeout
 
