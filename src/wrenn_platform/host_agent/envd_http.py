@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 READ_LIMIT = 4 * 1024 * 1024
 MAX_HEAD_BYTES = 64 * 1024
@@ -45,9 +45,9 @@ class StreamResponse:
         self._closed = False
         self._keep_alive = headers.get("connection", "").lower() != "close"
 
-    async def _read(self, coro: asyncio.Future[bytes] | object) -> bytes:
+    async def _read(self, pending: Awaitable[bytes]) -> bytes:
         try:
-            return await asyncio.wait_for(coro, self._read_timeout)  # type: ignore[arg-type]
+            return await asyncio.wait_for(pending, self._read_timeout)
         except TimeoutError:
             raise StreamTimeout("envd sent nothing within the read timeout") from None
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
