@@ -15,6 +15,8 @@ from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmake
 from wrenn_platform.control_plane.db.migrate import upgrade
 from wrenn_platform.control_plane.db.models import User
 from wrenn_platform.control_plane.db.types import utcnow
+from wrenn_platform.control_plane.errors import ApiError
+from wrenn_platform.control_plane.hosts.fleet import set_draining
 from wrenn_platform.control_plane.security import hash_password
 from wrenn_platform.control_plane.settings import Settings
 from wrenn_platform.wire.api.auth import SignupRequest
@@ -69,5 +71,36 @@ async def _create(settings: Settings, request: SignupRequest) -> str:
             )
             await db.commit()
             return f"created platform admin {user.email} ({user.id}), team {user.default_team_id}"
+    finally:
+        await engine.dispose()
+
+
+@admin_app.command("host-drain")
+def host_drain(
+    host_id: str = typer.Argument(..., help="The host's id (host-…)."),
+    undo: bool = typer.Option(False, "--undo", help="Stop draining: the host takes new capsules again."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="WRENN_DATA_DIR", help="As for `wrenn server`."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="WRENN_DATABASE_URL", help="As for `wrenn server`."
+    ),
+) -> None:
+    """Drain a host: it keeps its capsules (they pause, resume and stop there) but takes no new ones.
+
+    The API contract has no route for this, so it is an operator's command on the database.
+    """
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    typer.echo(asyncio.run(_drain(settings, host_id, not undo)))
+
+
+async def _drain(settings: Settings, host_id: str, draining: bool) -> str:
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        async with make_sessionmaker(engine)() as db:
+            try:
+                host = await set_draining(db, host_id, draining)
+            except ApiError as exc:
+                raise typer.BadParameter(exc.message, param_hint="HOST_ID") from None
+            return f"host {host.id} is {host.status}"
     finally:
         await engine.dispose()

@@ -28,9 +28,19 @@ def agent(
         "127.0.0.1:7070", "--listen",
         help="HOST:PORT for the internal API. Loopback or a management network only: never a tenant's door."),
     runtime: str = typer.Option("auto", "--runtime", help=f"Capsule runtime: {' | '.join(RUNTIME_CHOICES)}."),
-    secret_file: Path = typer.Option(
-        ..., "--secret-file",
-        help="The host's shared secret (>= 32 bytes) that signs tokens both ways; created (0600) if missing."),
+    secret_file: Path | None = typer.Option(
+        None, "--secret-file",
+        help="Without a control plane: the host's shared secret (>= 32 bytes) that signs tokens both ways; "
+             "created (0600) if missing."),
+    control_plane: str | None = typer.Option(
+        None, "--control-plane", help="Join this control plane (URL of `wrenn server`): register, heartbeat, "
+                                      "report events. The host's key is derived from the registration token."),
+    registration_token: str | None = typer.Option(
+        None, "--registration-token", envvar="WRENN_REGISTRATION_TOKEN",
+        help="One-time token from POST /v1/hosts (needed the first time only; the identity is kept in DATA_DIR)."),
+    advertise: str | None = typer.Option(
+        None, "--advertise", help="HOST:PORT the control plane reaches this agent at (default: --listen)."),
+    heartbeat: float = typer.Option(5.0, "--heartbeat-seconds", help="Heartbeat interval when joined."),
     host_id: str = typer.Option(None, "--host-id", help="This host's id (default: persisted in DATA_DIR)."),
     min_timeout: int = typer.Option(60, "--min-timeout", help="Positive capsule TTLs below this are clamped up."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -41,12 +51,21 @@ def agent(
     from wrenn_platform.host_agent.api import create_app
     from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
     from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+    from wrenn_platform.host_agent.joined import JoinedAgent
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if runtime not in RUNTIME_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
     host, port = _split_listen(listen)
-    secret = load_secret(secret_file) if secret_file.exists() else create_secret_file(secret_file)
+    joined: JoinedAgent | None = None
+    if control_plane is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        joined = asyncio.run(JoinedAgent.join(control_plane, data_dir, registration_token, advertise or listen))
+        secret, host_id = joined.key, joined.host_id
+    elif secret_file is not None:
+        secret = load_secret(secret_file) if secret_file.exists() else create_secret_file(secret_file)
+    else:
+        raise typer.BadParameter("either --control-plane (to join) or --secret-file", param_hint="--secret-file")
     config = AgentConfig(data_dir=data_dir, cache_dir=cache_dir, runtime=runtime, host_id=host_id,
                          min_timeout_sec=min_timeout)
     host_agent = build_agent(config)
@@ -59,7 +78,11 @@ def agent(
             "host agent %s listening on %s:%s (runtime %s, %d capsules)",
             key.host_id, host, port, host_agent.runtime.name, len(host_agent.list_capsules()))
         try:
-            yield
+            if joined is None:
+                yield
+            else:
+                async with joined.running(host_agent, heartbeat):
+                    yield
         finally:
             await host_agent.close()
 

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     host_heartbeat_seconds: float = Field(5.0, description="How often a host agent heartbeats.")
     host_offline_after_seconds: float = Field(30.0, description="A host without a heartbeat this long gets no "
                                               "new capsules and is marked unreachable.")
+    host_lost_after_seconds: float = Field(120.0, description="A host without a heartbeat this long is marked "
+                                           "offline and its capsules missing (reconciled when it returns).")
     reconcile_interval_seconds: float = Field(5.0, description="How often capsule records are checked against "
                                               "what the hosts report.")
     usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")

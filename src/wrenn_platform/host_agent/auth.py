@@ -14,12 +14,20 @@ request carries `Authorization: Bearer <JWT>`, HS256 over that secret, with clai
   `/v1/events` WebSocket it opened or in a POST the agent makes to it.
 
 The signer makes a fresh token per request (cheap: one HMAC), so a leaked token is worth a
-minute. Registration (a registration token exchanged for a host JWT and this secret) is a later
-issue; until then operators place the same secret file on both sides.
+minute.
+
+Where the secret comes from: an agent that joins a control plane (`wrenn agent --control-plane URL
+--registration-token TOKEN`) derives it from its one-time registration token
+(`key_from_registration_token`); the control plane derives the same key when that token is
+presented at `POST /v1/hosts/register` and keeps it sealed in the host's record, so every replica
+can reach every host and no secret crosses the wire beyond the registration call itself. Without a
+control plane, operators place the same secret file on both sides (`--secret-file`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -88,6 +96,11 @@ class HostKey:
 
     def verify_agent_token(self, token: str) -> dict[str, object]:
         return self.verify(token, AGENT, CONTROL_PLANE)
+
+
+def key_from_registration_token(registration_token: str) -> bytes:
+    """The host's secret, derived from its registration token (64 hex characters)."""
+    return hmac.new(registration_token.encode(), b"wrenn host agent key v1", hashlib.sha256).hexdigest().encode()
 
 
 def bearer(token: str) -> dict[str, str]:

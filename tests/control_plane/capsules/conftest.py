@@ -61,23 +61,24 @@ class Tenant:
 class ServerThread:
     """`create_app(settings)` under uvicorn in a thread with its own event loop; restartable."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bind: str = "127.0.0.1") -> None:
         self.settings = settings
+        self.bind = bind  # another address of this machine's own test namespaces' links, if needed
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.bind}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.bind}:{self.port}"
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", self.port))
+        sock.bind((self.bind, self.port))
         self.port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(create_app(self.settings), log_level="warning"))
         self._server = server

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.root
 def test_force_delete_destroys_the_hosts_capsules(
     backend: str, minimal_template: TemplateInfo, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="wrenn_platform.control_plane.embedded_agent")
+    caplog.set_level(logging.WARNING, logger="wrenn_platform.host_agent.join")
     with scratch_root() as root, scratch_database(backend, root) as database_url:
         tenant = asyncio.run(_make_tenant(database_url, with_session=False))
         admin = asyncio.run(_make_admin(database_url))
@@ -42,7 +42,7 @@ def test_force_delete_destroys_the_hosts_capsules(
             asyncio.run(_scenario(server.url, tenant.api_key, admin.session_id or "", admin.csrf or "", root))
         finally:
             server.stop()
-    messages = [r.getMessage() for r in caplog.records if r.name == "wrenn_platform.control_plane.embedded_agent"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "wrenn_platform.host_agent.join"]
     assert sum("was deleted or its credentials revoked" in m for m in messages) == 1, messages
     assert not any("heartbeat answered" in m for m in messages), messages
 

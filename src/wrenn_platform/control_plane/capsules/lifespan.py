@@ -2,8 +2,10 @@
 
 - order 40: the agent registry and `CapsuleService` on `app.state` (before the embedded agent,
   which registers its client there);
-- order 60: the reconciler loop; on shutdown it stops first, then in-flight lifecycle tasks are
-  let finish while the agents are still there.
+- order 60: the fleet loop (remote host agents into the registry from the hosts table,
+  `remote_agents.py`; host status from heartbeats, `hosts/fleet.py`) and the reconciler loop; on
+  shutdown they stop first, then in-flight lifecycle tasks are let finish while the agents are
+  still there.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.models import Capsule
 from ..db.types import utcnow
+from ..hosts.fleet import mark_stale_hosts
 from ..services import service
 from ..teams_lifecycle import on_team_deleted
 from .agents import AgentRegistry
 from .reconciler import reconcile_once
+from .remote_agents import RemoteAgents
 from .service import CapsuleService
 from .states import DESTROYABLE
 
@@ -44,22 +48,38 @@ async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
     capsules: CapsuleService = app.state.capsules
     settings = app.state.settings
 
-    async def loop() -> None:
+    remote = RemoteAgents(capsules.agents, settings)
+
+    async def fleet() -> None:  # database only: never held up by a host that does not answer
         while True:
             try:
-                await reconcile_once(capsules, settings.host_offline_after_seconds)
+                async with capsules.sessionmaker() as db:
+                    await remote.sync(db)
+                    await mark_stale_hosts(db, settings.host_offline_after_seconds, settings.host_lost_after_seconds)
+            except Exception:
+                log.exception("fleet status update failed")
+            await asyncio.sleep(settings.reconcile_interval_seconds)
+
+    async def reconcile() -> None:
+        while True:
+            try:
+                await reconcile_once(capsules)
             except Exception:
                 log.exception("reconcile failed")
             await asyncio.sleep(settings.reconcile_interval_seconds)
 
-    task = asyncio.create_task(loop(), name="capsule-reconciler")
+    tasks = [asyncio.create_task(fleet(), name="host-fleet"),
+             asyncio.create_task(reconcile(), name="capsule-reconciler")]
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await capsules.aclose()
+        await remote.aclose()
 
 
 async def get_capsules(request: Request) -> CapsuleService:  # async: a sync dependency costs a thread hop

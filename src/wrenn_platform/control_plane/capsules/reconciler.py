@@ -4,37 +4,34 @@ Every few seconds, for each host this control plane reaches: a record the host n
 becomes `missing` (or `stopped` if it was being destroyed, `error` if its create never finished);
 a record in a transient status left behind (agent unreachable, control plane restarted) takes the
 host's view; a capsule the host runs but the records call stopped (or do not know) is destroyed.
-Hosts whose heartbeats stopped are marked `unreachable` and get no new capsules. Records with a
-lifecycle task in flight in this process are left to that task.
+Hosts whose heartbeats stopped (marked `unreachable`, later `offline` by `hosts/fleet.py`) are not
+asked until they heartbeat again; a record made `missing` by its host's loss is `stopped` if the
+returning host no longer has it. Records with a lifecycle task in flight in this process are left
+to that task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire.agent import AgentError, CapsuleInfo, NotFound
 
 from ..db.models import Capsule, Host
 from ..db.types import utcnow
+from ..hosts.fleet import HOST_LOST, SILENT
 from .service import CapsuleService, info_values
 
 log = logging.getLogger(__name__)
 
 
-async def mark_stale_hosts(db: AsyncSession, offline_after_s: float) -> None:
-    cutoff = utcnow() - timedelta(seconds=offline_after_s)
-    await db.execute(update(Host).where(Host.status == "online", Host.last_heartbeat_at < cutoff)
-                     .values(status="unreachable"))
-    await db.commit()
-
-
+LIST_TIMEOUT_S = 10.0
 # A create another replica has just recorded may not have reached the host yet.
 STARTING_GRACE = timedelta(seconds=30)
 
@@ -48,6 +45,8 @@ def _settle(row: Capsule, info: CapsuleInfo | None) -> dict[str, Any] | None:
             if utcnow() - row.last_updated < STARTING_GRACE:
                 return None
             return {"status": "error", "error": "the create did not complete on the host"}
+        if row.status == "missing" and row.error == HOST_LOST:
+            return {"status": "stopped", "stopped_at": utcnow(), "error": "the host returned without this capsule"}
         if row.status not in ("missing", "error"):
             return {"status": "missing", "error": "the host no longer has this capsule"}
         return None
@@ -62,8 +61,8 @@ def _settle(row: Capsule, info: CapsuleInfo | None) -> dict[str, Any] | None:
 
 async def reconcile_host(service: CapsuleService, host_id: str, client: AgentClient) -> None:
     try:
-        infos = {info.id: info for info in await client.list_capsules()}
-    except (AgentError, httpx.HTTPError, OSError) as exc:
+        infos = {info.id: info for info in await asyncio.wait_for(client.list_capsules(), LIST_TIMEOUT_S)}
+    except (AgentError, httpx.HTTPError, OSError, TimeoutError) as exc:
         log.warning("reconcile: host %s unreachable: %s", host_id, exc)
         return
     async with service.sessionmaker() as db:
@@ -105,8 +104,10 @@ async def _destroy_orphan(service: CapsuleService, host_id: str, client: AgentCl
             await service.write(capsule_id, {"status": "stopped", "stopped_at": utcnow()}, only_if="stopping")
 
 
-async def reconcile_once(service: CapsuleService, offline_after_s: float) -> None:
+async def reconcile_once(service: CapsuleService) -> None:
+    """One pass over every host this process reaches, concurrently: a host that does not answer
+    delays only itself, for at most `LIST_TIMEOUT_S`."""
     async with service.sessionmaker() as db:
-        await mark_stale_hosts(db, offline_after_s)
-    for host_id, client in service.agents.items():
-        await reconcile_host(service, host_id, client)
+        silent = set((await db.execute(select(Host.id).where(Host.status.in_(SILENT)))).scalars())
+    await asyncio.gather(*(reconcile_host(service, host_id, client)
+                           for host_id, client in service.agents.items() if host_id not in silent))

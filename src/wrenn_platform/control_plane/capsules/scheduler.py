@@ -1,5 +1,12 @@
-"""Placement: among online hosts this control plane can reach, the one with the most free memory
-(then the fewest reserved vCPUs). Snapshot templates are pinned to the host that holds their files."""
+"""Placement: which host gets a new capsule.
+
+Eligible: `online` hosts (not `draining`, `unreachable`, `offline`, `pending`) with a fresh
+heartbeat that this control plane reaches and whose free memory fits the capsule. A BYOC host
+serves only its own team, and only while that team has BYOC enabled; regular hosts serve every
+team. A BYOC team's capsules go to its own hosts while one fits, else to regular hosts. Among the
+eligible, the most free memory wins (then the fewest reserved vCPUs). Snapshot templates are
+pinned to the host that holds their files.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +15,20 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.models import Capsule, Host
+from ..db.models import Capsule, Host, Team
 from ..db.types import utcnow
 from ..errors import ApiError
 from .states import ON_HOST
 
 
-async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: float,
-                    pinned: str | None = None) -> str:
+async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: float, *, team_id: str,
+                    memory_mb: int = 0, pinned: str | None = None) -> str:
     fresh_since = utcnow() - timedelta(seconds=heartbeat_timeout_s)
     hosts = (await db.execute(select(Host).where(Host.status == "online", Host.last_heartbeat_at >= fresh_since))
              ).scalars().all()
-    candidates = [h for h in hosts if h.id in reachable and (pinned is None or h.id == pinned)]
+    byoc_team = bool((await db.execute(select(Team.is_byoc).where(Team.id == team_id))).scalar_one_or_none())
+    candidates = [h for h in hosts if h.id in reachable and (pinned is None or h.id == pinned)
+                  and (h.type != "byoc" or (byoc_team and h.team_id == team_id))]
     if not candidates:
         what = f"host {pinned} holding this template" if pinned else "online host"
         raise ApiError(502, "no_host_available", f"no {what} is available")
@@ -32,8 +41,17 @@ async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: 
         )).all()
     )
 
-    def free(host: Host) -> tuple[int, int]:
-        mem, cpus = used.get(host.id, (0, 0))
-        return (host.memory_mb or 0) - mem, -cpus
+    def free_memory(host: Host) -> int | None:
+        """None: the host did not report its memory (not limited by this check)."""
+        return None if not host.memory_mb else host.memory_mb - used.get(host.id, (0, 0))[0]
 
-    return max(candidates, key=free).id
+    fitting = [h for h in candidates if (free := free_memory(h)) is None or free >= memory_mb]
+    if not fitting:
+        raise ApiError(502, "no_host_available", f"no host has {memory_mb} MB of memory free")
+    own = [h for h in fitting if h.type == "byoc"]
+
+    def rank(host: Host) -> tuple[int, int]:
+        free = free_memory(host)
+        return (free if free is not None else 0), -used.get(host.id, (0, 0))[1]
+
+    return max(own or fitting, key=rank).id

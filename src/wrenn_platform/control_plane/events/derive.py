@@ -130,14 +130,18 @@ def _template(db: Session, change: Change) -> None:
         record_audit(db, action="delete", resource_type="template", resource_id=name, team_id=team_id)
 
 
+_HOST_UP = frozenset({"online", "draining"})
+
+
 def _host(db: Session, change: Change) -> None:
     row, team_id = change.row, change.row.get("team_id")
     scope = "team" if team_id else "platform"
     if change.kind in ("insert", "delete"):
         record_audit(db, action=change.kind.replace("insert", "create"), resource_type="host",
                      resource_id=row["id"], team_id=team_id, scope=scope, metadata={"type": row.get("type") or ""})
-    was_online = change.old.get("status", row.get("status")) == "online" and change.kind != "insert"
-    is_online = row.get("status") == "online" and change.kind != "delete"
+    # A draining host is up (it serves its capsules, it just takes no new ones).
+    was_online = change.old.get("status", row.get("status")) in _HOST_UP and change.kind != "insert"
+    is_online = row.get("status") in _HOST_UP and change.kind != "delete"
     if was_online == is_online:
         return
     meta = {"status": row.get("status") or "", "host_ip": row.get("address") or ""}

@@ -6,12 +6,14 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wrenn_platform.host_agent.auth import key_from_registration_token
+
 from ..db.models import Host, HostToken
 from ..db.types import utcnow
 from ..errors import ApiError
 from ..security import new_token, sha256_hex
 from ..settings import Settings
-from . import tokens
+from . import agent_keys, tokens
 
 
 def _invalid(message: str) -> ApiError:
@@ -74,6 +76,7 @@ async def register(db: AsyncSession, settings: Settings, token: str, *, address:
     host.address, host.arch, host.cpu_cores, host.memory_mb, host.disk_gb = address, arch, cpu_cores, memory_mb, disk_gb
     host.status = "online"
     host.last_heartbeat_at = utcnow()
+    host.agent_key = agent_keys.seal(settings, host.id, key_from_registration_token(token))
     jwt_, refresh = await _issue(db, settings, host)
     return host, jwt_, refresh
 
@@ -85,8 +88,3 @@ async def refresh(db: AsyncSession, settings: Settings, token: str) -> tuple[Hos
         raise _invalid("invalid, expired or revoked refresh token")
     jwt_, new_refresh = await _issue(db, settings, host)
     return host, jwt_, new_refresh
-
-
-async def heartbeat(db: AsyncSession, host_id: str) -> None:
-    await db.execute(update(Host).where(Host.id == host_id).values(last_heartbeat_at=utcnow(), status="online"))
-    await db.commit()

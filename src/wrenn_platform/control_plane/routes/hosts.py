@@ -28,6 +28,7 @@ from ..db.types import utcnow
 from ..deps import get_db, get_settings
 from ..embedded_agent import embedded_agent as _embedded_agent  # noqa: F401  (registers its service)
 from ..errors import forbidden, responses, unauthorized
+from ..hosts import fleet
 from ..hosts import service as hosts
 from ..hosts.tokens import HostTokenError, verify_host_jwt
 from ..settings import Settings
@@ -77,7 +78,7 @@ async def refresh_host_token(body: RefreshHostTokenRequest, db: AsyncSession = D
 async def host_heartbeat(id: str, host: Host = Depends(require_host), db: AsyncSession = Depends(get_db)) -> Response:
     if host.id != id:
         raise forbidden("host ID mismatch")
-    await hosts.heartbeat(db, host.id)
+    await fleet.heartbeat(db, host.id)
     return Response(status_code=204)
 
 
