@@ -32,6 +32,7 @@ from ..errors import not_found
 from ..settings import Settings
 from . import states
 from .agents import AgentRegistry, agent_errors
+from .running_cache import RunningCache
 from .scheduler import pick_host
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class CapsuleService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[str, int] = {}  # capsule id → lifecycle tasks queued or running here
+        self.running = RunningCache(sessionmaker.kw.get("bind"))
 
     async def aclose(self) -> None:
         """Let running lifecycle tasks finish (bounded), so no record is left mid-transition."""
@@ -89,9 +91,16 @@ class CapsuleService:
 
     async def running_client(self, db: AsyncSession, principal: Principal, capsule_id: str,
                              doing: str) -> AgentClient:
-        capsule = await self.owned(db, principal, capsule_id)
-        states.require(capsule, states.RUNNING, doing)
-        return self.agents.get(capsule.host_id)
+        running = self.running.get(capsule_id)
+        if running is None:
+            generation = self.running.generation
+            capsule = await self.owned(db, principal, capsule_id)
+            states.require(capsule, states.RUNNING, doing)
+            self.running.put(capsule, generation)
+            return self.agents.get(capsule.host_id)
+        if running.team_id != principal.team_id:
+            raise not_found(f"capsule {capsule_id} not found")
+        return self.agents.get(running.host_id)
 
     @staticmethod
     async def list(db: AsyncSession, principal: Principal) -> list[Capsule]:
