@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, ChannelDeliveryAttempt, Event
 from ..db.types import utcnow
-from ..events.wakeup import wake_on_publish
+from ..events.wakeup import stop, wake_on_publish
 from ..services import service
 from ..settings import Settings
 from .crypto import decrypt_config
@@ -136,12 +136,8 @@ class Dispatcher:
             await db.commit()
 
     async def aclose(self) -> None:
-        workers = list(self._workers.values())
-        for task in workers:
-            task.cancel()
-        for task in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._workers:
+            await stop(list(self._workers.values()))
 
 
 @service(32)
@@ -156,8 +152,9 @@ async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
 
     async def run() -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), settings.events_poll_seconds)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+                async with asyncio.timeout(settings.events_poll_seconds):
+                    await wake.wait()
             wake.clear()
             try:
                 await dispatcher.dispatch_once()
@@ -169,10 +166,6 @@ async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(tasks)
         await dispatcher.aclose()
         await client.aclose()

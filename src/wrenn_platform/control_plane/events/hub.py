@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Event
 from ..services import service
-from .wakeup import wake_on_publish
+from .wakeup import stop, wake_on_publish
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,9 @@ async def hub_service(app: FastAPI) -> AsyncIterator[None]:
 
     async def run() -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), settings.events_poll_seconds)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+                async with asyncio.timeout(settings.events_poll_seconds):
+                    await wake.wait()
             wake.clear()
             try:
                 await hub.catch_up()
@@ -121,8 +122,4 @@ async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(tasks)

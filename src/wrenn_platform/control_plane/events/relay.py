@@ -30,7 +30,7 @@ from ..db.types import utcnow
 from ..services import service
 from . import retention
 from .record import add_waker, remove_waker
-from .wakeup import TOPIC
+from .wakeup import TOPIC, stop
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ async def relay_service(app: FastAPI) -> AsyncIterator[None]:
         poll = app.state.settings.events_poll_seconds
         pruned_at = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+                async with asyncio.timeout(poll):
+                    await wake.wait()
             wake.clear()
             if loop.time() - pruned_at > retention.INTERVAL_S:
                 pruned_at = loop.time()
@@ -114,8 +115,6 @@ async def relay_service(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         remove_waker(waker)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop([task])
         with contextlib.suppress(Exception):  # what committed during shutdown
             await publish_pending(app.state.sessionmaker, app.state.bus)

@@ -20,3 +20,12 @@ async def wake_on_publish(bus: Bus, wake: asyncio.Event) -> None:
         except Exception:
             log.warning("event bus subscription lost; resubscribing", exc_info=True)
             await asyncio.sleep(1)
+
+
+async def stop(tasks: list[asyncio.Task[None]], within: float = 10.0) -> None:
+    """Cancel background loops and wait for them, bounded: shutting down never hangs on one."""
+    for task in tasks:
+        task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=within)
+    for task in stuck:
+        log.error("background task %s did not stop within %.0f s", task.get_name(), within)
