@@ -86,6 +86,10 @@ class Settings(BaseSettings):
                                      "Last-Event-ID.")
     events_replay_window_seconds: int = Field(3600, description="Oldest event replayed on reconnect.")
     channel_timeout_seconds: float = Field(10.0, description="Timeout of one notification delivery request.")
+    channel_allow_private_destinations: bool = Field(
+        False, description="Let notification channels reach loopback, private and link-local addresses "
+        "(off: such deliveries are refused, so a tenant's channel cannot probe the internal network)."
+    )
     channel_max_attempts: int = Field(8, description="Delivery attempts per event and channel before giving up.")
     channel_backoff_seconds: float = Field(2.0, description="First retry delay; doubles with each attempt.")
     channel_backoff_max_seconds: float = Field(600.0, description="Longest delay between two attempts.")

@@ -50,6 +50,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         channel_backoff_seconds=0.2,
         channel_backoff_max_seconds=1.0,
         channel_max_attempts=20,
+        channel_allow_private_destinations=True,  # the providers are local receivers on 127.0.0.1
         channel_discord_url="http://127.0.0.1:",
         channel_slack_url="http://127.0.0.1:",
         channel_teams_url="http://127.0.0.1:",

@@ -67,7 +67,8 @@ def live_capsules(request: pytest.FixtureRequest, minimal_template: TemplateInfo
         team_id, key, sid, csrf, key_id = asyncio.run(_tenant(database_url))
         settings = make_settings(root / "data", database_url, cache_dir_of(minimal_template),
                                  events_poll_seconds=0.2, events_keepalive_seconds=1.0,
-                                 channel_backoff_seconds=0.2, channel_backoff_max_seconds=1.0)
+                                 channel_backoff_seconds=0.2, channel_backoff_max_seconds=1.0,
+                                 channel_allow_private_destinations=True)
         server = ServerThread(settings)
         server.start()
         try:

@@ -83,7 +83,8 @@ async def replicas(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Pro
     common = {**os.environ, "WRENN_DATABASE_URL": database_url, "WRENN_REDIS_URL": REDIS_URL,
               "WRENN_REDIS_PREFIX": prefix, "WRENN_SECRET_KEY": secrets.token_hex(32),
               "WRENN_EMBEDDED_AGENT": "false", "WRENN_SECURE_COOKIES": "false",
-              "WRENN_EVENTS_POLL_SECONDS": "30", "WRENN_EVENTS_KEEPALIVE_SECONDS": "1"}
+              "WRENN_EVENTS_POLL_SECONDS": "30", "WRENN_EVENTS_KEEPALIVE_SECONDS": "1",
+              "WRENN_CHANNEL_ALLOW_PRIVATE_DESTINATIONS": "true"}
     started: list[Process] = []
     try:
         for name in ("a", "b"):  # one after the other: the first one migrates the database

@@ -116,7 +116,8 @@ class Dispatcher:
             except Exception as exc:  # a config this version cannot use: recorded, not retried
                 result = Result(False, False, None, f"cannot build the request: {exc!r}"[:1000], 0)
             else:
-                result = await send(self._client, request, self._settings.channel_timeout_seconds)
+                result = await send(self._client, request, self._settings.channel_timeout_seconds,
+                                    allow_private=self._settings.channel_allow_private_destinations)
         attempt = delivery.attempts + 1
         now = utcnow()
         values: dict[str, object] = {"attempts": attempt, "lease_owner": None, "lease_until": None}

@@ -1,9 +1,20 @@
-"""Send one provider request and classify the answer: delivered, retry later, or give up."""
+"""Send one provider request and classify the answer: delivered, retry later, or give up.
+
+Destinations are tenant-supplied URLs: unless the operator allows it, a request whose host
+resolves to any non-global address (loopback, private, link-local, CGNAT, reserved) is refused
+before it is sent, so a channel cannot be used to reach the control plane's own network (SSRF).
+The check resolves the name just before the request; a DNS answer that changes between the check
+and httpx's own lookup is not covered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,8 +33,24 @@ class Result:
     retry_after: float | None = None
 
 
-async def send(client: httpx.AsyncClient, request: Outgoing, timeout_s: float) -> Result:
+async def refused_destination(url: str) -> str | None:
+    """Why `url` must not be requested (a non-global address), or None when it may."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host!r}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return f"destination {host!r} resolves to a non-public address ({address}): refused"
+    return None
+
+
+async def send(client: httpx.AsyncClient, request: Outgoing, timeout_s: float, *, allow_private: bool) -> Result:
     started = time.monotonic()
+    if not allow_private and (refusal := await refused_destination(request.url)) is not None:
+        return Result(False, False, None, refusal, 0)
     try:
         response = await client.request(request.method, request.url, content=request.body,
                                         headers=request.headers, timeout=timeout_s)

@@ -88,7 +88,8 @@ async def test_channel(body: TestChannelRequest, access: TeamAccess = Depends(se
     payload = test_payload(utcnow().isoformat().replace("+00:00", "Z"))
     request = build(body.provider, config, payload, f"wrenn-test-{new_token()[:16]}", settings)
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        result = await send(client, request, settings.channel_timeout_seconds)
+        result = await send(client, request, settings.channel_timeout_seconds,
+                            allow_private=settings.channel_allow_private_destinations)
     record_audit(db, action="test", resource_type="channel", resource_id="", team_id=access.team.id,
                  status="success" if result.ok else "failure",
                  metadata={"provider": body.provider, "status_code": result.status_code})
