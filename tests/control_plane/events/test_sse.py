@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from wrenn_platform.control_plane.events.hub import Hub
@@ -78,6 +79,35 @@ async def test_api_key_stream_and_auth(app: FastAPI, live: Served, make_user: Us
     for response in (missing, bad_key, admin_anonymous):
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_a_logged_out_session_stops_receiving(
+    app: FastAPI, live: Served, make_user: UserFactory, open_sse: SSEOpener
+) -> None:
+    alice = await make_user()
+    stream = await open_sse(live.url, cookies=cookies_of(alice.client))
+    assert (await stream.next_event()).event == "connected"
+    first = await new_capsule(app, alice.team_id)
+    assert (await stream.next_event()).data["resource"]["id"] == first
+    assert (await alice.client.post("/v1/auth/logout-all")).status_code == 204
+    await asyncio.sleep(1.2)  # past the stream's re-check interval
+    await new_capsule(app, alice.team_id)
+    with pytest.raises(EOFError):  # the stream ends instead of delivering the team's next event
+        await stream.next_event()
+
+
+async def test_a_deleted_api_key_stops_receiving(
+    app: FastAPI, live: Served, make_user: UserFactory, open_sse: SSEOpener
+) -> None:
+    alice = await make_user()
+    created = await alice.client.post("/v1/api-keys", json={"name": "sdk"})
+    stream = await open_sse(live.url, headers={"X-API-Key": created.json()["key"]})
+    assert (await stream.next_event()).event == "connected"
+    assert (await alice.client.delete(f"/v1/api-keys/{created.json()['id']}")).status_code == 204
+    await asyncio.sleep(1.2)
+    await new_capsule(app, alice.team_id)
+    with pytest.raises(EOFError):
+        await stream.next_event()
 
 
 async def test_last_event_id_replays_what_was_missed(app: FastAPI, live: Served, make_user: UserFactory,

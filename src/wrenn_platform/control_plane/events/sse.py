@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -43,9 +44,24 @@ async def missed(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
     return [frame(row) for row in reversed(rows)]
 
 
+# How stale the caller's authorization may be before it is checked again (revoked session or key,
+# removed member, demoted admin): the stream ends at the first failed check.
+AUTH_RECHECK_SECONDS = 1.0
+
+
 async def stream(hub: Hub, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings,
-                 team_id: str | None, last_event_id: int | None) -> AsyncIterator[str]:
+                 team_id: str | None, last_event_id: int | None,
+                 authorized: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
     subscriber = hub.subscribe(team_id)  # before the replay query, so nothing falls in between
+    checked_at = time.monotonic()
+
+    async def still_authorized() -> bool:
+        nonlocal checked_at
+        if time.monotonic() - checked_at < AUTH_RECHECK_SECONDS:
+            return True
+        checked_at = time.monotonic()
+        return await authorized()
+
     try:
         yield connected_frame()
         last = 0
@@ -59,12 +75,16 @@ async def stream(hub: Hub, sessionmaker: async_sessionmaker[AsyncSession], setti
                 async with asyncio.timeout(settings.events_keepalive_seconds):
                     item = await subscriber.queue.get()
             except TimeoutError:
+                if not await still_authorized():
+                    return
                 yield KEEPALIVE
                 continue
             if item is None:
                 return  # fell behind: the client reconnects with Last-Event-ID
             if item.seq <= last:
                 continue
+            if not await still_authorized():
+                return
             last = item.seq
             yield item.text
     finally:

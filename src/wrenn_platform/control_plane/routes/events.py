@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...wire.api.events import SSEEvent
 from ..auth.principal import Principal, require_admin, require_key_or_session
+from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
+from ..db.types import utcnow
 from ..deps import get_db
 from ..errors import responses, unauthorized
 from ..events import hub as _hub  # noqa: F401  (registers its service)
@@ -37,11 +41,46 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
 
-async def _open(request: Request, db: AsyncSession, team_id: str | None) -> EventStreamResponse:
+def _authorization_check(
+    sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, admin: bool
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the stream's caller may still read it: a stream outlives the request that opened it,
+    so a revoked session or key, a removed member or a demoted admin must stop receiving events."""
+
+    async def check() -> bool:
+        async with sessionmaker() as db:
+            if principal.kind == "api_key":
+                key = await db.execute(
+                    select(ApiKey.id).join(Team, Team.id == ApiKey.team_id)
+                    .where(ApiKey.id == principal.api_key_id, Team.deleted_at.is_(None))
+                )
+                return key.first() is not None
+            row = (await db.execute(
+                select(AuthSession, User).join(User, User.id == AuthSession.user_id)
+                .where(AuthSession.id == principal.session_id)
+            )).first()
+            if row is None:
+                return False
+            session, user = row
+            if (session.revoked_at is not None or session.expires_at <= utcnow() or not user.is_active
+                    or user.deleted_at is not None):
+                return False
+            if admin:
+                return user.is_admin
+            member = await db.execute(
+                select(TeamMember.role).where(TeamMember.team_id == principal.team_id, TeamMember.user_id == user.id)
+            )
+            return member.first() is not None
+
+    return check
+
+
+async def _open(request: Request, db: AsyncSession, principal: Principal, team_id: str | None) -> EventStreamResponse:
     await db.close()  # a stream may last hours: give the connection back to the pool now
     app = request.app
     last = sse.parse_last_event_id(request.headers.get("last-event-id"))
-    body = sse.stream(app.state.event_hub, app.state.sessionmaker, app.state.settings, team_id, last)
+    authorized = _authorization_check(app.state.sessionmaker, principal, admin=team_id is None)
+    body = sse.stream(app.state.event_hub, app.state.sessionmaker, app.state.settings, team_id, last, authorized)
     return EventStreamResponse(body, headers=_HEADERS)
 
 
@@ -52,12 +91,12 @@ async def stream_events(request: Request, principal: Principal = Depends(require
                         db: AsyncSession = Depends(get_db)) -> EventStreamResponse:
     if principal.kind == "session" and principal.role is None:
         raise unauthorized("not a member of this team")
-    return await _open(request, db, principal.team_id)
+    return await _open(request, db, principal, principal.team_id)
 
 
 @router.get("/v1/admin/events/stream", operation_id="adminStreamEvents", response_model=SSEEvent,
             response_class=EventStreamResponse, response_description="SSE stream opened", tags=["admin"],
             responses=_json_errors(401, 403), openapi_extra=_SSE_BODY)
-async def admin_stream_events(request: Request, _: Principal = Depends(require_admin),
+async def admin_stream_events(request: Request, principal: Principal = Depends(require_admin),
                               db: AsyncSession = Depends(get_db)) -> EventStreamResponse:
-    return await _open(request, db, None)
+    return await _open(request, db, principal, None)
