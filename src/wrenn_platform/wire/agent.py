@@ -12,6 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+# The agent answers these exactly as the public API does: one definition, in the contract's models.
+from wrenn_platform.wire.api.capsules import BackgroundExecResponse as BackgroundExecResponse
+from wrenn_platform.wire.api.capsules import FileEntry as FileEntry
+from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
+from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
+
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
 RuntimeName = Literal["namespace", "microvm"]
 MetricsRange = Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
@@ -178,24 +184,6 @@ class ExecResponse(BaseModel):
     timed_out: bool = False  # killed at `timeout_sec`; the output is what it wrote until then
 
 
-class BackgroundExecResponse(BaseModel):
-    sandbox_id: str
-    cmd: str
-    pid: int
-    tag: str
-
-
-class ProcessEntry(BaseModel):
-    pid: int
-    tag: str | None = None
-    cmd: str
-    args: list[str] = Field(default_factory=list)
-
-
-class ProcessListResponse(BaseModel):
-    processes: list[ProcessEntry]
-
-
 # ---- files --------------------------------------------------------------------------------------
 
 
@@ -206,19 +194,6 @@ class PathRequest(BaseModel):
 class ListDirRequest(BaseModel):
     path: str = Field(..., min_length=1)
     depth: int = Field(1, ge=0, le=32)
-
-
-class FileEntry(BaseModel):
-    name: str
-    path: str
-    type: Literal["file", "directory", "symlink"]
-    size: int = 0
-    mode: int = 0
-    permissions: str = ""
-    owner: str = ""
-    group: str = ""
-    modified_at: int = 0
-    symlink_target: str | None = None
 
 
 class ListDirResponse(BaseModel):
