@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, ChannelDeliveryAttempt, Event
 from ..db.types import utcnow
-from ..events.wakeup import stop, wake_on_publish
+from ..events.wakeup import run_on_wake, stop, wake_on_publish
 from ..services import service
 from ..settings import Settings
 from .crypto import decrypt_config
@@ -151,19 +151,9 @@ async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     wake = asyncio.Event()
 
 
-    async def run() -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
-                async with asyncio.timeout(settings.events_poll_seconds):
-                    await wake.wait()
-            wake.clear()
-            try:
-                await dispatcher.dispatch_once()
-            except Exception:
-                log.warning("dispatcher pass failed", exc_info=True)
-
+    run = run_on_wake(wake, settings.events_poll_seconds, dispatcher.dispatch_once, "dispatcher pass")
     tasks = [asyncio.create_task(wake_on_publish(bus, wake), name="dispatcher-bus"),
-             asyncio.create_task(run(), name="dispatcher")]
+             asyncio.create_task(run, name="dispatcher")]
     try:
         yield
     finally:

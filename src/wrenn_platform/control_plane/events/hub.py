@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Event
 from ..services import service
-from .wakeup import stop, wake_on_publish
+from .wakeup import run_on_wake, stop, wake_on_publish
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +106,9 @@ async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     wake = asyncio.Event()
 
 
-    async def run() -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
-                async with asyncio.timeout(settings.events_poll_seconds):
-                    await wake.wait()
-            wake.clear()
-            try:
-                await hub.catch_up()
-            except Exception:
-                log.warning("event hub read failed", exc_info=True)
-
+    run = run_on_wake(wake, settings.events_poll_seconds, hub.catch_up, "event hub read")
     tasks = [asyncio.create_task(wake_on_publish(bus, wake), name="event-hub-bus"),
-             asyncio.create_task(run(), name="event-hub")]
+             asyncio.create_task(run, name="event-hub")]
     try:
         yield
     finally:

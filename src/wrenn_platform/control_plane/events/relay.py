@@ -30,7 +30,7 @@ from ..db.types import utcnow
 from ..services import service
 from . import retention
 from .record import add_waker, remove_waker
-from .wakeup import TOPIC, stop
+from .wakeup import TOPIC, stop, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,7 @@ async def relay_service(app: FastAPI) -> AsyncIterator[None]:
         poll = app.state.settings.events_poll_seconds
         pruned_at = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
-                async with asyncio.timeout(poll):
-                    await wake.wait()
-            wake.clear()
+            await wait_for_wake(wake, poll)
             if loop.time() - pruned_at > retention.INTERVAL_S:
                 pruned_at = loop.time()
                 try:

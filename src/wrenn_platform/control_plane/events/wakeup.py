@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from ..bus import Bus
 
@@ -20,6 +22,26 @@ async def wake_on_publish(bus: Bus, wake: asyncio.Event) -> None:
         except Exception:
             log.warning("event bus subscription lost; resubscribing", exc_info=True)
             await asyncio.sleep(1)
+
+
+async def wait_for_wake(wake: asyncio.Event, within: float) -> None:
+    """Return when `wake` is set or after `within` seconds, and clear it.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await wake.wait()
+    wake.clear()
+
+
+async def run_on_wake(wake: asyncio.Event, within: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `work` whenever woken, and at least every `within` seconds; a failed pass is logged."""
+    while True:
+        await wait_for_wake(wake, within)
+        try:
+            await work()
+        except Exception:
+            log.warning("%s failed", what, exc_info=True)
 
 
 async def stop(tasks: list[asyncio.Task[None]], within: float = 10.0) -> None:
