@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 # The agent answers these exactly as the public API does: one definition, in the contract's models.
 from wrenn_platform.wire.api.capsules import BackgroundExecResponse as BackgroundExecResponse
 from wrenn_platform.wire.api.capsules import FileEntry as FileEntry
+from wrenn_platform.wire.api.capsules import ListDirRequest as ListDirRequest
+from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
 
@@ -189,15 +191,6 @@ class ExecResponse(BaseModel):
 
 class PathRequest(BaseModel):
     path: str = Field(..., min_length=1)
-
-
-class ListDirRequest(BaseModel):
-    path: str = Field(..., min_length=1)
-    depth: int = Field(1, ge=0, le=32)
-
-
-class ListDirResponse(BaseModel):
-    entries: list[FileEntry]
 
 
 class MakeDirResponse(BaseModel):
