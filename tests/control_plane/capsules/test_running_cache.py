@@ -56,7 +56,7 @@ async def test_writes_through_the_engine_invalidate_and_others_expire(tmp_path: 
             capsule = Capsule(team_id="tm-a", host_id="hs-1", status="running")
             db.add(capsule)
             await db.commit()
-        cache.put(capsule, cache.generation)
+        cache.remember(capsule, cache.generation)
         assert cache.get(capsule.id) == RunningCapsule("tm-a", "hs-1")
 
         # Columns the entry does not hold keep it; status, team or host through this engine end it.
@@ -76,9 +76,9 @@ async def test_writes_through_the_engine_invalidate_and_others_expire(tmp_path: 
             assert row is not None
             row.status = "running"
             await db.commit()
-        cache.put(row, generation)
+        cache.remember(row, generation)
         assert cache.get(capsule.id) is None
-        cache.put(row, cache.generation)
+        cache.remember(row, cache.generation)
         async with make_sessionmaker(here)() as db:
             row = await db.get(Capsule, capsule.id)
             assert row is not None
@@ -87,7 +87,7 @@ async def test_writes_through_the_engine_invalidate_and_others_expire(tmp_path: 
         assert cache.get(capsule.id) is None
 
         # Another replica's write (its own engine) is not seen: the entry lives out its lifetime.
-        cache.put(row, cache.generation)
+        cache.remember(row, cache.generation)
         async with make_sessionmaker(elsewhere)() as db:
             await db.execute(update(Capsule).where(Capsule.id == capsule.id).values(status="paused"))
             await db.commit()

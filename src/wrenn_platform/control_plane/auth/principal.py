@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit.actor import bind as bind_actor
+from ..db.commit_watch import TOUCH_OPTION
 from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
@@ -25,7 +26,7 @@ from ..errors import ApiError, forbidden, unauthorized
 from ..security import equal, sha256_hex
 from ..settings import Settings
 from .key_cache import KeyCache, KeySnapshot
-from .session_cache import TOUCH_OPTION, SessionCache, SessionSnapshot
+from .session_cache import SessionCache, SessionSnapshot
 
 SESSION_COOKIE = "wrenn_sid"
 CSRF_COOKIE = "wrenn_csrf"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -21,19 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import ORMExecuteState, Session
 
 from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.redis)
+from ..db.commit_watch import CommitWatch
 from ..db.models import AuthSession, User
 from ..services import service
 
 INVALIDATED_TOPIC = "identity.sessions.invalidated"
-TOUCH_OPTION = "wrenn_session_touch"  # execution option: this write does not change who anyone is
-_WATCHED_TABLES = frozenset({User.__tablename__, AuthSession.__tablename__})
-_DIRTY = "wrenn_identity_dirty"
-_caches: weakref.WeakKeyDictionary[Engine, SessionCache] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -109,37 +102,7 @@ class SessionCache:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
-@event.listens_for(Session, "before_flush")
-def _mark_flushed_changes(session: Session, _context: Any, _instances: Any) -> None:
-    for obj in list(session.dirty) + list(session.deleted):
-        if isinstance(obj, User | AuthSession) and (obj in session.deleted or session.is_modified(obj)):
-            session.info[_DIRTY] = True
-            return
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _mark_bulk_changes(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete) or state.execution_options.get(TOUCH_OPTION):
-        return
-    table = getattr(state.statement, "table", None)
-    if getattr(table, "name", None) in _WATCHED_TABLES:
-        state.session.info[_DIRTY] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _invalidate_after_commit(session: Session) -> None:
-    if not session.info.pop(_DIRTY, False):
-        return
-    bind = session.bind  # None for sessions not bound to one engine: those belong to no app here
-    engine = bind.engine if isinstance(bind, Connection) else bind
-    cache = _caches.get(engine) if engine is not None else None
-    if cache is not None:
-        cache.invalidate_soon()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_DIRTY, None)
+_watch = CommitWatch("sessions", (User, AuthSession))
 
 
 @service(15)
@@ -153,9 +116,9 @@ async def session_cache_service(app: FastAPI) -> AsyncIterator[None]:
         return
     cache = SessionCache(redis, settings.redis_prefix, settings.session_cache_seconds)
     app.state.session_cache = cache
-    _caches[app.state.engine.sync_engine] = cache
+    _watch.attach(app.state.engine.sync_engine, cache.invalidate_soon)
     try:
         yield
     finally:
         await cache.settle()
-        _caches.pop(app.state.engine.sync_engine, None)
+        _watch.detach(app.state.engine.sync_engine)

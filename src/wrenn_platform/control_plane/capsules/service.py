@@ -96,7 +96,7 @@ class CapsuleService:
             generation = self.running.generation
             capsule = await self.owned(db, principal, capsule_id)
             states.require(capsule, states.RUNNING, doing)
-            self.running.put(capsule, generation)
+            self.running.remember(capsule, generation)
             return self.agents.get(capsule.host_id)
         if running.team_id != principal.team_id:
             raise not_found(f"capsule {capsule_id} not found")
