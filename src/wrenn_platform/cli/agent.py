@@ -32,9 +32,11 @@ def agent(
         None, "--secret-file",
         help="Without a control plane: the host's shared secret (>= 32 bytes) that signs tokens both ways; "
              "created (0600) if missing."),
-    control_plane: str | None = typer.Option(
-        None, "--control-plane", help="Join this control plane (URL of `wrenn server`): register, heartbeat, "
-                                      "report events. The host's key is derived from the registration token."),
+    control_plane: list[str] | None = typer.Option(
+        None, "--control-plane", envvar="WRENN_CONTROL_PLANE",
+        help="Join this control plane (URL of `wrenn server`): register, heartbeat, report events. The host's "
+             "key is derived from the registration token. Repeat it (or separate URLs with commas) to name "
+             "several replicas: the agent moves to the next when the one it uses fails."),
     registration_token: str | None = typer.Option(
         None, "--registration-token", envvar="WRENN_REGISTRATION_TOKEN",
         help="One-time token from POST /v1/hosts (needed the first time only; the identity is kept in DATA_DIR)."),
@@ -50,6 +52,7 @@ def agent(
 
     from wrenn_platform.host_agent.api import create_app
     from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
+    from wrenn_platform.host_agent.control_planes import parse_urls
     from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
     from wrenn_platform.host_agent.joined import JoinedAgent
 
@@ -58,9 +61,13 @@ def agent(
         raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
     host, port = _split_listen(listen)
     joined: JoinedAgent | None = None
-    if control_plane is not None:
+    if control_plane:
+        try:
+            urls = parse_urls(control_plane)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--control-plane") from None
         data_dir.mkdir(parents=True, exist_ok=True)
-        joined = asyncio.run(JoinedAgent.join(control_plane, data_dir, registration_token, advertise or listen))
+        joined = asyncio.run(JoinedAgent.join(urls, data_dir, registration_token, advertise or listen))
         secret, host_id = joined.key, joined.host_id
     elif secret_file is not None:
         secret = load_secret(secret_file) if secret_file.exists() else create_secret_file(secret_file)

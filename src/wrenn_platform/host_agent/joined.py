@@ -1,6 +1,8 @@
-"""`wrenn agent --control-plane URL`: a host agent that joined a control plane.
+"""`wrenn agent --control-plane URL [--control-plane URL ...]`: a host agent that joined a control plane.
 
-The first start registers with the one-time registration token and keeps the identity (host id,
+Given several URLs (replicas of one control plane), it uses the first and moves to the next when
+the one it uses fails (`control_planes.py`): registration, heartbeats, events and token refresh
+alike. The first start registers with the one-time registration token and keeps the identity (host id,
 refresh token, host key derived from the token) in `<data_dir>/agent/join.json` (0600); later
 starts need no token. While serving, it heartbeats and forwards its sandbox events with the host
 JWT, refreshing it when refused (`join.py`).
@@ -16,10 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from .auth import key_from_registration_token
 from .client import LocalAgentClient
+from .control_planes import failover_client
 from .join import HostSession, forward_events, heartbeat, host_specs, register
 from .service import HostAgent
 
@@ -30,13 +31,13 @@ IDENTITY_FILE = Path("agent") / "join.json"
 
 @dataclass(frozen=True)
 class JoinedAgent:
-    control_plane: str
+    control_planes: tuple[str, ...]
     identity_path: Path
     host_id: str
     key: bytes
 
     @classmethod
-    async def join(cls, control_plane: str, data_dir: Path, registration_token: str | None,
+    async def join(cls, control_planes: list[str], data_dir: Path, registration_token: str | None,
                    address: str) -> JoinedAgent:
         path = data_dir / IDENTITY_FILE
         saved = HostSession.load(path)
@@ -44,19 +45,20 @@ class JoinedAgent:
             if not registration_token:
                 raise SystemExit(f"not joined yet ({path} missing): pass --registration-token")
             key = key_from_registration_token(registration_token)
-            async with httpx.AsyncClient(base_url=control_plane, timeout=30) as http:
+            async with failover_client(control_planes) as http:
                 session = await register(http, registration_token, host_specs(data_dir, address), path,
                                          {"agent_key": key.decode()})
-            log.info("joined %s as host %s (agent address %s)", control_plane, session.host_id, address)
+            log.info("joined %s as host %s (agent address %s)", ", ".join(control_planes), session.host_id,
+                     address)
             saved = HostSession.load(path)
             assert saved is not None
-        return cls(control_plane, path, str(saved["host_id"]), str(saved["agent_key"]).encode())
+        return cls(tuple(control_planes), path, str(saved["host_id"]), str(saved["agent_key"]).encode())
 
     @asynccontextmanager
     async def running(self, agent: HostAgent, interval: float) -> AsyncIterator[None]:
         """Heartbeats and event forwarding while the agent serves."""
         saved = HostSession.load(self.identity_path) or {}
-        async with httpx.AsyncClient(base_url=self.control_plane, timeout=30) as http:
+        async with failover_client(self.control_planes) as http:
             session = HostSession(self.host_id, "", str(saved.get("refresh_token", "")), http, self.identity_path,
                                   {"agent_key": self.key.decode()})
             # No JWT yet: the first heartbeat's 401 makes it refresh with the saved refresh token.
