@@ -8,7 +8,9 @@ Needs root (namespace runtime) and the built `minimal` template. Prints min/medi
 ratio API/agent for:
 - REST create → first exec of `true` (POST /v1/capsules, then exec until it answers);
 - REST exec of `true`, sequential, one client;
-- throughput: N capsules, M concurrent clients running exec for S seconds (errors, exec/s, p50/p99);
+- throughput: N capsules, M concurrent clients (keep-alive connections of `wrk`, see load_client.py;
+  `--load-client python` for the former httpx client) running exec of `true` for S seconds (errors,
+  exec/s, p50/p99), and where the CPU went meanwhile (server, capsules, load client, rest);
 - a streaming upload and download of SIZE MiB (`/files/stream/write`, `/files/stream/read`):
   throughput and the server's RSS before, peak in the first and in the second half.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import cast
 
 import httpx
+from load_client import CpuSplit, LoadResult, ensure_wrk, run_wrk  # bench/ is sys.path[0]
 
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
@@ -177,7 +180,9 @@ async def api_destroy(api: httpx.AsyncClient, cids: list[str]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def throughput(url: str, key: str, cids: list[str], clients: int, seconds: float) -> dict[str, float]:
+async def throughput(url: str, key: str, cids: list[str], clients: int, seconds: float) -> LoadResult:
+    """The same load from this process over httpx (costs more CPU than the server it loads)."""
+    cpu0 = cpu_seconds(os.getpid())
     latencies: list[float] = []
     errors = 0
     samples: list[str] = []  # the first few failures, to say what they were
@@ -208,10 +213,9 @@ async def throughput(url: str, key: str, cids: list[str], clients: int, seconds:
         started = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.monotonic() - started
-    for why in samples:
-        print(f"  error: {why}")
-    return {"count": len(latencies), "errors": errors, "rate": len(latencies) / elapsed,
-            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "max": max(latencies)}
+    return LoadResult(count=len(latencies), errors=errors, rate=len(latencies) / elapsed,
+                      p50=percentile(latencies, 50), p99=percentile(latencies, 99), max=max(latencies),
+                      client_cpu_s=cpu_seconds(os.getpid()) - cpu0, samples=samples)
 
 
 async def multipart_body(path: str, size: int, boundary: str) -> AsyncIterator[bytes]:
@@ -300,9 +304,13 @@ async def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--keep-alive", type=int, default=5,
                         help="server's HTTP keep-alive timeout in s (uvicorn's default is 5)")
+    parser.add_argument("--load-client", choices=("wrk", "python"), default="wrk",
+                        help="throughput load: wrk (installed with apt-get if missing) or this process's httpx")
     args = parser.parse_args()
     size = args.size_mib * CHUNK
 
+    if args.load_client == "wrk":
+        ensure_wrk()
     work = make_work_dir()
     print(f"machine: {os.cpu_count()} cores, shared with other work; load {os.getloadavg()}")
     baseline = await agent_baseline(work, args.runs, args.exec_samples, size)
@@ -330,13 +338,20 @@ async def main() -> None:
             print(f"{'':36} p99 {percentile(execs, 99):.2f} ms; server CPU {cpu_per_exec:.2f} ms per exec")
             while len(made) < args.capsules:
                 made.append((await api_create_first_exec(api))[1])
-            cpu0 = cpu_seconds(server.pid)
-            load = await throughput(url, key, made[: args.capsules], args.clients, args.seconds)
-            load_cpu = (cpu_seconds(server.pid) - cpu0) / load["count"] * 1000
-            print(f"throughput: {args.capsules} capsules, {args.clients} clients, {args.seconds:.0f} s: "
-                  f"{load['count']:.0f} execs, {load['errors']:.0f} errors, {load['rate']:.1f} exec/s, "
-                  f"p50 {load['p50']:.1f} ms, p99 {load['p99']:.1f} ms, max {load['max']:.1f} ms; "
-                  f"server CPU {load_cpu:.2f} ms per exec")
+            split = CpuSplit(server.pid)
+            started = time.monotonic()
+            cids = made[: args.capsules]
+            if args.load_client == "wrk":
+                load = await run_wrk(url, key, cids, args.clients, args.seconds)
+            else:
+                load = await throughput(url, key, cids, args.clients, args.seconds)
+            elapsed = time.monotonic() - started
+            for why in load.samples:
+                print(f"  error: {why}")
+            print(f"throughput ({args.load_client}): {args.capsules} capsules, {args.clients} clients, "
+                  f"{args.seconds:.0f} s: {load.count} execs, {load.errors} errors, {load.rate:.1f} exec/s, "
+                  f"p50 {load.p50:.1f} ms, p99 {load.p99:.1f} ms, max {load.max:.1f} ms; load {os.getloadavg()}")
+            print("  " + split.report(elapsed, max(load.count, 1), args.load_client, load.client_cpu_s))
             if size:
                 moved = await transfer(api, made[0], server.pid, size)
                 up0, up1, up2 = cast(tuple[int, int, int], moved["up_rss"])
