@@ -4,7 +4,8 @@
                                                  [--compare DIR --compare-flags=-s]
 
 Each run starts `python3 FLAGS -m wrenn_envd` in bubblewrap over the built template's rootfs
-(read-only; the envd source bind-mounted at /opt/wrenn_envd; host network, loopback port) and
+(read-only; a copy of the envd source, byte-compiled by the guest's python3 as `wrenn template
+build` does, bind-mounted at /opt/wrenn_envd; host network, loopback port) and
 times spawn → first `204` from `/health`; then sends `/init` (as the runtime does), waits 1 s and
 reads envd's /proc/<pid>/smaps_rollup. With `--compare`, runs of the other source (e.g. an older
 checkout: `git archive <rev> src/wrenn_platform/envd | tar -x -C /tmp/old`) alternate with
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +57,18 @@ def smaps(pid: int) -> dict[str, float]:
             if key in ("Rss", "Pss", "Pss_Anon", "Pss_File"):
                 values[key] = int(rest.split()[0]) / 1024
     return values
+
+
+def compiled_copy(rootfs: Path, source: Path, into: Path) -> Path:
+    """`source` copied under `into` and byte-compiled by the guest's python3 (as in a template)."""
+    copy = into / "wrenn_envd"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        ["bwrap", "--ro-bind", str(rootfs), "/", "--tmpfs", "/opt", "--bind", str(copy), "/opt/wrenn_envd",
+         "--proc", "/proc", "--dev", "/dev", "/usr/bin/python3", "-m", "compileall", "-q", "/opt/wrenn_envd"],
+        check=True,
+    )  # fmt: skip
+    return copy
 
 
 def one(rootfs: Path, source: Path, flags: list[str]) -> tuple[float, dict[str, float]]:
@@ -102,9 +117,12 @@ def main() -> None:
     args = parser.parse_args()
     rootfs = build_template("minimal").info.path / "rootfs"
     print(f"template rootfs {rootfs}, load average {os.getloadavg()[0]:.1f}")
-    configs = [("this envd " + args.python_flags, args.source, args.python_flags.split())]
+    work = Path(tempfile.mkdtemp(prefix="envd-startup-"))
+    source = compiled_copy(rootfs, args.source, work / "this")
+    configs = [("this envd " + args.python_flags, source, args.python_flags.split())]
     if args.compare:
-        configs.append((f"{args.compare} {args.compare_flags}", args.compare, args.compare_flags.split()))
+        other = compiled_copy(rootfs, args.compare, work / "other")
+        configs.append((f"{args.compare} {args.compare_flags}", other, args.compare_flags.split()))
     results: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name, _, _ in configs}
     done = 0
     while done < args.runs:
@@ -115,6 +133,7 @@ def main() -> None:
     for name, values in results.items():
         report(name, values)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-from . import lean  # noqa: F401  (first: it imports asyncio without ssl)
 from .server import DEFAULT_PORT, run
 
 USAGE = """usage: envd [--host ADDR] [--port N] [--access-token TOKEN]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import traceback
-from collections.abc import Awaitable, Callable
-from typing import Any
 
+from . import aio
 from .connect import CONNECT_JSON, RpcError, end_stream, parse_message, send_unary, send_unary_error
 from .files import FilesHandler, send_error
 from .httpio import BadRequest, Request, Response
@@ -18,10 +15,15 @@ from .rpc_process import ProcessService
 from .state import AgentState
 from .users import FsIdentities
 
-VERSION = "0.2.0"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any
 
-Unary = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
-Streaming = Callable[[Request, Response], Awaitable[None]]
+    Unary = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
+    Streaming = Callable[[Request, Response], Awaitable[None]]
+
+VERSION = "0.2.0"
 
 
 class Envd:
@@ -88,9 +90,11 @@ class Envd:
             response.keep_alive = False
             if not response.started:
                 await send_error(response, RpcError("invalid_argument", str(exc)))
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, aio.IncompleteReadError):
             raise
         except Exception as exc:  # a bug: report it, keep serving other requests
+            import traceback  # only on a bug: not worth importing at start
+
             traceback.print_exc(file=sys.stderr)
             response.keep_alive = False
             if not response.started:

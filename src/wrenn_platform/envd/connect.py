@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import struct
-from typing import Any
 
 from .httpio import BadRequest, Request, Response
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 JSON = "application/json"
 CONNECT_JSON = "application/connect+json"

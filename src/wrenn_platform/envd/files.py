@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
-from typing import Any
 
-from . import fsops
+from . import aio, fsops
 from .connect import HTTP_STATUS, RpcError, from_os_error
 from .httpio import BadRequest, Request, Response
 from .multipart import MultipartReader, boundary_of
 from .rpc_filesystem import resolve_path
 from .state import AgentState
 from .users import FsIdentities, User
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from typing import Any
 
 CHUNK = 1024 * 1024
 
@@ -63,7 +65,7 @@ class FilesHandler:
             fd, size = await self.fs.run(user, fsops.open_for_read, path)
         except OSError as exc:
             raise from_os_error(exc, path) from None
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         try:
             await response.start(200, {"Content-Type": "application/octet-stream"}, content_length=size)
             sent = 0
@@ -109,8 +111,8 @@ class FilesHandler:
             fd, temp = await self.fs.run(user, fsops.open_temp_for_write, path)
         except OSError as exc:
             raise from_os_error(exc, path) from None
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
+        loop = aio.get_running_loop()
+        pending: aio.Future | None = None
         batch: list[bytes] = []
         batched = 0
         try:
@@ -131,7 +133,7 @@ class FilesHandler:
                 await loop.run_in_executor(None, fsops.write_all, fd, batch)
         except BaseException as exc:
             if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
+                await aio.gather(pending, return_exceptions=True)
             await loop.run_in_executor(None, fsops.discard_temp, fd, temp)
             if isinstance(exc, OSError):
                 raise from_os_error(exc, path) from None

@@ -7,10 +7,13 @@ import errno
 import os
 import stat
 import time
-from typing import Any
 
 from .connect import RpcError
 from .users import group_name, user_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FILE_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "link": "FILE_TYPE_SYMLINK"}
 

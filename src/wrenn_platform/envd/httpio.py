@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 server over asyncio streams: keep-alive, chunked bodies both ways.
+"""A minimal HTTP/1.1 server over envd's streams (`aio`): keep-alive, chunked bodies both ways.
 
 Only what envd needs. The stdlib `http.server` is avoided on purpose: its import graph (email,
 socketserver, ...) costs seconds inside a TCG guest.
@@ -6,8 +6,13 @@ socketserver, ...) costs seconds inside a TCG guest.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from . import aio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    Handler = Callable[["Request", "Response"], Awaitable[None]]
 
 MAX_HEADER_BYTES = 64 * 1024
 READ_CHUNK = 1024 * 1024
@@ -71,7 +76,7 @@ class Request:
         method: str,
         target: str,
         headers: dict[str, str],
-        reader: asyncio.StreamReader,
+        reader: aio.StreamReader,
     ) -> None:
         self.method = method
         path, _, query = target.partition("?")
@@ -173,7 +178,7 @@ class Response:
 
     COALESCE_BELOW = 64 * 1024
 
-    def __init__(self, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+    def __init__(self, writer: aio.StreamWriter, keep_alive: bool) -> None:
         self._writer = writer
         self.keep_alive = keep_alive
         self.started = False
@@ -247,18 +252,15 @@ class Response:
         await self._writer.drain()
 
 
-Handler = Callable[[Request, Response], Awaitable[None]]
-
-
-async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bool] | None:
+async def read_head(reader: aio.StreamReader) -> tuple[str, str, dict[str, str], bool] | None:
     """The request line and headers, or None when the peer closed between requests."""
     try:
         raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
+    except aio.IncompleteReadError as exc:
         if not exc.partial.strip():
             return None
         raise BadRequest("truncated request head") from None
-    except asyncio.LimitOverrunError:
+    except aio.LimitOverrunError:
         raise BadRequest("request head too large") from None
     lines = raw.decode("latin-1").split("\r\n")
     try:
@@ -278,10 +280,9 @@ async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, s
 
 
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+    reader: aio.StreamReader, writer: aio.StreamWriter, handler: Handler
 ) -> None:
-    transport = writer.transport
-    transport.set_write_buffer_limits(high=4 * 1024 * 1024)
+    writer.set_write_buffer_limits(high=4 * 1024 * 1024)
     try:
         while True:
             try:
@@ -305,11 +306,10 @@ async def serve_connection(
             await handler(request, response)
             if not response.keep_alive or not request.body_done:
                 return
-    except (ConnectionError, asyncio.IncompleteReadError, BadRequest):
+    except (ConnectionError, aio.IncompleteReadError, BadRequest):
         return
-    except asyncio.CancelledError:
-        # Only envd's shutdown cancels a connection. Ending normally spares asyncio 3.11's
-        # stream callback a spurious "Exception in callback" traceback for an idle keep-alive.
+    except aio.CancelledError:
+        # Only envd's shutdown cancels a connection: end quietly.
         return
     finally:
         writer.close()

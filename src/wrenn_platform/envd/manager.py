@@ -1,21 +1,23 @@
 """The process table: spawning with validation, selection by pid or tag, the zombie reaper.
 
-envd may run as PID 1, so it reaps every child (`waitpid(-1)`), not only its own; asyncio's own
-child watchers are not used.
+envd may run as PID 1, so it reaps every child (`waitpid(-1)`), not only its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import signal
-from typing import Any
 
+from . import aio
 from .connect import RpcError, from_os_error
 from .process import Process
 from .users import FsIdentities, User
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FINISHED_KEEP_SECONDS = 60.0
@@ -39,10 +41,10 @@ class ProcessManager:
         self._running: dict[int, Process] = {}
         self._finished: dict[int, Process] = {}
         self._unclaimed: dict[int, int] = {}  # statuses reaped before their Process was known
-        self._idle_task: asyncio.Task[None] | None = None
+        self._idle_task: aio.Task | None = None
 
     def start_reaper(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         self._idle_task = loop.create_task(self._watch_idle_ptys())
         self.reap()
@@ -66,7 +68,7 @@ class ProcessManager:
     def _finish(self, process: Process, status: int) -> None:
         process.on_exit(status)
         self._finished[process.pid] = process
-        asyncio.get_running_loop().call_later(
+        aio.get_running_loop().call_later(
             FINISHED_KEEP_SECONDS, self._forget, process.pid, process
         )
 
@@ -174,9 +176,9 @@ class ProcessManager:
         return sorted(self._running.values(), key=lambda p: p.pid)
 
     async def _watch_idle_ptys(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         while True:
-            await asyncio.sleep(min(5.0, max(0.2, self._pty_idle_timeout / 4)))
+            await aio.sleep(min(5.0, max(0.2, self._pty_idle_timeout / 4)))
             now = loop.time()
             for process in list(self._running.values()):
                 if (

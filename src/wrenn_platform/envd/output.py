@@ -7,9 +7,13 @@ bound, the producer is told to pause (backpressure onto the process) instead of 
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import Callable
+
+from . import aio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -25,7 +29,7 @@ class OutputLog:
         self._closed = False
         self._readers: dict[int, int] = {}  # reader id -> next sequence number
         self._next_reader = 0
-        self._changed = asyncio.Event()
+        self._changed = aio.Event()
         self._on_pressure = on_pressure
         self._paused = False
         self.dropped = 0
@@ -54,7 +58,7 @@ class OutputLog:
 
     def _wake(self) -> None:
         self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed = aio.Event()
 
     def _trim(self) -> None:
         slowest = min(self._readers.values(), default=self.end_seq)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -10,12 +9,16 @@ import signal
 import struct
 import subprocess
 from collections import deque
-from collections.abc import Callable
-from typing import Any
 
+from . import aio
 from .connect import RpcError
 from .output import PTY, STDERR, STDOUT, OutputLog
 from .users import User
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -66,15 +69,15 @@ class Process:
         self.is_pty = pty_size is not None
         self.pid = 0
         self.exit_status: int | None = None
-        self.exit_event = asyncio.Event()  # output drained and status known
+        self.exit_event = aio.Event()  # output drained and status known
         self.log = OutputLog(output_bound, self._pressure)
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = aio.get_running_loop().time()
         self.attached = 0  # live streams (Start/Connect) watching this process
-        self._loop = asyncio.get_running_loop()
+        self._loop = aio.get_running_loop()
         self._readers: dict[int, str] = {}  # fd -> stream name
         self._stdin_fd: int | None = None
         self._stdin_pending: deque[bytes] = deque()
-        self._stdin_drained: asyncio.Event = asyncio.Event()
+        self._stdin_drained: aio.Event = aio.Event()
         self._stdin_drained.set()
         self._stdin_close_when_drained = False
         self._last_read = 0.0

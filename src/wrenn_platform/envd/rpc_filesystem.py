@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from typing import Any
 
-from . import fsops, watch
+from . import aio, fsops, watch
 from .connect import RpcError, end_stream, envelope, from_os_error, read_envelope, start_stream
 from .httpio import Request, Response
 from .state import AgentState
 from .users import FsIdentities, User
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_DEPTH = 64
 
@@ -89,21 +91,21 @@ class FilesystemService:
         except RpcError as exc:
             await response.end(end_stream(exc))
             return
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
+        loop = aio.get_running_loop()
+        ready = aio.Event()
 
         def on_readable() -> None:
             watcher.read()
             ready.set()
 
         loop.add_reader(watcher.fd, on_readable)
-        disconnected = asyncio.ensure_future(request.wait_disconnect())
+        disconnected = aio.ensure_future(request.wait_disconnect())
         try:
             await response.write(envelope({"start": {}}))
             while True:
-                waiter = asyncio.ensure_future(ready.wait())
-                done, _ = await asyncio.wait(
-                    {waiter, disconnected}, timeout=30.0, return_when=asyncio.FIRST_COMPLETED
+                waiter = aio.ensure_future(ready.wait())
+                done, _ = await aio.wait(
+                    {waiter, disconnected}, timeout=30.0, return_when=aio.FIRST_COMPLETED
                 )
                 if disconnected in done:
                     waiter.cancel()
@@ -136,12 +138,12 @@ class FilesystemService:
                     await response.write(b"".join(out))
                 if watcher.overflowed or watcher.closed:
                     disconnected.cancel()
-                    await asyncio.gather(disconnected, return_exceptions=True)
+                    await aio.gather(disconnected, return_exceptions=True)
                     await response.end()
                     return
         except ConnectionError:
             response.keep_alive = False
         finally:
             disconnected.cancel()
-            await asyncio.gather(disconnected, return_exceptions=True)
+            await aio.gather(disconnected, return_exceptions=True)
             watcher.close()

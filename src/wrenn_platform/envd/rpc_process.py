@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import signal
 import struct
-from typing import Any
 
+from . import aio
 from .connect import (
     CONNECT_JSON,
     CONNECT_RAW_OUTPUT,
@@ -24,6 +23,10 @@ from .httpio import Request, Response
 from .manager import ProcessManager
 from .process import Process
 from .state import AgentState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_EVENT_BYTES = 1024 * 1024
 DEFAULT_KEEPALIVE = 30.0
@@ -120,9 +123,9 @@ async def _start_output_stream(request: Request, response: Response) -> None:
     await start_stream(response, CONNECT_RAW_OUTPUT if raw else CONNECT_JSON)
 
 
-async def _cancel(task: asyncio.Future[Any]) -> None:
+async def _cancel(task: aio.Future) -> None:
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await aio.gather(task, return_exceptions=True)
 
 
 class ProcessService:
@@ -184,21 +187,21 @@ class ProcessService:
         reader = process.log.open_reader()
         process.attached += 1
         process.touch()
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         keepalive = _keepalive_seconds(request)
         expires = loop.time() + deadline if deadline is not None else None
         timed_out = False
         raw = wants_raw_output(request)
-        disconnected = asyncio.ensure_future(request.wait_disconnect())
+        disconnected = aio.ensure_future(request.wait_disconnect())
         try:
             await response.write(envelope({"event": {"start": {"pid": process.pid}}}))
             while True:
                 wait = keepalive
                 if expires is not None and not timed_out:
                     wait = min(wait, max(0.0, expires - loop.time()))
-                read = asyncio.ensure_future(process.log.read(reader, MAX_EVENT_BYTES))
-                done, _ = await asyncio.wait(
-                    {read, disconnected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                read = aio.ensure_future(process.log.read(reader, MAX_EVENT_BYTES))
+                done, _ = await aio.wait(
+                    {read, disconnected}, timeout=wait, return_when=aio.FIRST_COMPLETED
                 )
                 if disconnected in done:
                     await _cancel(read)

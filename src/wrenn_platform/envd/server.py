@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -10,6 +9,7 @@ import socket
 import sys
 from functools import partial
 
+from . import aio
 from .app import Envd
 from .httpio import serve_connection
 
@@ -45,12 +45,11 @@ def _settle_memory() -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, made here: `start_server(host, port)` would resolve the address on
-    asyncio's default executor, starting a thread that then idles in every capsule."""
+    """The listening socket, bound and non-blocking."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    sock = socket.socket(family, kind, proto)  # proto IPPROTO_TCP: asyncio sets TCP_NODELAY
+    sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -68,13 +67,13 @@ async def serve(
     access_token: str | None = None,
     output_bound: int = 8 * 1024 * 1024,
     pty_idle_timeout: float = 600.0,
-    ready: asyncio.Future[int] | None = None,
+    ready: aio.Future | None = None,
 ) -> None:
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     envd = Envd(access_token, output_bound, pty_idle_timeout)
     _become_subreaper()
     envd.processes.start_reaper()
-    stop = asyncio.Event()
+    stop = aio.Event()
     received: list[int] = []
 
     def on_stop(sig: int) -> None:
@@ -90,7 +89,7 @@ async def serve(
         loop.add_signal_handler(sig, on_stop, sig)
     for sig in FORWARDED:
         loop.add_signal_handler(sig, forward, sig)
-    server = await asyncio.start_server(
+    server = await aio.start_server(
         partial(serve_connection, handler=envd), sock=_listen(host, port), limit=1024 * 1024
     )
     bound = server.sockets[0].getsockname()[1]
@@ -107,7 +106,7 @@ async def serve(
             forward(received[0])
         exits = [p.exit_event.wait() for p in envd.processes.list()]
         if exits:
-            await asyncio.wait([asyncio.ensure_future(e) for e in exits], timeout=SHUTDOWN_GRACE)
+            await aio.wait([aio.ensure_future(e) for e in exits], timeout=SHUTDOWN_GRACE)
         envd.shutdown()
 
 
@@ -118,4 +117,4 @@ def run(
     output_bound: int = 8 * 1024 * 1024,
     pty_idle_timeout: float = 600.0,
 ) -> None:
-    asyncio.run(serve(host, port, access_token, output_bound, pty_idle_timeout))
+    aio.run(serve(host, port, access_token, output_bound, pty_idle_timeout))

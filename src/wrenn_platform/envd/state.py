@@ -8,10 +8,13 @@ import time
 
 # hmac's own fallback; `import hmac` (or secrets) would load OpenSSL's libcrypto into every envd.
 from _operator import _compare_digest
-from typing import Any
 
 from .connect import RpcError
 from .users import User, lookup_user
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLOCK_SET_THRESHOLD = 1.0  # seconds of skew before envd sets the system clock
 

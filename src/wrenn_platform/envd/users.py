@@ -9,19 +9,19 @@ so the kernel itself enforces the user's permissions.
 
 from __future__ import annotations
 
-import asyncio
 import grp
 import os
 import pwd
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import aio
 from .connect import RpcError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from collections.abc import Callable
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 _SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}
 
@@ -82,21 +82,13 @@ class FsIdentities:
     """One small thread pool per uid; root work runs on the loop's default executor."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+        self._pools: dict[tuple[int, int], aio.ThreadPool] = {}
 
-    def _pool(self, user: User) -> ThreadPoolExecutor:
+    def _pool(self, user: User) -> aio.ThreadPool:
         key = (user.uid, user.gid)
         pool = self._pools.get(key)
         if pool is None:
-            # Imported on first use (concurrent.futures.thread, queue): root-only capsules skip it.
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = ThreadPoolExecutor(
-                max_workers=2,
-                thread_name_prefix=f"fs-{user.uid}",
-                initializer=_become,
-                initargs=(user.uid, user.gid, user.groups),
-            )
+            pool = aio.ThreadPool(2, initializer=_become, initargs=(user.uid, user.gid, user.groups))
             self._pools[key] = pool
         return pool
 
@@ -105,7 +97,7 @@ class FsIdentities:
     ) -> T:
         """`func(*args)` with `user`'s filesystem identity. `inline_for_root` runs a quick call
         (a stat) on the event loop when no identity switch is needed, saving a thread hop."""
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         privileged = user.uid == 0 or os.geteuid() != 0
         if privileged and inline_for_root:
             return func(*args)

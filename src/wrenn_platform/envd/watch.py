@@ -7,14 +7,17 @@ kernel checks that user's permission to read the directories.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import struct
 from collections import deque
-from typing import Any
 
+from . import aio
 from .connect import RpcError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
@@ -144,7 +147,7 @@ class Watcher:
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().remove_reader(self.fd)
+            aio.get_running_loop().remove_reader(self.fd)
         os.close(self.fd)
 
 
