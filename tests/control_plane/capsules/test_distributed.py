@@ -1,9 +1,16 @@
-"""Distributed mode: two control planes over one PostgreSQL database and one Redis, three host
-agents each in its own network namespace with its own address. One agent is killed, one control
-plane stopped and one agent's link cut: the surviving control plane keeps serving (new capsules go
-to the remaining host), the lost hosts' capsules are `missing`, not lost; when the link is back and
-the killed agent restarts, every capsule is `running` again. No capsule record is lost or
-duplicated: every record is on exactly one host, and every capsule a host runs has its record."""
+"""Distributed mode: two control-plane processes (`wrenn server`, no embedded agent) over one
+PostgreSQL database and one Redis, three `wrenn agent` processes each in its own network namespace
+with its own address, every agent given both control planes' URLs.
+
+Control plane A is killed with SIGKILL right after it accepted two creates, agent 0 is killed, and
+agent 1's link is cut. What a user sees: control plane B keeps serving (a new capsule lands on the
+host that is left, exec works); agent 2's heartbeats move to B and its host never leaves `online`;
+the lost hosts go `unreachable` then `offline` with their capsules `missing`; when the link is back
+and agent 0 restarts (naming the dead control plane first) every host is `online` and every
+capsule `running` again, where it was. No capsule record is lost or duplicated: each create that
+was answered 202 has exactly one record, settled, and every capsule a host runs is the one its
+record places there.
+"""
 
 from __future__ import annotations
 
@@ -12,37 +19,109 @@ import contextlib
 import os
 import random
 import secrets
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
-from wrenn_platform.control_plane.db.models import Capsule
+from wrenn_platform.control_plane.db.models import Capsule, Event
+from wrenn_platform.host_agent.auth import HostKey, key_from_registration_token
+from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from ..admin_capsules.conftest import _make_admin
-from .conftest import (
-    ServerThread,
-    _make_tenant,
-    cache_dir_of,
-    make_settings,
-    scratch_database,
-    scratch_root,
-    wait_status,
-)
+from .conftest import _make_tenant, cache_dir_of, scratch_database, scratch_root, wait_status
 from .test_remote_agent import Rig, agent_process
 from .test_remote_netns import Link, _host_status, linked_namespace
 
 REDIS_URL = os.environ.get("WRENN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+OFFLINE_AFTER_S, LOST_AFTER_S = 4, 8  # heartbeats every second
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
+class ServerProcess:
+    """`wrenn server` in an OS process of its own, configured through `WRENN_*` variables."""
+
+    def __init__(self, name: str, root: Path, bind: str, env: dict[str, str]) -> None:
+        self.log_path = root / f"{name}.log"
+        self.bind = bind
+        self.port = random.randint(20000, 60000)  # the address is our test link's: nothing else listens on it
+        self.env = {**os.environ, **env, "WRENN_DATA_DIR": str(root / f"{name}-data"), "WRENN_HOST": bind,
+                    "WRENN_PORT": str(self.port)}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bind}:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "wrenn_platform.cli.main", "server", "--log-level",
+                                          "warning"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.proc.poll() is None, f"control plane exited: {self.log_path.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"control plane not ready: {self.log_path.read_text()[-3000:]}"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, in-flight work is cut wherever it is."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def control_planes(root: Path, binds: list[str], database_url: str, cache_dir: Path) -> Iterator[list[ServerProcess]]:
+    shared = {  # what replicas of one control plane share: database, Redis (and a key prefix), secret key
+        "WRENN_DATABASE_URL": database_url, "WRENN_REDIS_URL": REDIS_URL,
+        "WRENN_REDIS_PREFIX": f"wrenn-test-{secrets.token_hex(4)}:", "WRENN_SECRET_KEY": secrets.token_hex(32),
+        "WRENN_EMBEDDED_AGENT": "false", "WRENN_CACHE_DIR": str(cache_dir), "WRENN_RUNTIME": "namespace",
+        "WRENN_SECURE_COOKIES": "false", "WRENN_PUBLIC_URL": "http://testserver",
+        "WRENN_HOST_HEARTBEAT_SECONDS": "1", "WRENN_RECONCILE_INTERVAL_SECONDS": "1",
+        "WRENN_USAGE_SAMPLE_SECONDS": "1", "WRENN_HOST_OFFLINE_AFTER_SECONDS": str(OFFLINE_AFTER_S),
+        "WRENN_HOST_LOST_AFTER_SECONDS": str(LOST_AFTER_S),
+    }
+    servers = [ServerProcess(f"cp{i}", root, bind, shared) for i, bind in enumerate(binds)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def _route_home(link: Link) -> None:
     """A default route to the root namespace, so the agent reaches a control plane on any link."""
-    subprocess.run(["ip", "-n", link.netns, "route", "add", "default", "via", link.root_ip], check=True)
+    subprocess.run(["ip", "-n", link.netns, "route", "replace", "default", "via", link.root_ip], check=True)
+
+
+def _reconnect(link: Link) -> None:
+    link.set(up=True)
+    _route_home(link)  # taking the link down dropped the route through it
 
 
 async def _records(database_url: str) -> dict[str, tuple[str, str]]:
@@ -55,8 +134,20 @@ async def _records(database_url: str) -> dict[str, tuple[str, str]]:
     return {row[0]: (str(row[1]), row[2]) for row in rows}
 
 
-def test_two_control_planes_three_agents_survive_failures(minimal_template: TemplateInfo) -> None:
+async def _host_downs(database_url: str, host_id: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            events = (await db.execute(select(Event).where(Event.event == "host.down"))).scalars().all()
+    finally:
+        await engine.dispose()
+    return sum(1 for e in events if isinstance(e.payload.get("resource"), dict)
+               and e.payload["resource"].get("id") == host_id)
+
+
+def test_two_control_plane_processes_three_agents_survive_failures(minimal_template: TemplateInfo) -> None:
     cache_dir = cache_dir_of(minimal_template)
+    started = time.monotonic()
     with contextlib.ExitStack() as stack:
         root = stack.enter_context(scratch_root())
         database_url = stack.enter_context(scratch_database("postgres", root))
@@ -65,31 +156,19 @@ def test_two_control_planes_three_agents_survive_failures(minimal_template: Temp
             _route_home(link)
         tenant = asyncio.run(_make_tenant(database_url, with_session=False))
         admin = asyncio.run(_make_admin(database_url))
-        prefix = f"wrenn-test-{secrets.token_hex(4)}:"
-        servers = []
-        secret_key = secrets.token_hex(32)  # replicas share it: host JWTs and sealed agent keys
-        for i in range(2):
-            settings = make_settings(root / f"data{i}", database_url, cache_dir, embedded_agent=False,
-                                     host_offline_after_seconds=3.0, host_lost_after_seconds=6.0,
-                                     redis_url=REDIS_URL, redis_prefix=prefix, secret_key=secret_key)
-            server = ServerThread(settings, bind=links[i].root_ip)
-            server.start()
-            servers.append(server)
-        stopped: set[int] = set()
-        try:
-            rigs = [Rig(s, root, tenant.api_key, admin.session_id or "", admin.csrf or "") for s in servers]
-            asyncio.run(_scenario(rigs, links, root, cache_dir, database_url, stopped))
-        finally:
-            for i, server in enumerate(servers):
-                if i not in stopped:
-                    server.stop()
+        # A listens on link 0's root address, B on link 2's (never cut); agents reach both by their route.
+        servers = stack.enter_context(control_planes(root, [links[0].root_ip, links[2].root_ip], database_url,
+                                                     cache_dir))
+        rigs = [Rig(s, root, tenant.api_key, admin.session_id or "", admin.csrf or "") for s in servers]
+        asyncio.run(_scenario(rigs, servers, links, root, cache_dir, database_url))
+    print(f"distributed scenario: {time.monotonic() - started:.1f} s")
 
 
 class Agents:
-    """The three agent processes; each joins (and rejoins) through the control plane `url`."""
+    """The three agent processes; each joins (and rejoins) through `urls`, the first one first."""
 
-    def __init__(self, root: Path, cache_dir: Path, links: list[Link], url: str) -> None:
-        self.root, self.cache_dir, self.links, self.url = root, cache_dir, links, url
+    def __init__(self, root: Path, cache_dir: Path, links: list[Link], urls: list[str]) -> None:
+        self.root, self.cache_dir, self.links, self.urls = root, cache_dir, links, urls
         self.stack = contextlib.ExitStack()
         # The address a host registered with is where the control planes call it: a restart keeps it.
         self.listen = [f"{link.ns_ip}:{random.randint(20000, 60000)}" for link in links]
@@ -98,15 +177,33 @@ class Agents:
         home = self.root / f"agent{i}"
         home.mkdir(exist_ok=True)
         home.chmod(0o755)
-        proc = self.stack.enter_context(agent_process(home, self.cache_dir, self.url, token, self.listen[i],
+        # Agent 1 takes them as one comma-separated value, the others as repeated options.
+        urls = [",".join(self.urls)] if i == 1 else self.urls
+        return self.stack.enter_context(agent_process(home, self.cache_dir, urls, token, self.listen[i],
                                                       netns=self.links[i].netns))
-        return proc
+
+    def log(self, i: int) -> Path:
+        return self.root / f"agent{i}" / "agent.log"
 
 
-async def _scenario(rigs: list[Rig], links: list[Link], root: Path, cache_dir: Path, database_url: str,
-                    stopped: set[int]) -> None:
+async def _on_hosts(agents: Agents, hosts: list[str], tokens: list[str]) -> dict[str, list[str]]:
+    """capsule id → the hosts whose agent runs it, asked of each agent directly with the host's key."""
+    where: dict[str, list[str]] = {}
+    for i, host_id in enumerate(hosts):
+        client = HttpAgentClient(f"http://{agents.listen[i]}", HostKey(host_id, key_from_registration_token(tokens[i])))
+        try:
+            for info in await client.list_capsules():
+                if info.status not in ("stopped", "error"):
+                    where.setdefault(info.id, []).append(host_id)
+        finally:
+            await client.aclose()
+    return where
+
+
+async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[Link], root: Path, cache_dir: Path,
+                    database_url: str) -> None:
     a, b = rigs
-    agents = Agents(root, cache_dir, links, b.server.url)  # agents talk to the control plane that survives
+    agents = Agents(root, cache_dir, links, [a.server.url, b.server.url])  # A first: the one that dies
     async with a.api() as api_a, b.api() as api_b, b.admin() as admin_b, a.admin() as admin_a:
         hosts, tokens = [], []
         for _ in range(3):
@@ -116,13 +213,12 @@ async def _scenario(rigs: list[Rig], links: list[Link], root: Path, cache_dir: P
         made: list[str] = []
         with agents.stack:
             procs = [agents.start(i, tokens[i]) for i in range(3)]
-            for host_id in hosts:
-                await _host_status(admin_b, host_id, "online", root / "agent0" / "agent.log")
+            for i, host_id in enumerate(hosts):
+                await _host_status(admin_b, host_id, "online", agents.log(i))
             await asyncio.sleep(2)  # both control planes add the new hosts' clients on their next pass
             try:
                 for n in range(6):
-                    api = (api_a, api_b)[n % 2]
-                    r = await api.post("/v1/capsules", json={})
+                    r = await (api_a, api_b)[n % 2].post("/v1/capsules", json={})
                     assert r.status_code == 202, r.text
                     made.append(r.json()["id"])
                 for capsule_id in made:
@@ -131,42 +227,57 @@ async def _scenario(rigs: list[Rig], links: list[Link], root: Path, cache_dir: P
                 placed = {cid: records[cid][0] for cid in made}
                 assert set(placed.values()) == set(hosts), placed  # spread by free memory
 
-                # Kill agent 0, stop control plane A, cut agent 1's link.
+                # A accepts two creates and is killed at once, their work wherever it got to.
+                inflight = [(await api_a.post("/v1/capsules", json={})).json()["id"] for _ in range(2)]
+                made += inflight
+                await asyncio.to_thread(servers[0].kill)
                 procs[0].kill()
                 procs[0].wait()
-                await asyncio.to_thread(a.server.stop)
-                stopped.add(0)
                 links[1].set(up=False)
+                await _host_status(admin_b, hosts[1], "unreachable", agents.log(1), within=20)
                 for host_id in hosts[:2]:
-                    await _host_status(admin_b, host_id, "offline", root / "agent0" / "agent.log", within=30)
+                    await _host_status(admin_b, host_id, "offline", agents.log(0), within=30)
                 for capsule_id, host_id in placed.items():
                     await wait_status(api_b, capsule_id, "missing" if host_id in hosts[:2] else "running", within=15)
-                # Service continues on B: a new capsule lands on the host that is left.
+                # Agent 2 heartbeats through B now: its host stayed online, and it serves a new capsule.
+                assert await _host_downs(database_url, hosts[2]) == 0
                 r = await api_b.post("/v1/capsules", json={})
                 assert r.status_code == 202, r.text
                 made.append(r.json()["id"])
                 await wait_status(api_b, made[-1], "running")
                 assert (await _records(database_url))[made[-1]][0] == hosts[2]
+                on_two = next(cid for cid, host_id in placed.items() if host_id == hosts[2])
+                r = await api_b.post(f"/v1/capsules/{on_two}/exec", json={"cmd": "true"})
+                assert r.status_code == 200, r.text
 
-                # The link comes back, the killed agent restarts (its identity is kept: no token).
-                links[1].set(up=True)
+                # The link comes back, the killed agent restarts (its identity is kept: no token), A stays dead.
+                _reconnect(links[1])
                 procs[0] = agents.start(0, "")
-                for host_id in hosts:
-                    await _host_status(admin_b, host_id, "online", root / "agent0" / "agent.log", within=60)
-                for capsule_id in made:
+                for i, host_id in enumerate(hosts):
+                    await _host_status(admin_b, host_id, "online", agents.log(i), within=60)
+                for capsule_id in placed:
                     await wait_status(api_b, capsule_id, "running", within=30)
+                settled = [(await wait_status(api_b, capsule_id, "running", "error", "stopped", within=60))["status"]
+                           for capsule_id in inflight]  # each settles: created, or recorded as a create that failed
+                print(f"creates in flight when A was killed ended {settled}")
+                assert await _host_downs(database_url, hosts[2]) == 0
+
                 records = await _records(database_url)
                 assert sorted(records) == sorted(made)  # nothing lost, nothing added
-                assert {cid: records[cid][0] for cid in made[:6]} == placed  # each where it was
+                assert {cid: records[cid][0] for cid in placed} == placed  # each where it was
+                where = await _on_hosts(agents, hosts, tokens)
+                assert all(len(on) == 1 for on in where.values()), where  # no capsule on two hosts
+                live = {cid for cid, (_, status) in records.items() if status == "running"}
+                assert {cid: on[0] for cid, on in where.items()} == {cid: records[cid][0] for cid in live}
                 r = await api_b.post(f"/v1/capsules/{made[0]}/exec", json={"cmd": "true"})
                 assert r.status_code == 200, r.text
             finally:
                 # Whatever failed: every host back, so every capsule can be destroyed on it.
-                links[1].set(up=True)
+                _reconnect(links[1])
                 if procs[0].poll() is not None:
                     procs[0] = agents.start(0, "")
-                for host_id in hosts:
-                    await _host_status(admin_b, host_id, "online", root / "agent0" / "agent.log", within=60)
+                for i, host_id in enumerate(hosts):
+                    await _host_status(admin_b, host_id, "online", agents.log(i), within=60)
                 for capsule_id in made:
                     await api_b.delete(f"/v1/capsules/{capsule_id}")
                 for capsule_id in made:

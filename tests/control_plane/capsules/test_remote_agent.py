@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -46,15 +47,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def agent_process(root: Path, cache_dir: Path, control_plane: str, token: str, listen: str,
+def agent_process(root: Path, cache_dir: Path, control_plane: str | list[str], token: str, listen: str,
                   netns: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`wrenn agent` joined to `control_plane` (several: one `--control-plane` each), logging to root/agent.log."""
     # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup tree the runtime uses.
     inside = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
-    with open(root / "agent.log", "wb") as log:
+    urls = [control_plane] if isinstance(control_plane, str) else control_plane
+    with open(root / "agent.log", "ab") as log:
         proc = subprocess.Popen(
             [*inside, sys.executable, "-m", "wrenn_platform.cli.main", "agent", "--data-dir", str(root / "agent-data"),
-             "--cache-dir", str(cache_dir), "--listen", listen, "--runtime", "namespace", "--control-plane",
-             control_plane, "--registration-token", token, "--heartbeat-seconds", "1", "--log-level", "info"],
+             "--cache-dir", str(cache_dir), "--listen", listen, "--runtime", "namespace",
+             *(arg for url in urls for arg in ("--control-plane", url)),
+             "--registration-token", token, "--heartbeat-seconds", "1", "--log-level", "info"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             yield proc
@@ -68,9 +72,14 @@ def agent_process(root: Path, cache_dir: Path, control_plane: str, token: str, l
                     proc.wait()
 
 
+class Served(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 @dataclass
 class Rig:
-    server: ServerThread
+    server: Served  # a ServerThread, or a control plane in a process of its own
     root: Path
     api_key: str
     admin_sid: str
