@@ -27,7 +27,8 @@ import pytest
 from wrenn_platform.host_agent.envd_client import EnvdError, ProcessOutput, ProcessStarted, PtySize
 from wrenn_platform.host_agent.network import allocate_slot, release_slot
 from wrenn_platform.host_agent.runtime.base import RunningCapsule, RuntimeError_
-from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, net
+from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, cgroup, net
+from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
 
 from .conftest import DISK_MB, MEMORY_MB, TOKEN, Fleet, envd, sh, spec_for
@@ -180,6 +181,23 @@ async def test_qemu_runs_confined(booted: RunningCapsule, runtime: MicrovmRuntim
     assert os.stat(f"/proc/{pid}/ns/net").st_ino != slot_ns
 
 
+def cgroup_limits(cg: cgroups.Cgroup) -> tuple[int, int, int]:
+    """(memory bytes, CPU quota in µs per 100 ms, pids) as the kernel shows them."""
+    if cg.v2:
+        d = cg.dirs["unified"]
+        memory, cpu, pids = (d / "memory.max").read_text(), (d / "cpu.max").read_text(), (d / "pids.max").read_text()
+        return int(memory), int(cpu.split()[0]), int(pids)
+    memory = (cg.dirs["memory"] / "memory.limit_in_bytes").read_text()
+    cpu = (cg.dirs["cpu"] / "cpu.cfs_quota_us").read_text()
+    return int(memory), int(cpu), int((cg.dirs["pids"] / "pids.max").read_text())
+
+
+def peak_memory(cg: cgroups.Cgroup) -> int:
+    d = cg.dirs["unified"] if cg.v2 else cg.dirs["memory"]
+    name = "memory.peak" if cg.v2 else "memory.max_usage_in_bytes"
+    return int((d / name).read_text())
+
+
 async def test_sample_reports_the_vmm_process_and_disk(booted: RunningCapsule, runtime: MicrovmRuntime) -> None:
     first = runtime.sample(booted.capsule_id)
     script = "sync; df -B1 --output=used / | tail -1; dd if=/dev/urandom of=/home/user/f bs=1M count=8 status=none"
@@ -196,6 +214,34 @@ async def test_sample_reports_the_vmm_process_and_disk(booted: RunningCapsule, r
     assert used_before + (8 << 20) <= second.disk_bytes < used_before + (64 << 20)
     assert 50 << 20 < second.memory_bytes < 400 << 20  # VmRSS of QEMU
     assert second.cpu_seconds > first.cpu_seconds > 0
+
+
+async def test_qemu_runs_in_its_own_cgroup_whose_limits_hold(booted: RunningCapsule, runtime: MicrovmRuntime) -> None:
+    pid = qemu_pid(runtime, booted.capsule_id)
+    cg = cgroups.Cgroup(booted.capsule_id)
+    assert cg.pids() == [pid]  # QEMU alone, with every one of its threads (born inside)
+    paths: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():  # noqa: ASYNC240
+        _, controllers, path = line.split(":", 2)
+        paths.update({c: path for c in controllers.split(",")})
+    for controller in ("",) if cg.v2 else ("memory", "cpu", "pids"):
+        assert paths[controller] == f"/wrenn/{booted.capsule_id}"
+    limit = (MEMORY_MB + cgroup.VMM_OVERHEAD_MB["tcg"]) << 20
+    assert cgroup_limits(cg) == (limit, 100_000, cgroup.PIDS_MAX)  # 1 vCPU = 1 core per period
+    # The guest fills most of its RAM: those pages are charged to QEMU's cgroup, which stays under
+    # its limit without an OOM kill (the overhead allowed for QEMU itself is enough).
+    code, out, err = await sh(booted, "python3 -c 'b = bytearray(200 << 20); print(len(b))'", user="root")
+    assert (code, out) == (0, f"{200 << 20}\n"), err
+    assert 200 << 20 < cg.memory_bytes() <= peak_memory(cg) <= limit
+    assert cg.oom_kills() == 0 and runtime._vms[booted.capsule_id].proc is not None
+    assert runtime._vms[booted.capsule_id].proc.alive()  # type: ignore[union-attr]
+    # A busy guest gets at most its one core, however long it spins.
+    cpu0, t0 = cg.cpu_seconds(), time.monotonic()
+    code, _, err = await sh(booted, "timeout 3 sh -c 'while :; do :; done'; true")
+    cpu1, t1 = cg.cpu_seconds(), time.monotonic()
+    assert code == 0, err
+    assert 0 < cpu1 - cpu0 <= (t1 - t0) * 1.05
+    assert len(os.listdir(f"/proc/{pid}/task")) <= cgroup.PIDS_MAX
 
 
 async def test_snapshot_then_new_capsules_restore_from_it_without_booting(
@@ -272,6 +318,7 @@ async def test_a_restarted_agent_adopts_running_and_paused_vms(
     assert adopted is not None
     assert adopted.envd_url == clone.envd_url and adopted.metadata == clone.metadata
     assert fresh.sample(clone.capsule_id).memory_bytes > 0
+    assert cgroups.Cgroup(clone.capsule_id).pids() == [qemu_pid(fresh, clone.capsule_id)]  # kept
     await fresh.pause(clone.capsule_id)
     await fresh.detach()
     again = await runtime.adopt(clone.state_dir)  # a paused VM is adoptable too
@@ -296,6 +343,8 @@ async def test_pause_writes_device_state_only_and_resume_keeps_the_running_proce
     await runtime.pause(booted.capsule_id)
     pause_s = time.monotonic() - started
     assert vm_gone(pid)
+    cg = cgroups.Cgroup(booted.capsule_id)
+    assert cg.exists() and cg.pids() == []  # kept, empty, while paused
     state = booted.state_dir / "state"
     assert 0 < state.stat().st_size < 1 << 20
     assert (booted.state_dir / "memory").stat().st_size == MEMORY_MB << 20
@@ -304,6 +353,7 @@ async def test_pause_writes_device_state_only_and_resume_keeps_the_running_proce
     resumed = await runtime.resume(booted.capsule_id)
     assert resumed.envd_url == booted.envd_url
     assert not state.exists()
+    assert cg.pids() == [qemu_pid(runtime, booted.capsule_id)]
     async with envd(booted) as client:
         after = {p.tag: p.pid for p in await client.list_processes()}
     assert after["ticker"] == before["ticker"]
@@ -317,6 +367,7 @@ async def test_destroy_leaves_nothing_behind(booted: RunningCapsule, runtime: Mi
     await runtime.destroy(booted.capsule_id)
     assert vm_gone(pid)
     assert not booted.state_dir.exists()
+    assert not cgroups.Cgroup(booted.capsule_id).exists()
     assert not netns_has_tap(netns) and not netns_has_nat(netns)
     await runtime.destroy(booted.capsule_id)  # idempotent
     await fleet.destroy(booted.capsule_id)  # releases the slot
@@ -332,6 +383,7 @@ async def test_failed_create_leaves_nothing_behind(
         with pytest.raises(RuntimeError_, match="disk_size_mb"):
             await runtime.create(spec, slot)
         assert not runtime.capsule_dir(spec.capsule_id).exists()
+        assert not cgroups.Cgroup(spec.capsule_id).exists()
         assert not netns_has_tap(slot.netns) and not netns_has_nat(slot.netns)
     finally:
         await release_slot(slot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..namespace import cgroups
 from . import qemu
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -53,7 +55,8 @@ class VmProcess:
         return True
 
 
-def start(cfg: qemu.VmConfig, log_path: Path) -> VmProcess:
+def start(cfg: qemu.VmConfig, log_path: Path, procs_files: list[str]) -> VmProcess:
+    """Start QEMU confined, born inside the cgroup whose `cgroup.procs` files are given."""
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             qemu.confined_argv(cfg),
@@ -63,6 +66,7 @@ def start(cfg: qemu.VmConfig, log_path: Path) -> VmProcess:
             pass_fds=(cfg.tap_fd,),
             start_new_session=True,  # outlives an agent restart; `adopt` finds it again
             close_fds=True,
+            preexec_fn=functools.partial(cgroups.enter, procs_files),
         )
     return VmProcess(popen.pid, popen)
 

@@ -23,7 +23,7 @@ from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import accel as accel_mod
-from . import disk, envd, initramfs, kernel, net, qemu
+from . import cgroup, disk, envd, initramfs, kernel, net, qemu
 from . import process as vmproc
 from .qmp import Qmp, QmpError
 from .state import (
@@ -149,10 +149,11 @@ class MicrovmRuntime:
         d = vm.dir
         os.chown(d / DISK_FILE, vm.record.uid, vm.record.uid)
         (d / QMP_SOCKET).unlink(missing_ok=True)
+        cg = await asyncio.to_thread(cgroup.ensure, vm.record.capsule_id, vm.record.shape)
         tap_fd = await asyncio.to_thread(net.open_tap, vm.record.slot.netns)
         try:
             cfg = await asyncio.to_thread(self._config, vm.record, d, tap_fd, incoming)
-            vm.proc = vmproc.start(cfg, d / QEMU_LOG)
+            vm.proc = vmproc.start(cfg, d / QEMU_LOG, cg.procs_files())
         finally:
             os.close(tap_fd)
         vm.record.pid = vm.proc.pid
@@ -353,6 +354,7 @@ class MicrovmRuntime:
                 return
             vm = self._load(d)
             if vm is None:
+                await asyncio.to_thread(cgroup.remove, capsule_id)
                 await asyncio.to_thread(disk.remove_tree, d)
                 return
         async with vm.lock:
@@ -365,6 +367,7 @@ class MicrovmRuntime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec.pid, 9)
             await vmproc.VmProcess(rec.pid, None).wait(5.0)
+        await asyncio.to_thread(cgroup.remove, rec.capsule_id)
         await asyncio.to_thread(net.teardown, rec.slot)
         await asyncio.to_thread(disk.remove_tree, vm.dir)
         self._vms.pop(rec.capsule_id, None)

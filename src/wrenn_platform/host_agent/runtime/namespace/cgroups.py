@@ -29,6 +29,18 @@ class Limits:
     pids: int
 
 
+def enter(procs_files: list[str]) -> None:
+    """Move the calling process into the cgroups whose `cgroup.procs` files are given. Safe in a
+    forked child before exec: only syscalls on pre-computed paths, no Python-level locks."""
+    pid = str(os.getpid()).encode()
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
+
+
 def is_v2_only(root: Path = CGROUP_ROOT) -> bool:
     return (root / "cgroup.controllers").exists()
 

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from . import kernel
+from . import cgroups, kernel
 
 NETNS_SYSCTLS = {
     "/proc/sys/net/ipv6/conf/all/disable_ipv6": "1",
@@ -41,13 +41,7 @@ def _preexec(netns_fd: int, userns_fd: int, procs_files: list[str]) -> Callable[
                 os.write(fd, value.encode())
             finally:
                 os.close(fd)
-        pid = str(os.getpid()).encode()
-        for path in procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
+        cgroups.enter(procs_files)
         kernel.setns(userns_fd, kernel.CLONE_NEWUSER)
         os.setgroups([])
         os.setresgid(0, 0, 0)
