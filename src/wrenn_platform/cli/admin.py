@@ -13,9 +13,10 @@ from sqlalchemy import select
 from wrenn_platform.control_plane.auth.accounts import create_user
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
-from wrenn_platform.control_plane.db.models import User
+from wrenn_platform.control_plane.db.models import Team, User
 from wrenn_platform.control_plane.db.types import utcnow
-from wrenn_platform.control_plane.errors import ApiError
+from wrenn_platform.control_plane.errors import ApiError, not_found
+from wrenn_platform.control_plane.hosts import placement
 from wrenn_platform.control_plane.hosts.fleet import set_draining
 from wrenn_platform.control_plane.security import hash_password
 from wrenn_platform.control_plane.settings import Settings
@@ -102,5 +103,51 @@ async def _drain(settings: Settings, host_id: str, draining: bool) -> str:
             except ApiError as exc:
                 raise typer.BadParameter(exc.message, param_hint="HOST_ID") from None
             return f"host {host.id} is {host.status}"
+    finally:
+        await engine.dispose()
+
+
+@admin_app.command("team-placement")
+def team_placement(
+    team_id: str = typer.Argument(..., help="The team's id (team-…)."),
+    require: list[str] | None = typer.Option(
+        None, "--require", help="A host tag the team's new capsules require; repeat for several (all are "
+                                "required). Replaces the team's tags."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the team's tags: its capsules may use any host."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="WRENN_DATA_DIR", help="As for `wrenn server`."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="WRENN_DATABASE_URL", help="As for `wrenn server`."
+    ),
+) -> None:
+    """Show or set the host tags a team's new capsules require (tag hosts with POST /v1/hosts/{id}/tags).
+
+    Without --require or --clear, prints the team's tags. The API contract has no field for this, so
+    it is an operator's command on the database, like host-drain.
+    """
+    if require and clear:
+        raise typer.BadParameter("give --require or --clear, not both", param_hint="--clear")
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    tags = [] if clear else (require or None)
+    typer.echo(asyncio.run(_placement(settings, team_id, tags)))
+
+
+async def _placement(settings: Settings, team_id: str, tags: list[str] | None) -> str:
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        async with make_sessionmaker(engine)() as db:
+            try:
+                if tags is None:
+                    if await db.get(Team, team_id) is None:
+                        raise not_found(f"team {team_id} not found")
+                    now = await placement.required_tags(db, team_id)
+                else:
+                    now = await placement.set_required_tags(db, team_id, tags)
+            except ApiError as exc:
+                raise typer.BadParameter(exc.message, param_hint="TEAM_ID" if exc.status == 404 else "--require"
+                                         ) from None
+            if not now:
+                return f"team {team_id}: new capsules may go to any host"
+            return f"team {team_id}: new capsules go only to hosts tagged {', '.join(now)}"
     finally:
         await engine.dispose()

@@ -2,7 +2,8 @@
 PostgreSQL database and one Redis, three `wrenn agent` processes each in its own network namespace
 with its own address, every agent given both control planes' URLs.
 
-Control plane A is killed with SIGKILL right after it accepted two creates, agent 0 is killed, and
+The team's placement tags send a capsule to the one host tagged for it (502 when no host has
+them). Control plane A is killed with SIGKILL right after it accepted two creates, agent 0 is killed, and
 agent 1's link is cut. What a user sees: control plane B keeps serving (a new capsule lands on the
 host that is left, exec works); agent 2's heartbeats move to B and its host never leaves `online`;
 the lost hosts go `unreachable` then `offline` with their capsules `missing`; when the link is back
@@ -32,6 +33,7 @@ from sqlalchemy import select
 
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.models import Capsule, Event
+from wrenn_platform.control_plane.hosts.placement import set_required_tags
 from wrenn_platform.host_agent.auth import HostKey, key_from_registration_token
 from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.templates import TemplateInfo
@@ -134,6 +136,16 @@ async def _records(database_url: str) -> dict[str, tuple[str, str]]:
     return {row[0]: (str(row[1]), row[2]) for row in rows}
 
 
+async def _require_tags(database_url: str, team_id: str, tags: list[str]) -> None:
+    """What `wrenn admin team-placement TEAM --require TAG` does (the CLI is tested in hosts/)."""
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            await set_required_tags(db, team_id, tags)
+    finally:
+        await engine.dispose()
+
+
 async def _host_downs(database_url: str, host_id: str) -> int:
     engine = make_engine(database_url)
     try:
@@ -160,7 +172,7 @@ def test_two_control_plane_processes_three_agents_survive_failures(minimal_templ
         servers = stack.enter_context(control_planes(root, [links[0].root_ip, links[2].root_ip], database_url,
                                                      cache_dir))
         rigs = [Rig(s, root, tenant.api_key, admin.session_id or "", admin.csrf or "") for s in servers]
-        asyncio.run(_scenario(rigs, servers, links, root, cache_dir, database_url))
+        asyncio.run(_scenario(rigs, servers, links, root, cache_dir, database_url, tenant.team_id))
     print(f"distributed scenario: {time.monotonic() - started:.1f} s")
 
 
@@ -201,7 +213,7 @@ async def _on_hosts(agents: Agents, hosts: list[str], tokens: list[str]) -> dict
 
 
 async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[Link], root: Path, cache_dir: Path,
-                    database_url: str) -> None:
+                    database_url: str, team_id: str) -> None:
     a, b = rigs
     agents = Agents(root, cache_dir, links, [a.server.url, b.server.url])  # A first: the one that dies
     async with a.api() as api_a, b.api() as api_b, b.admin() as admin_b, a.admin() as admin_a:
@@ -226,6 +238,22 @@ async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[L
                 records = await _records(database_url)
                 placed = {cid: records[cid][0] for cid in made}
                 assert set(placed.values()) == set(hosts), placed  # spread by free memory
+
+                # The team's placement tags: its capsules go only to a host carrying them; none: 502.
+                r = await admin_b.post(f"/v1/hosts/{hosts[1]}/tags", json={"tag": "dedicated"})
+                assert r.status_code == 204, r.text
+                await _require_tags(database_url, team_id, ["dedicated"])
+                r = await api_b.post("/v1/capsules", json={})
+                assert r.status_code == 202, r.text
+                made.append(r.json()["id"])
+                await wait_status(api_b, made[-1], "running")
+                placed[made[-1]] = (await _records(database_url))[made[-1]][0]
+                assert placed[made[-1]] == hosts[1]
+                await _require_tags(database_url, team_id, ["dedicated", "elsewhere"])
+                r = await api_b.post("/v1/capsules", json={})
+                assert r.status_code == 502 and r.json()["error"]["code"] == "no_host_available", r.text
+                assert "dedicated, elsewhere" in r.json()["error"]["message"]
+                await _require_tags(database_url, team_id, [])
 
                 # A accepts two creates and is killed at once, their work wherever it got to.
                 inflight = [(await api_a.post("/v1/capsules", json={})).json()["id"] for _ in range(2)]

@@ -3,9 +3,13 @@
 Eligible: `online` hosts (not `draining`, `unreachable`, `offline`, `pending`) with a fresh
 heartbeat that this control plane reaches and whose free memory fits the capsule. A BYOC host
 serves only its own team, and only while that team has BYOC enabled; regular hosts serve every
-team. A BYOC team's capsules go to its own hosts while one fits, else to regular hosts. Among the
-eligible, the most free memory wins (then the fewest reserved vCPUs). Snapshot templates are
-pinned to the host that holds their files.
+team. A BYOC team's capsules go to its own hosts while one fits, else to regular hosts. A team with
+placement tags (`hosts/placement.py`) uses only hosts carrying all of them. Among the eligible, the
+most free memory wins (then the fewest reserved vCPUs). Snapshot templates are pinned to the host
+that holds their files.
+
+Every refusal is 502 `no_host_available`, its message naming what was missing (a host at all, one
+with the team's tags, one with the memory free).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..db.models import Capsule, Host, Team
 from ..db.types import utcnow
 from ..errors import ApiError
+from ..hosts import placement
 from .states import ON_HOST
 
 
@@ -32,6 +37,13 @@ async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: 
     if not candidates:
         what = f"host {pinned} holding this template" if pinned else "online host"
         raise ApiError(502, "no_host_available", f"no {what} is available")
+    tags = await placement.required_tags(db, team_id)
+    if tags:
+        tagged = await placement.hosts_with_tags(db, [h.id for h in candidates], tags)
+        candidates = [h for h in candidates if h.id in tagged]
+        if not candidates:
+            raise ApiError(502, "no_host_available",
+                           f"no online host carries the tags this team's capsules require: {', '.join(tags)}")
     used = dict(
         (row[0], (int(row[1] or 0), int(row[2] or 0)))
         for row in (await db.execute(

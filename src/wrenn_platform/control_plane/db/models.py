@@ -340,6 +340,17 @@ class HostTag(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class TeamPlacementTag(Base):
+    """A host tag a team's new capsules require (`wrenn admin team-placement`): they are placed only on
+    hosts carrying every one of the team's tags."""
+
+    __tablename__ = "team_placement_tags"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TemplateBuild(Base):
     """An admin's template build: a recipe run in a capsule, snapshotted into `team_id`'s template `name`."""
 
