@@ -18,7 +18,10 @@ from wrenn_platform.host_agent.envd_client import (
     ProcessEvent,
     ProcessOutput,
     ProcessStarted,
+    PtySize,
 )
+
+from .conftest import EnvdProcess
 
 
 async def collect(events: object) -> list[ProcessEvent]:
@@ -84,6 +87,34 @@ async def test_envs_cwd_and_user(client: EnvdClient, workdir: Path) -> None:
     assert home == "/nonexistent"
     root = await client.run("id", ["-u"])
     assert root.stdout == b"0\n"
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _status(text: str) -> dict[str, str]:
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+async def test_another_users_process_has_only_that_users_ids_groups_and_no_capabilities(
+    client: EnvdClient, envd: EnvdProcess
+) -> None:
+    """Started from that user's own thread (so vfork can be used): every id, the supplementary
+    groups and the capabilities are the user's, in pipes and in a terminal, and envd stays root."""
+    plain = await client.run("cat", ["/proc/self/status"], user="nobody")
+    events = client.start("cat", ["/proc/self/status"], user="nobody", pty=PtySize(cols=80, rows=24))
+    terminal = b"".join(getattr(e, "data", b"") for e in await collect(events)).replace(b"\r\n", b"\n")
+    for text in (plain.stdout.decode(), terminal.decode()):
+        status = _status(text)
+        assert status["Uid"].split() == ["65534"] * 4
+        assert status["Gid"].split() == ["65534"] * 4
+        assert status["Groups"].split() == ["65534"]
+        assert int(status["CapPrm"], 16) == int(status["CapEff"], 16) == 0
+    assert _status(_read(f"/proc/{envd.pid}/status"))["Uid"].split() == ["0"] * 4
+    root = _status((await client.run("cat", ["/proc/self/status"])).stdout.decode())
+    assert root["Uid"].split() == ["0"] * 4 and int(root["CapEff"], 16) != 0
 
 
 async def test_stdin_send_and_close(client: EnvdClient) -> None:

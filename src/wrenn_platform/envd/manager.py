@@ -6,26 +6,20 @@ envd may run as PID 1, so it reaps every child (`waitpid(-1)`), not only its own
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 
-from . import aio
+from . import aio, spawn
 from .connect import RpcError, from_os_error
 from .process import Process
+from .spawn import Stdio
 from .users import FsIdentities, User
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FINISHED_KEEP_SECONDS = 60.0
-
-
-def _cwd_reachable(path: str) -> None:
-    """Raises unless the calling thread's fs identity may enter `path`."""
-    os.stat(os.path.join(path, "."))
 
 
 class ProcessManager:
@@ -42,6 +36,7 @@ class ProcessManager:
         self._finished: dict[int, Process] = {}
         self._unclaimed: dict[int, int] = {}  # statuses reaped before their Process was known
         self._idle_task: aio.Task | None = None
+        self._starting: set[str] = set()  # tags of processes being spawned
 
     def start_reaper(self) -> None:
         loop = aio.get_running_loop()
@@ -92,56 +87,28 @@ class ProcessManager:
     ) -> Process:
         if not cmd:
             raise RpcError("invalid_argument", "cmd is required")
-        if not cwd:
-            cwd = default_workdir or user.home
-            if not await self._fs.run(user, os.path.isdir, cwd, inline_for_root=True):
-                cwd = "/"
-        elif not os.path.isabs(cwd):
-            cwd = os.path.join(user.home, cwd)
-        try:
-            await self._fs.run(user, _cwd_reachable, cwd, inline_for_root=True)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise RpcError("invalid_argument", f"cwd {cwd!r} does not exist") from None
-            if exc.errno == errno.ENOTDIR:
-                raise RpcError("invalid_argument", f"cwd {cwd!r} is not a directory") from None
-            raise from_os_error(exc, f"cwd {cwd!r}") from None
-        env = {
-            "PATH": DEFAULT_PATH,
-            **base_env,
-            "HOME": user.home,
-            "USER": user.name,
-            "LOGNAME": user.name,
-            "SHELL": user.shell,
-            "PWD": cwd,
-        }
-        if pty_size is not None:
-            env["TERM"] = "xterm-256color"
-        env.update(envs)
-        # No await from here to the registration below, so a tag cannot be taken twice.
         if tag is None or tag == "":
             tag = "proc-" + os.urandom(4).hex()
-        elif any(p.tag == tag for p in self._running.values()):
+        elif tag in self._starting or any(p.tag == tag for p in self._running.values()):
             raise RpcError("already_exists", f"a running process already has tag {tag!r}")
         try:
-            process = Process(
-                cmd=cmd,
-                args=args,
-                envs=envs,
-                env=env,
-                cwd=cwd,
-                user=user,
-                tag=tag,
-                pty_size=pty_size,
-                stdin=stdin,
-                output_bound=self._output_bound,
-            )
-        except FileNotFoundError:
-            raise RpcError("not_found", f"executable {cmd!r} not found") from None
-        except PermissionError:
-            raise RpcError("permission_denied", f"executable {cmd!r}: permission denied") from None
+            stdio = Stdio(pty_size, stdin)
         except OSError as exc:
             raise from_os_error(exc, f"cannot start {cmd!r}") from None
+        self._starting.add(tag)
+        try:
+            pid, workdir = await self._fs.spawn(
+                user, spawn.start, [cmd, *args], cwd, default_workdir, user, base_env, envs, stdio
+            )
+        except BaseException:
+            stdio.close_all()
+            raise
+        finally:
+            self._starting.discard(tag)
+            stdio.close_child_ends()
+        process = Process(
+            cmd=cmd, args=args, envs=envs, cwd=workdir, tag=tag, pid=pid, stdio=stdio, output_bound=self._output_bound
+        )
         self._running[process.pid] = process
         status = self._unclaimed.pop(process.pid, None)
         if status is not None:

@@ -1,143 +1,62 @@
-"""One process started by envd: spawn (pipes or a PTY), output log, stdin, signals, exit."""
+"""One process started by envd: output log, stdin, signals, exit."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import signal
-import struct
-import subprocess
 from collections import deque
 
 from . import aio
 from .connect import RpcError
-from .output import PTY, STDERR, STDOUT, OutputLog
-from .users import User
+from .output import OutputLog
+from .spawn import set_winsize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
+    from .spawn import Stdio
+
 READ_SIZE = 1024 * 1024
-PIPE_SIZE = 1024 * 1024
 FINISHED_OUTPUT_KEPT = 1024 * 1024  # replayable after exit (the record lives on for a minute)
 EXIT_DRAIN_GRACE = 0.3  # how long output may keep flowing after exit (held by a grandchild)
 
 
-# termios is imported on first PTY use: most capsules never open one.
-def _set_winsize(fd: int, cols: int, rows: int) -> None:
-    import termios
-
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def _controlling_tty_taker() -> Callable[[], None]:
-    """The child's pre-exec step, its constant looked up before the fork (no import in a child)."""
-    import termios
-
-    request = termios.TIOCSCTTY
-
-    def take() -> None:
-        fcntl.ioctl(0, request, 0)
-
-    return take
-
-
 class Process:
+    """A started process (see spawn.py), from the moment its pid is known."""
+
     def __init__(
         self,
         *,
         cmd: str,
         args: list[str],
         envs: dict[str, str],
-        env: dict[str, str],
         cwd: str,
-        user: User,
         tag: str,
-        pty_size: tuple[int, int] | None,
-        stdin: bool,
+        pid: int,
+        stdio: Stdio,
         output_bound: int,
     ) -> None:
         self.cmd = cmd
         self.args = args
         self.envs = envs
         self.cwd = cwd
-        self.user = user
         self.tag = tag
-        self.is_pty = pty_size is not None
-        self.pid = 0
+        self.is_pty = stdio.pty
+        self.pid = pid
         self.exit_status: int | None = None
         self.exit_event = aio.Event()  # output drained and status known
         self.log = OutputLog(output_bound, self._pressure)
         self.last_activity = aio.get_running_loop().time()
         self.attached = 0  # live streams (Start/Connect) watching this process
         self._loop = aio.get_running_loop()
-        self._readers: dict[int, str] = {}  # fd -> stream name
-        self._stdin_fd: int | None = None
+        self._readers = dict(stdio.readers)  # fd -> stream name
+        self._stdin_fd = stdio.stdin_fd
         self._stdin_pending: deque[bytes] = deque()
         self._stdin_drained: aio.Event = aio.Event()
         self._stdin_drained.set()
         self._stdin_close_when_drained = False
         self._last_read = 0.0
-        self._spawn(pty_size, stdin, env)
-
-    # -- spawning ---------------------------------------------------------------------------
-
-    def _spawn(self, pty_size: tuple[int, int] | None, stdin: bool, env: dict[str, str]) -> None:
-        argv = [self.cmd, *self.args]
-        common: dict[str, Any] = {
-            "cwd": self.cwd,
-            "env": env,
-            "close_fds": True,
-            "start_new_session": True,
-        }
-        if os.geteuid() == 0 and self.user.uid != os.geteuid():
-            common.update(user=self.user.uid, group=self.user.gid, extra_groups=self.user.groups)
-        if pty_size is not None:
-            master, slave = os.openpty()
-            try:
-                _set_winsize(master, *pty_size)
-                popen = subprocess.Popen(
-                    argv,
-                    stdin=slave,
-                    stdout=slave,
-                    stderr=slave,
-                    preexec_fn=_controlling_tty_taker(),
-                    **common,
-                )
-            except BaseException:
-                os.close(master)
-                raise
-            finally:
-                os.close(slave)
-            os.set_blocking(master, False)
-            self._readers[master] = PTY
-            self._stdin_fd = master
-        else:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                **common,
-            )
-            assert popen.stdout is not None and popen.stderr is not None
-            for stream, pipe in ((STDOUT, popen.stdout), (STDERR, popen.stderr)):
-                fd = os.dup(pipe.fileno())
-                pipe.close()
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-                os.set_blocking(fd, False)
-                self._readers[fd] = stream
-            if popen.stdin is not None:
-                self._stdin_fd = os.dup(popen.stdin.fileno())
-                popen.stdin.close()
-                os.set_blocking(self._stdin_fd, False)
-        # The reaper owns waitpid; mark the Popen finished so it never waits on its own.
-        popen.returncode = 0
-        self.pid = popen.pid
         for fd in self._readers:
             self._loop.add_reader(fd, self._on_readable, fd)
 
@@ -245,7 +164,7 @@ class Process:
             raise RpcError("failed_precondition", "process has no terminal")
         if not (0 < cols <= 10000 and 0 < rows <= 10000):
             raise RpcError("invalid_argument", "cols and rows must be between 1 and 10000")
-        _set_winsize(self._stdin_fd, cols, rows)
+        set_winsize(self._stdin_fd, cols, rows)
         self.touch()
 
     def touch(self) -> None:

@@ -1,10 +1,10 @@
-"""Who a request acts as: the user's identity, and threads that touch files with it.
+"""Who a request acts as: the user's identity, and threads that act with it.
 
-File operations for a non-root user run on threads whose filesystem uid/gid and supplementary
-groups are that user's. Linux keeps credentials per thread; glibc's `setfsuid`/`setfsgid` are
-plain syscalls (not broadcast to every thread like `setuid`), and `setgroups` is issued as a raw
-syscall for the same reason. Changing the fsuid away from 0 drops the filesystem capabilities,
-so the kernel itself enforces the user's permissions.
+File operations and process starts for a non-root user run on threads whose uids, gids and
+supplementary groups are all that user's. Linux keeps credentials per thread; glibc's `setresuid`
+and friends would change every thread of envd, so they are issued as raw syscalls, which change
+only the calling thread. Leaving uid 0 drops the thread's capabilities, so the kernel itself
+enforces the user's permissions; a process vforked from such a thread starts as that user.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}
+# (setgroups, setresgid, setresuid) syscall numbers
+_SYSCALLS = {"x86_64": (116, 119, 117), "aarch64": (159, 149, 147)}
 
 
 class User:
@@ -63,23 +64,28 @@ def group_name(gid: int) -> str:
 
 
 def _become(uid: int, gid: int, groups: list[int]) -> None:
-    import ctypes  # only ever needed for non-root file access
+    """Make the calling thread (only it) the user: groups, then gids, then uids."""
+    import ctypes  # only ever needed for non-root users
 
     libc = ctypes.CDLL(None, use_errno=True)
-    number = _SYS_SETGROUPS.get(os.uname().machine)
-    if number is None:
-        raise OSError("setgroups syscall number unknown for this architecture")
+    numbers = _SYSCALLS.get(os.uname().machine)
+    if numbers is None:
+        raise OSError("setgroups/setresgid/setresuid syscall numbers unknown for this architecture")
+    setgroups, setresgid, setresuid = numbers
     array = (ctypes.c_uint * len(groups))(*groups)
-    if libc.syscall(number, len(groups), array) != 0:
-        raise OSError(ctypes.get_errno(), "setgroups failed")
-    libc.setfsgid(gid)
-    libc.setfsuid(uid)
-    if libc.setfsuid(-1 & 0xFFFFFFFF) != uid or libc.setfsgid(-1 & 0xFFFFFFFF) != gid:
-        raise OSError("setfsuid/setfsgid did not take effect")
+    for number, args, what in (
+        (setgroups, (len(groups), array), "setgroups"),
+        (setresgid, (gid, gid, gid), "setresgid"),
+        (setresuid, (uid, uid, uid), "setresuid"),
+    ):
+        if libc.syscall(number, *args) != 0:
+            raise OSError(ctypes.get_errno(), f"{what} failed")
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OSError("the thread's user did not change")
 
 
 class FsIdentities:
-    """One small thread pool per uid; root work runs on the loop's default executor."""
+    """One small thread pool per non-root user; root work runs on the loop's default executor."""
 
     def __init__(self) -> None:
         self._pools: dict[tuple[int, int], aio.ThreadPool] = {}
@@ -92,18 +98,18 @@ class FsIdentities:
             self._pools[key] = pool
         return pool
 
-    async def run(
-        self, user: User, func: Callable[..., T], *args: Any, inline_for_root: bool = False
-    ) -> T:
-        """`func(*args)` with `user`'s filesystem identity. `inline_for_root` runs a quick call
-        (a stat) on the event loop when no identity switch is needed, saving a thread hop."""
+    async def run(self, user: User, func: Callable[..., T], *args: Any) -> T:
+        """`func(*args)` with `user`'s identity, on a thread."""
         loop = aio.get_running_loop()
-        privileged = user.uid == 0 or os.geteuid() != 0
-        if privileged and inline_for_root:
-            return func(*args)
-        if privileged:
+        if user.uid == 0 or os.geteuid() != 0:
             return await loop.run_in_executor(None, func, *args)
         return await loop.run_in_executor(self._pool(user), func, *args)
+
+    async def spawn(self, user: User, func: Callable[..., T], *args: Any) -> T:
+        """`func(*args)` (a process start) on `user`'s thread; on the loop when no switch is needed."""
+        if user.uid == 0 or os.geteuid() != 0:
+            return func(*args)
+        return await aio.get_running_loop().run_in_executor(self._pool(user), func, *args)
 
     def shutdown(self) -> None:
         for pool in self._pools.values():
