@@ -9,8 +9,8 @@ Used by `wrenn agent` (the daemon, behind `api.create_app`) and by the embedded 
     ...
     await agent.close()          # capsules keep running; the next start re-adopts them
 
-Registration with a remote control plane (a registration token exchanged for a host JWT, then
-heartbeats) is a later issue: `register_with_control_plane` below is the hook it fills in.
+Joining a remote control plane (registration token → host JWT, heartbeats, events, failover
+over several control-plane URLs) is `joined.py`, on top of what is built here.
 """
 
 from __future__ import annotations
@@ -65,9 +65,3 @@ def build_agent(config: AgentConfig) -> HostAgent:
     settings = AgentSettings(host_id=host_id, data_dir=config.data_dir, min_timeout_sec=config.min_timeout_sec)
     return HostAgent(settings, runtime, slots, TemplateStore(config.data_dir, config.cache_dir))
 
-
-async def register_with_control_plane(agent: HostAgent, control_plane_url: str, registration_token: str) -> None:
-    """Hook for the registration issue: exchange `registration_token` at `POST /v1/hosts/register`
-    for the host's JWT and secret, then heartbeat and post events to `/v1/hosts/sandbox-events`.
-    Not implemented yet: today the operator gives both sides the same secret file."""
-    raise NotImplementedError("host registration is not implemented yet; use --secret-file on both sides")
