@@ -44,7 +44,7 @@ from .test_remote_agent import Rig, agent_process
 from .test_remote_netns import Link, _host_status, linked_namespace
 
 REDIS_URL = os.environ.get("WRENN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-OFFLINE_AFTER_S, LOST_AFTER_S = 4, 8  # heartbeats every second
+OFFLINE_AFTER_S, LOST_AFTER_S = 5, 10  # heartbeats every second: five missed make a host unreachable
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
@@ -269,6 +269,7 @@ async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[L
                     await wait_status(api_b, capsule_id, "missing" if host_id in hosts[:2] else "running", within=15)
                 # Agent 2 heartbeats through B now: its host stayed online, and it serves a new capsule.
                 assert await _host_downs(database_url, hosts[2]) == 0
+                assert f"using {b.server.url}" in agents.log(2).read_text()  # the agent's failover, logged
                 r = await api_b.post("/v1/capsules", json={})
                 assert r.status_code == 202, r.text
                 made.append(r.json()["id"])
