@@ -121,8 +121,7 @@ def team_placement(
 ) -> None:
     """Show or set the host tags a team's new capsules require (tag hosts with POST /v1/hosts/{id}/tags).
 
-    Without --require or --clear, prints the team's tags. The API contract has no field for this, so
-    it is an operator's command on the database, like host-drain.
+    Without --require or --clear, prints the team's tags. A command on the database: the API has no field for it.
     """
     if require and clear:
         raise typer.BadParameter("give --require or --clear, not both", param_hint="--clear")
