@@ -8,7 +8,7 @@ agent 1's link is cut. What a user sees: control plane B keeps serving (a new ca
 host that is left, exec works); agent 2's heartbeats move to B and its host never leaves `online`;
 the lost hosts go `unreachable` then `offline` with their capsules `missing`; when the link is back
 and agent 0 restarts (naming the dead control plane first) every host is `online` and every
-capsule `running` again, where it was. No capsule record is lost or duplicated: each create that
+capsule `running` again, where it was; A, restarted, serves the same records. No capsule record is lost or duplicated: each create that
 was answered 202 has exactly one record, settled, and every capsule a host runs is the one its
 record places there.
 """
@@ -212,6 +212,14 @@ async def _on_hosts(agents: Agents, hosts: list[str], tokens: list[str]) -> dict
     return where
 
 
+async def _exec_when_reachable(api: httpx.AsyncClient, capsule_id: str) -> None:
+    """A (re)started control plane adds the hosts' clients on its first pass (every second here)."""
+    deadline = time.monotonic() + 30
+    while (r := await api.post(f"/v1/capsules/{capsule_id}/exec", json={"cmd": "true"})).status_code != 200:
+        assert time.monotonic() < deadline, r.text
+        await asyncio.sleep(0.3)
+
+
 async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[Link], root: Path, cache_dir: Path,
                     database_url: str, team_id: str) -> None:
     a, b = rigs
@@ -300,6 +308,13 @@ async def _scenario(rigs: list[Rig], servers: list[ServerProcess], links: list[L
                 assert {cid: on[0] for cid, on in where.items()} == {cid: records[cid][0] for cid in live}
                 r = await api_b.post(f"/v1/capsules/{made[0]}/exec", json={"cmd": "true"})
                 assert r.status_code == 200, r.text
+
+                # A restarted serves the same records, and reaches every host again.
+                await asyncio.to_thread(servers[0].start)
+                async with a.api() as api_restarted:
+                    listed = {c["id"]: c["status"] for c in (await api_restarted.get("/v1/capsules")).json()}
+                    assert listed == {cid: status for cid, (_, status) in (await _records(database_url)).items()}
+                    await _exec_when_reachable(api_restarted, made[0])
             finally:
                 # Whatever failed: every host back, so every capsule can be destroyed on it.
                 _reconnect(links[1])
