@@ -8,9 +8,9 @@ agent 1's link is cut. What a user sees: control plane B keeps serving (a new ca
 host that is left, exec works); agent 2's heartbeats move to B and its host never leaves `online`;
 the lost hosts go `unreachable` then `offline` with their capsules `missing`; when the link is back
 and agent 0 restarts (naming the dead control plane first) every host is `online` and every
-capsule `running` again, where it was; A, restarted, serves the same records. No capsule record is lost or duplicated: each create that
-was answered 202 has exactly one record, settled, and every capsule a host runs is the one its
-record places there.
+capsule `running` again, where it was; A, restarted, serves the same records. No capsule record
+is lost or duplicated: each create that was answered 202 has exactly one record, settled, and
+every capsule a host runs is the one its record places there.
 """
 
 from __future__ import annotations
