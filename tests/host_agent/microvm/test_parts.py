@@ -50,6 +50,17 @@ def test_initramfs_holds_init_busybox_modules_and_the_reseed_program(tmp_path: P
     order = [p.name for p in initramfs.resolve_modules(version, initramfs.ROOT_MODULES)]
     assert order.index("jbd2.ko") < order.index("ext4.ko")  # dependencies first
     assert order.index("virtio.ko") < order.index("virtio_mmio.ko")
+    # Modules go in unsigned (no hashing + RSA check per module under TCG), otherwise intact.
+    ext4 = next(p for p in initramfs.resolve_modules(version, ["ext4"]) if p.name == "ext4.ko").read_bytes()
+    assert ext4.endswith(b"~Module signature appended~\n")  # Debian signs them
+    out = tmp_path / "x"
+    out.mkdir()
+    cpio = ["cpio", "-id", "modules/ext4.ko"]
+    subprocess.run(cpio, input=archive.read_bytes(), cwd=out, check=True, capture_output=True)
+    packed = (out / "modules/ext4.ko").read_bytes()
+    assert not packed.endswith(b"~Module signature appended~\n")
+    assert packed.startswith(b"\x7fELF") and ext4.startswith(packed) and 0 < len(ext4) - len(packed) < 4096
+    assert initramfs.without_signature(packed) == packed
 
 
 @pytest.mark.root

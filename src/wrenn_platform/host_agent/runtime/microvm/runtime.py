@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -268,7 +268,6 @@ class MicrovmRuntime:
         self._vms[spec.capsule_id] = vm
         try:
             async with vm.lock:
-                await asyncio.to_thread(net.setup, slot)
                 if snap is None:
                     await self._boot(vm, spec)
                 else:
@@ -287,11 +286,13 @@ class MicrovmRuntime:
 
     async def _boot(self, vm: _Vm, spec: CapsuleSpec) -> None:
         rec, d = vm.record, vm.dir
-        base = await asyncio.to_thread(
-            disk.ensure_base_image, self.cache_dir, spec.template_dir, rec.shape.disk_size_mb
-        )
-        await asyncio.to_thread(disk.create_overlay, d / DISK_FILE, base, "raw", rec.shape.disk_size_mb)
-        await asyncio.to_thread(disk.create_memory_file, d / MEMORY_FILE, rec.shape.memory_mb)
+
+        def prepare_disks() -> None:
+            base = disk.ensure_base_image(self.cache_dir, spec.template_dir, rec.shape.disk_size_mb)
+            disk.create_overlay(d / DISK_FILE, base, "raw", rec.shape.disk_size_mb)
+            disk.create_memory_file(d / MEMORY_FILE, rec.shape.memory_mb)
+
+        await _all(asyncio.to_thread(net.setup, rec.slot), asyncio.to_thread(prepare_disks))
         rec.shape.cmdline_env = {"WRENN_ENVD_ACCESS_TOKEN": rec.envd_token}
         await self._start_qemu(vm, incoming=False)
         url = envd.envd_url(rec.slot.host_ip)
@@ -312,8 +313,9 @@ class MicrovmRuntime:
             asyncio.to_thread(disk.copy_sparse, src / MEMORY_FILE, d / MEMORY_FILE)
         )
         try:
-            await asyncio.to_thread(
-                disk.create_overlay, d / DISK_FILE, src / DISK_FILE, "qcow2", rec.shape.disk_size_mb
+            await _all(
+                asyncio.to_thread(net.setup, rec.slot),
+                asyncio.to_thread(disk.create_overlay, d / DISK_FILE, src / DISK_FILE, "qcow2", rec.shape.disk_size_mb),
             )
             await self._restore(vm, src / STATE_FILE, ready=copy)
         finally:
@@ -487,6 +489,15 @@ class MicrovmRuntime:
             return ResourceSample(vmproc.cpu_seconds(pid), vmproc.rss_bytes(pid), disk_bytes)
         except OSError:
             return ResourceSample(cpu_seconds=0.0, memory_bytes=0, disk_bytes=disk_bytes)
+
+
+async def _all(*steps: Awaitable[None]) -> None:
+    """Run independent steps at once; wait for every one (none is left running behind a failure,
+    which the clean-up would race), then raise the first error."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _qemu_version() -> str:
