@@ -83,6 +83,15 @@ async def test_malformed_requests(envd: EnvdProcess, client: EnvdClient) -> None
         assert r.status_code == 200 and b'"error"' in r.content
         r = await http.post("/filesystem.Filesystem/ListDir", json={"path": "/", "depth": 1000})
         assert r.json()["code"] == "invalid_argument"
+        cat = await client.start_background("cat", stdin=True)
+        for bad in ("aGk==", "a b", "aé", "YQ==YQ=="):  # not strict base64 (one not even ASCII)
+            r = await http.post("/process.Process/SendInput",
+                                json={"process": {"pid": cat.pid}, "input": {"stdin": bad}})
+            assert r.status_code == 400 and r.json()["code"] == "invalid_argument", bad
+        await client.send_signal(cat.pid, "SIGKILL")
+        r = await http.post("/filesystem.Filesystem/Stat", json={"path": "/"},
+                            headers={"Authorization": b"Basic cm9vdDo=\xe9"})
+        assert r.status_code == 400 and r.json()["code"] == "invalid_argument"
     with socket.create_connection(("127.0.0.1", envd.port)) as s:
         s.sendall(b"GARBAGE\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")

@@ -6,7 +6,7 @@ start-up (tens of ms natively, over a second under TCG): it pulls in logging, in
 concurrent.futures, ssl... none of which envd needs. This module gives envd's coroutines the
 same surface — tasks with cancellation, futures, events, timers, fd readers/writers, signal
 handlers, a thread pool, TCP stream reader/writer and a server — in one module built on
-`selectors`, `signal`, `socket` and `threading` (which `subprocess` imports anyway).
+`selectors`, `signal`, `_socket` and `threading`.
 
 Semantics follow asyncio where envd relies on them: a cancelled task gets CancelledError at its
 `await`; cancelling a task cancels the future it awaits; `wait` never cancels what it waits for;
@@ -21,9 +21,10 @@ import contextlib
 import os
 import selectors
 import signal
-import socket
 import sys
 import threading
+from _socket import AF_INET, AF_INET6, IPPROTO_TCP, TCP_NODELAY
+from _socket import socket as Socket  # not `socket`: its enums and wrappers cost start-up
 from collections import deque
 from heapq import heappop, heappush
 from time import monotonic
@@ -736,7 +737,7 @@ class StreamWriter:
 class Connection:
     """One accepted TCP socket, shared by its StreamReader and StreamWriter."""
 
-    def __init__(self, loop: Loop, sock: socket.socket, limit: int) -> None:
+    def __init__(self, loop: Loop, sock: Socket, limit: int) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -835,7 +836,7 @@ class Server:
     def __init__(
         self,
         loop: Loop,
-        sock: socket.socket,
+        sock: Socket,
         handler: Callable[[StreamReader, StreamWriter], Coroutine[Any, Any, None]],
         limit: int,
     ) -> None:
@@ -849,15 +850,16 @@ class Server:
         listener = self.sockets[0]
         for _ in range(100):
             try:
-                sock, _ = listener.accept()
+                fd, _ = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:  # EMFILE and the like: keep serving those already connected
                 sys.stderr.write(f"envd: accept failed: {exc}\n")
                 return
+            sock = Socket(listener.family, listener.type, listener.proto, fileno=fd)
             sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock.family in (AF_INET, AF_INET6):
+                sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
             conn = Connection(self._loop, sock, self._limit)
             self._loop.create_task(self._handler(conn.reader, conn.writer)).add_done_callback(_check_task)
 
@@ -880,7 +882,7 @@ def _check_task(task: Future) -> None:
 async def start_server(
     handler: Callable[[StreamReader, StreamWriter], Coroutine[Any, Any, None]],
     *,
-    sock: socket.socket,
+    sock: Socket,
     limit: int = 64 * 1024,
 ) -> Server:
     """Serve connections accepted on the listening, non-blocking `sock`."""

@@ -40,6 +40,7 @@ class Envd:
         process = ProcessService(self.processes, self.state)
         filesystem = FilesystemService(self.fs, self.state)
         self.files = FilesHandler(self.fs, self.state)
+        self.after_first_request: Callable[[], None] | None = None  # run once the loop is idle
         self.unary: dict[str, Unary] = {
             "/process.Process/List": process.list,
             "/process.Process/SendInput": process.send_input,
@@ -60,6 +61,14 @@ class Envd:
         }
 
     async def __call__(self, request: Request, response: Response) -> None:
+        try:
+            await self._route(request, response)
+        finally:
+            if self.after_first_request is not None:
+                aio.get_running_loop().call_soon(self.after_first_request)
+                self.after_first_request = None
+
+    async def _route(self, request: Request, response: Response) -> None:
         path = request.path
         try:
             if path == "/health":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
 import errno
-import json
 import struct
 
 from .httpio import BadRequest, Request, Response
@@ -81,7 +81,23 @@ def from_os_error(exc: OSError, what: str = "") -> RpcError:
     return RpcError(code, f"{subject}: {reason}" if subject else reason)
 
 
+def b64decode(text: str) -> bytes:
+    """`base64.b64decode(text, validate=True)` without the `base64` module (it imports `re`).
+    Raises binascii.Error (a ValueError) for anything that is not strict base64."""
+    try:
+        data = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise binascii.Error("non-ASCII character in base64 data") from None
+    return binascii.a2b_base64(data, strict_mode=True)  # what b64decode(validate=True) does
+
+
+def b64encode(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False)
+
+
 def envelope(message: dict[str, Any] | bytes, flags: int = 0) -> bytes:
+    import json  # imported on first use (or by the warm-up after the first request)
+
     data = message if isinstance(message, bytes) else json.dumps(message, separators=(",", ":")).encode()
     return struct.pack(">BI", flags, len(data)) + data
 
@@ -109,6 +125,8 @@ async def read_envelope(request: Request) -> dict[str, Any] | None:
 def parse_message(data: bytes) -> dict[str, Any]:
     if not data.strip():
         return {}
+    import json
+
     try:
         message = json.loads(data)
     except ValueError:
@@ -119,11 +137,15 @@ def parse_message(data: bytes) -> dict[str, Any]:
 
 
 async def send_unary_error(response: Response, error: RpcError) -> None:
+    import json
+
     body = json.dumps(error.to_json()).encode()
     await response.send(HTTP_STATUS.get(error.code, 500), body)
 
 
 async def send_unary(response: Response, message: dict[str, Any]) -> None:
+    import json
+
     await response.send(200, json.dumps(message, separators=(",", ":")).encode())
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import aio, fsops
@@ -25,6 +24,8 @@ async def send_error(response: Response, error: RpcError) -> None:
     status = HTTP_STATUS.get(error.code, 500)
     if error.code == "resource_exhausted" and "disk space" in error.message:
         status = 507
+    import json
+
     body = json.dumps({"code": status, "message": error.message}).encode()
     await response.send(status, body)
 
@@ -103,6 +104,8 @@ class FilesHandler:
             chunks = request.iter_body(CHUNK)
             written.append(await self._write(user, path, gunzip(chunks) if encoding == "gzip" else chunks))
         body = [{"name": e["name"], "type": "file", "path": e["path"]} for e in written]
+        import json
+
         await response.send(200, json.dumps(body).encode())
 
     async def _write(self, user: User, path: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:

@@ -37,6 +37,21 @@ class ProcessManager:
         self._unclaimed: dict[int, int] = {}  # statuses reaped before their Process was known
         self._idle_task: aio.Task | None = None
         self._starting: set[str] = set()  # tags of processes being spawned
+        self._subreaper = False
+
+    def become_subreaper(self) -> None:
+        """Adopt orphaned grandchildren so they are reaped even when envd is not PID 1."""
+        if self._subreaper:
+            return
+        self._subreaper = True
+        if os.getpid() == 1:
+            return
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
 
     def start_reaper(self) -> None:
         loop = aio.get_running_loop()
@@ -91,6 +106,7 @@ class ProcessManager:
             tag = "proc-" + os.urandom(4).hex()
         elif tag in self._starting or any(p.tag == tag for p in self._running.values()):
             raise RpcError("already_exists", f"a running process already has tag {tag!r}")
+        self.become_subreaper()
         try:
             stdio = Stdio(pty_size, stdin)
         except OSError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import signal
 import struct
@@ -13,6 +12,8 @@ from .connect import (
     CONNECT_RAW_OUTPUT,
     RAW_OUTPUT,
     RpcError,
+    b64decode,
+    b64encode,
     end_stream,
     envelope,
     read_envelope,
@@ -43,7 +44,7 @@ def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str):
         raise RpcError("invalid_argument", f"{field} must be base64 bytes")
     try:
-        return base64.b64decode(value, validate=True)
+        return b64decode(value)
     except binascii.Error:
         raise RpcError("invalid_argument", f"{field} is not valid base64") from None
 
@@ -94,7 +95,7 @@ def _raw_event(stream: str, parts: list[bytes]) -> list[bytes]:
 
 def _data_event(stream: str, data: bytes) -> list[bytes]:
     """A data event as pieces (header, prefix, base64, suffix) so the big one is never copied."""
-    encoded = base64.b64encode(data)
+    encoded = b64encode(data)
     prefix = _PREFIX[stream]
     length = len(prefix) + len(encoded) + len(_SUFFIX)
     return [struct.pack(">BI", 0, length) + prefix, encoded, _SUFFIX]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import signal
-import socket
 import sys
 from functools import partial
 
@@ -18,16 +18,15 @@ FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 SHUTDOWN_GRACE = 2.0
 
 
-def _become_subreaper() -> None:
-    """Adopt orphaned grandchildren so they are reaped even when envd is not PID 1."""
-    if os.getpid() == 1:
-        return
-    try:
-        import ctypes
+def _finish_start(envd: Envd) -> None:
+    """What can wait until envd has answered its first request (the host's /health poll), so it
+    overlaps the host's next steps: the modules a first command needs, adopting orphans, and
+    giving back start-up's garbage."""
+    import json  # noqa: F401
+    import subprocess  # noqa: F401
 
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
+    envd.processes.become_subreaper()
+    _settle_memory()
 
 
 def _settle_memory() -> None:
@@ -44,14 +43,14 @@ def _settle_memory() -> None:
         pass
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int) -> _socket.socket:
     """The listening socket, bound and non-blocking."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    family, kind, proto, _, address = _socket.getaddrinfo(
+        host or None, port, type=_socket.SOCK_STREAM, flags=_socket.AI_PASSIVE
     )[0]
-    sock = socket.socket(family, kind, proto)
+    sock = _socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(100)
         sock.setblocking(False)
@@ -71,7 +70,7 @@ async def serve(
 ) -> None:
     loop = aio.get_running_loop()
     envd = Envd(access_token, output_bound, pty_idle_timeout)
-    _become_subreaper()
+    envd.after_first_request = partial(_finish_start, envd)
     envd.processes.start_reaper()
     stop = aio.Event()
     received: list[int] = []
@@ -93,7 +92,6 @@ async def serve(
         partial(serve_connection, handler=envd), sock=_listen(host, port), limit=1024 * 1024
     )
     bound = server.sockets[0].getsockname()[1]
-    _settle_memory()
     print(f"envd listening on {host}:{bound}", file=sys.stderr, flush=True)
     if ready is not None:
         ready.set_result(bound)

@@ -15,7 +15,6 @@ import errno
 import fcntl
 import os
 import struct
-import subprocess
 
 from .connect import RpcError, from_os_error
 from .output import PTY, STDERR, STDOUT
@@ -143,6 +142,8 @@ def start(
     stdio: Stdio,
 ) -> tuple[int, str]:
     """Exec `argv` with the calling thread's identity; returns (pid, cwd). Blocking but short."""
+    import subprocess  # imported on first use (or by the warm-up after the first request)
+
     cwd = _resolve_cwd(cwd, default_workdir, user)
     env = environment(user, base_env, envs, cwd, stdio.pty)
     if stdio.pty:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import time
 
 # hmac's own fallback; `import hmac` (or secrets) would load OpenSSL's libcrypto into every envd.
 from _operator import _compare_digest
 
-from .connect import RpcError
+from .connect import RpcError, b64decode
 from .users import User, lookup_user
 
 TYPE_CHECKING = False
@@ -95,7 +94,7 @@ class AgentState:
         name = None
         if authorization and authorization[:6].lower() == "basic ":
             try:
-                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+                decoded = b64decode(authorization[6:].strip()).decode()
             except (binascii.Error, UnicodeDecodeError):
                 raise RpcError("invalid_argument", "malformed Authorization header") from None
             name = decoded.partition(":")[0] or None
