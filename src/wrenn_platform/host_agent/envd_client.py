@@ -19,6 +19,7 @@ import secrets
 import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -400,27 +401,46 @@ class EnvdClient:
             headers.update(extra)
         return headers
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, url: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
+        """One request and its whole response; transport failures and statuses outside `ok` as EnvdErrors."""
         try:
-            return await self._http.request(method, url, **kwargs)
+            r = await self._http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+        if r.status_code not in ok:
+            raise _error_from_response(r.status_code, r.content)
+        return r
 
     async def _unary(
         self, method: str, message: Mapping[str, Any], user: str | None = None
     ) -> dict[str, Any]:
-        r = await self._request(
+        r = await self._call(
             "POST",
             f"/{method}",
             content=json.dumps(message).encode(),
             headers=self._headers(user, {"Content-Type": "application/json"}),
         )
-        if r.status_code != 200:
-            raise _error_from_response(r.status_code, r.content)
         data = r.json()
         return data if isinstance(data, dict) else {}
+
+    @asynccontextmanager
+    async def _open_stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """A streamed response with status 200 (else its EnvdError), closed on leaving."""
+        request = self._http.build_request(method, url, timeout=self._stream_timeout, **kwargs)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
+        try:
+            if response.status_code != 200:
+                raise _error_from_response(response.status_code, await response.aread())
+            yield response
+        finally:
+            await response.aclose()
 
     async def _server_stream(
         self,
@@ -440,18 +460,7 @@ class EnvdClient:
             async for payload in self._fast_stream(f"/{method}", headers, _envelope(message)):
                 yield payload
             return
-        request = self._http.build_request(
-            "POST", f"/{method}", content=_envelope(message), headers=headers, timeout=self._stream_timeout
-        )
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise EnvdError("deadline_exceeded", f"envd did not answer in time ({exc!r})") from exc
-        except httpx.TransportError as exc:
-            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
-        try:
-            if response.status_code != 200:
-                raise _error_from_response(response.status_code, await response.aread())
+        async with self._open_stream("POST", f"/{method}", content=_envelope(message), headers=headers) as response:
             content_type = response.headers.get("content-type", "")
             try:
                 async for payload in _until_end(_envelopes(content_type, response.aiter_raw())):
@@ -460,8 +469,6 @@ class EnvdClient:
                 raise EnvdError("deadline_exceeded", "envd stream went silent") from exc
             except httpx.TransportError as exc:
                 raise EnvdUnavailable(f"stream from envd broke: {exc!r}") from exc
-        finally:
-            await response.aclose()
 
     async def _fast_stream(
         self, path: str, headers: Mapping[str, str], body: bytes
@@ -536,23 +543,16 @@ class EnvdClient:
             body["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
                 f".{round((timestamp - whole) * 1e6):06d}Z"
             )
-        r = await self._request("POST", "/init", json=body, headers=self._headers())
-        if r.status_code not in (200, 204):
-            raise _error_from_response(r.status_code, r.content)
+        await self._call("POST", "/init", (200, 204), json=body, headers=self._headers())
         if access_token:
             self.access_token = access_token
 
     async def version(self) -> str:
-        r = await self._request("GET", "/version", headers=self._headers())
-        if r.status_code != 200:
-            raise _error_from_response(r.status_code, r.content)
+        r = await self._call("GET", "/version", headers=self._headers())
         return str(r.json().get("version", ""))
 
     async def metrics(self) -> GuestMetrics:
-        r = await self._request("GET", "/metrics", headers=self._headers())
-        if r.status_code != 200:
-            raise _error_from_response(r.status_code, r.content)
-        data = r.json()
+        data = (await self._call("GET", "/metrics", headers=self._headers())).json()
         return GuestMetrics(
             ts=int(data["ts"]),
             cpu_count=int(data["cpu_count"]),
@@ -705,26 +705,12 @@ class EnvdClient:
             async for chunk in chunks:
                 yield _envelope({"data": {"input": {key: base64.b64encode(chunk).decode()}}})
 
-        request = self._http.build_request(
-            "POST",
-            "/process.Process/StreamInput",
-            content=body(),
-            headers=self._headers(extra={"Content-Type": CONNECT_JSON}),
-            timeout=self._stream_timeout,
-        )
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
-        try:
-            if response.status_code != 200:
-                raise _error_from_response(response.status_code, await response.aread())
-            async for flags, payload in _envelopes(response.headers.get("content-type", ""), response.aiter_raw()):
+        headers = self._headers(extra={"Content-Type": CONNECT_JSON})
+        async with self._open_stream("POST", "/process.Process/StreamInput", content=body(), headers=headers) as r:
+            async for flags, payload in _envelopes(r.headers.get("content-type", ""), r.aiter_raw()):
                 if flags & 0x02 and payload.get("error"):
                     error = payload["error"]
                     raise EnvdError(error.get("code", "unknown"), error.get("message", ""))
-        finally:
-            await response.aclose()
 
     async def send_signal(self, process: Selector, signal: SignalName = "SIGKILL") -> None:
         await self._unary(
@@ -800,23 +786,12 @@ class EnvdClient:
         params = {"path": path}
         if user:
             params["username"] = user
-        request = self._http.build_request(
-            "GET", "/files", params=params, headers=self._headers(), timeout=self._stream_timeout
-        )
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise EnvdUnavailable(f"cannot reach envd at {self.base_url}: {exc!r}") from exc
-        try:
-            if response.status_code != 200:
-                raise _error_from_response(response.status_code, await response.aread())
+        async with self._open_stream("GET", "/files", params=params, headers=self._headers()) as response:
             try:
                 async for chunk in response.aiter_raw(chunk_size):
                     yield chunk
             except httpx.TransportError as exc:
                 raise EnvdUnavailable(f"download from envd broke: {exc!r}") from exc
-        finally:
-            await response.aclose()
 
     async def write_file(
         self,
@@ -831,19 +806,9 @@ class EnvdClient:
         params = {"path": path}
         if user:
             params["username"] = user
-        try:
-            r = await self._http.post(
-                "/files",
-                params=params,
-                content=data,
-                headers=self._headers(extra={"Content-Type": "application/octet-stream"}),
-                timeout=self._stream_timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise EnvdError("deadline_exceeded", f"upload to envd timed out ({exc!r})") from exc
-        except httpx.TransportError as exc:
-            raise EnvdUnavailable(f"upload to envd broke: {exc!r}") from exc
-        if r.status_code != 200:
-            raise _error_from_response(r.status_code, r.content)
+        headers = self._headers(extra={"Content-Type": "application/octet-stream"})
+        r = await self._call(
+            "POST", "/files", params=params, content=data, headers=headers, timeout=self._stream_timeout
+        )
         entries = r.json()
         return str(entries[0]["path"]) if entries else path

@@ -47,7 +47,9 @@ class StreamResponse:
 
     async def _read(self, pending: Awaitable[bytes]) -> bytes:
         try:
-            return await asyncio.wait_for(pending, self._read_timeout)
+            # Not wait_for: on 3.11 it wraps every read in a new task (a dozen per exec).
+            async with asyncio.timeout(self._read_timeout):
+                return await pending
         except TimeoutError:
             raise StreamTimeout("envd sent nothing within the read timeout") from None
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
@@ -162,8 +164,9 @@ class StreamPool:
     ) -> StreamResponse:
         try:
             writer.write(request)
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), read_timeout)
+            async with asyncio.timeout(read_timeout):
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
             writer.close()
             raise StreamTimeout("envd did not answer in time") from None
