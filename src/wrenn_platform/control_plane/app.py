@@ -22,10 +22,15 @@ from .errors import install_error_handlers
 from .services import start_services
 from .settings import Settings
 
+# Mounted first: routes are matched one by one in mount order, and the capsule routes (exec...) are the
+# hot path; no other module's path falls under theirs (`/v1/capsules...`), so the order changes nothing else.
+_FIRST = ("capsules",)
+
 
 def _route_modules() -> list[APIRouter]:
     routers: list[APIRouter] = []
-    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda i: i.name):
+    modules = sorted(pkgutil.iter_modules(routes.__path__), key=lambda i: (i.name not in _FIRST, i.name))
+    for info in modules:
         module = importlib.import_module(f"{routes.__name__}.{info.name}")
         router = getattr(module, "router", None)
         if isinstance(router, APIRouter):

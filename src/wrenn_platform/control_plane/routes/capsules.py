@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import (
     BackgroundExecResponse,
@@ -53,6 +54,17 @@ router = APIRouter(tags=["capsules"])
 Auth = Depends(require_key_or_session)
 Db = Depends(get_db)
 Svc = Depends(get_capsules)
+
+
+async def _guest_client(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
+                        doing: str) -> AgentClient:
+    """The running capsule's agent, the database connection given back (if one was taken) while it answers.
+    With the caller's key and the capsule in the in-memory caches, no transaction was begun: the hot path
+    skips an empty commit (a greenlet round trip in SQLAlchemy's async session)."""
+    client = await svc.running_client(db, principal, capsule_id, doing)
+    if db.in_transaction():
+        await db.commit()
+    return client
 
 
 # ---- lifecycle ------------------------------------------------------------------------------------
@@ -139,8 +151,7 @@ async def capsule_metrics(id: str, range: MetricsRange = Query("10m"), principal
 })
 async def exec_command(id: str, body: ExecRequest, principal: Principal = Auth, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    client = await svc.running_client(db, principal, id, "exec in")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "exec in")
     with agent_errors():
         result = await client.exec(id, agent_wire.ExecRequest(**body.model_dump()))
     # The agent's models are field for field the contract's: serialise them once, directly (hot path).
@@ -153,8 +164,7 @@ async def exec_command(id: str, body: ExecRequest, principal: Principal = Auth, 
 @router.get("/v1/capsules/{id}/processes", responses=responses(404, 409))
 async def list_processes(id: str, principal: Principal = Auth, db: AsyncSession = Db,
                          svc: CapsuleService = Svc) -> ProcessListResponse:
-    client = await svc.running_client(db, principal, id, "list processes of")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "list processes of")
     with agent_errors():
         result = await client.list_processes(id)
     return ProcessListResponse.model_validate(result.model_dump())
@@ -165,8 +175,7 @@ async def list_processes(id: str, principal: Principal = Auth, db: AsyncSession 
 async def kill_process(id: str, selector: str, signal: Literal["SIGKILL", "SIGTERM"] = Query("SIGKILL"),
                        principal: Principal = Auth, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    client = await svc.running_client(db, principal, id, "kill a process in")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "kill a process in")
     with agent_errors():
         await client.kill_process(id, selector, signal)
     return Response(status_code=204)
@@ -204,8 +213,7 @@ async def process_stream(websocket: WebSocket, id: str, selector: str) -> None:
 
 async def _upload(id: str, request: Request, limit: int | None, principal: Principal, db: AsyncSession,
                   svc: CapsuleService) -> Response:
-    client = await svc.running_client(db, principal, id, "write files to")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "write files to")
     upload = await read_upload(request, limit)
     try:
         with agent_errors():
@@ -219,8 +227,7 @@ async def _upload(id: str, request: Request, limit: int | None, principal: Princ
 
 async def _download(id: str, path: str, principal: Principal, db: AsyncSession,
                     svc: CapsuleService) -> StreamingResponse:
-    client = await svc.running_client(db, principal, id, "read files from")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "read files from")
     stack = contextlib.AsyncExitStack()
     with agent_errors():
         chunks = await stack.enter_async_context(client.read_file(id, path))
@@ -273,8 +280,7 @@ async def stream_read_file(id: str, body: ReadFileRequest, principal: Principal 
 @router.post("/v1/capsules/{id}/files/list", responses=responses(404, 409))
 async def list_dir(id: str, body: ListDirRequest, principal: Principal = Auth, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> ListDirResponse:
-    client = await svc.running_client(db, principal, id, "list files of")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "list files of")
     with agent_errors():
         result = await client.list_dir(id, body.path, body.depth)
     return ListDirResponse.model_validate(result.model_dump())
@@ -283,8 +289,7 @@ async def list_dir(id: str, body: ListDirRequest, principal: Principal = Auth, d
 @router.post("/v1/capsules/{id}/files/mkdir", responses=responses(404, 409))
 async def make_dir(id: str, body: MakeDirRequest, principal: Principal = Auth, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> MakeDirResponse:
-    client = await svc.running_client(db, principal, id, "create directories in")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "create directories in")
     with agent_errors():
         entry = await client.make_dir(id, body.path)
     return MakeDirResponse(entry=FileEntry.model_validate(entry.model_dump()))
@@ -293,8 +298,7 @@ async def make_dir(id: str, body: MakeDirRequest, principal: Principal = Auth, d
 @router.post("/v1/capsules/{id}/files/remove", status_code=204, responses=responses(404, 409))
 async def remove_path(id: str, body: RemoveRequest, principal: Principal = Auth, db: AsyncSession = Db,
                       svc: CapsuleService = Svc) -> Response:
-    client = await svc.running_client(db, principal, id, "remove files in")
-    await db.commit()
+    client = await _guest_client(svc, db, principal, id, "remove files in")
     with agent_errors():
         await client.remove(id, body.path)
     return Response(status_code=204)
