@@ -47,11 +47,12 @@ from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest
 
 CHUNK = 1024 * 1024
 ROOT = Path("/tmp/wrenn-api-bench")
-LAUNCH = (
+LAUNCH = (  # the HTTP stack of `wrenn server`
     "import os, uvicorn\n"
+    "from wrenn_platform.cli.server import HTTP, LOOP\n"
     "from wrenn_platform.control_plane.app import create_app\n"
     "uvicorn.run(create_app(), host='127.0.0.1', port=int(os.environ['WRENN_PORT']), log_level='warning',\n"
-    "            timeout_keep_alive=int(os.environ['BENCH_KEEP_ALIVE']))\n"
+    "            timeout_keep_alive=int(os.environ['BENCH_KEEP_ALIVE']), loop=LOOP, http=HTTP)\n"
 )
 
 

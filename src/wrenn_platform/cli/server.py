@@ -16,6 +16,11 @@ import typer
 
 from wrenn_platform.control_plane.settings import Settings
 
+# uvicorn's libuv event loop and C HTTP/1.1 parser (pinned dependencies): measurably less CPU per request
+# than asyncio's loop and h11 (bench/RESULTS.md, capsule API). Named, not "auto": a missing one fails loudly.
+LOOP = "uvloop"
+HTTP = "httptools"
+
 
 def server_settings(**options: Any) -> Settings:
     """Settings from the environment, overridden by the options actually given."""
@@ -58,5 +63,6 @@ def server(
     # httpx logs every request at INFO: the embedded agent's heartbeats would flood the log.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False,
+        loop=LOOP, http=HTTP,
     )
