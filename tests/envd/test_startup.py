@@ -52,6 +52,7 @@ def test_envd_imports_neither_asyncio_nor_heavy_modules(envd_root: object) -> No
     logging, typing and concurrent.futures unloaded (each is start-up time in every capsule),
     and what a first command needs (json, subprocess, ctypes) waits until the first answer."""
     heavy = ("asyncio", "ssl", "logging", "typing", "concurrent.futures", "inspect", "traceback", "socket")
+    heavy += ("selectors", "signal", "threading", "collections", "contextlib", "functools", "enum")
     # Needed only from the first request on: imported after envd has answered it (or on use).
     heavy += ("json", "re", "subprocess", "locale", "ctypes")
     code = (

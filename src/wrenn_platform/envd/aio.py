@@ -1,12 +1,12 @@
-"""envd's event loop: the small part of asyncio that envd uses, on `selectors`.
+"""envd's event loop: the small part of asyncio that envd uses, on epoll.
 
 Why not asyncio: envd runs inside every capsule with whatever standard library the template's
 python3 has, and its start-up is most of "create → first exec". `import asyncio` was most of that
 start-up (tens of ms natively, over a second under TCG): it pulls in logging, inspect, typing,
 concurrent.futures, ssl... none of which envd needs. This module gives envd's coroutines the
 same surface — tasks with cancellation, futures, events, timers, fd readers/writers, signal
-handlers, a thread pool, TCP stream reader/writer and a server — in one module built on
-`selectors`, `signal`, `_socket` and `threading`.
+handlers, a thread pool, TCP stream reader/writer and a server — in one module built directly on
+epoll, the signal wake-up fd, sockets and threads. envd is Linux-only, as its capsules are.
 
 Semantics follow asyncio where envd relies on them: a cancelled task gets CancelledError at its
 `await`; cancelling a task cancels the future it awaits; `wait` never cancels what it waits for;
@@ -17,24 +17,28 @@ limit; `drain` waits while more than the high-water mark is unsent.
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import os
-import selectors
-import signal
 import sys
-import threading
 from _socket import AF_INET, AF_INET6, IPPROTO_TCP, TCP_NODELAY
-from _socket import socket as Socket  # not `socket`: its enums and wrappers cost start-up
-from collections import deque
+from _socket import socket as Socket
 from heapq import heappop, heappush
+from select import EPOLLIN, EPOLLOUT, epoll
 from time import monotonic
 
+# The C modules under `signal`, `collections`, `socket`, `threading` and `selectors`: the Python
+# wrappers (enums, namedtuples, ...) would add a third to envd's start-up imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+    from collections import deque
     from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
     from typing import Any, TypeVar
 
     T = TypeVar("T")
+else:
+    import _signal as signal
+    from _collections import deque
 
 FIRST_COMPLETED = "FIRST_COMPLETED"
 ALL_COMPLETED = "ALL_COMPLETED"
@@ -55,6 +59,19 @@ class LimitOverrunError(Exception):
     def __init__(self, message: str, consumed: int) -> None:
         super().__init__(message)
         self.consumed = consumed
+
+
+class suppress:
+    """`contextlib.suppress`, without importing contextlib (and collections, functools) at start."""
+
+    def __init__(self, *exceptions: type[BaseException]) -> None:
+        self._exceptions = exceptions
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, value: object, traceback: object) -> bool:
+        return kind is not None and issubclass(kind, self._exceptions)
 
 
 def _report(what: str) -> None:
@@ -246,7 +263,7 @@ class ThreadPool:
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
     ) -> None:
-        from queue import SimpleQueue  # on first use: many capsules never need a thread
+        from _queue import SimpleQueue  # on first use: many capsules never need a thread
 
         self._jobs: SimpleQueue[tuple[Loop, Future, Callable[..., Any], tuple[Any, ...]] | None] = (
             SimpleQueue()
@@ -254,7 +271,7 @@ class ThreadPool:
         self._max = max_workers
         self._initializer = initializer
         self._initargs = initargs
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._threads = 0
         self._idle = 0
         self._broken: BaseException | None = None
@@ -266,7 +283,7 @@ class ThreadPool:
                 self._idle -= self._idle > 0
                 return
             self._threads += 1
-        threading.Thread(target=self._work, daemon=True).start()
+        _thread.start_new_thread(self._work, ())
 
     def _work(self) -> None:
         if self._initializer is not None and self._broken is None:
@@ -309,14 +326,15 @@ def _settle(future: Future, result: Any, exc: BaseException | None) -> None:
 
 class Loop:
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._epoll = epoll()
+        self._fds: dict[int, tuple[Handle | None, Handle | None]] = {}  # fd -> (reader, writer)
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
         self._tasks: set[Task] = set()
         self._signals: dict[int, Handle] = {}
         self._executor: ThreadPool | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, (Handle(self._on_wake, ()), None))
+        self._watch(self._wake_r, 0, Handle(self._on_wake, ()))
 
     # -- callbacks and timers ---------------------------------------------------------------
 
@@ -331,7 +349,7 @@ class Loop:
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
         handle = Handle(callback, args)
         self._ready.append(handle)  # deque.append is atomic
-        with contextlib.suppress(BlockingIOError, InterruptedError):  # full: the loop is awake
+        with suppress(BlockingIOError, InterruptedError):  # full: the loop is awake
             os.write(self._wake_w, b"\0")
         return handle
 
@@ -349,23 +367,22 @@ class Loop:
     # -- file descriptors -------------------------------------------------------------------
 
     def _watch(self, fd: int, slot: int, handle: Handle | None) -> None:
-        try:
-            key = self._selector.get_key(fd)
-        except KeyError:
-            if handle is not None:
-                new = (handle, None) if slot == 0 else (None, handle)
-                self._selector.register(fd, selectors.EVENT_READ if slot == 0 else selectors.EVENT_WRITE, new)
-            return
-        handles = list(key.data)
-        old = handles[slot]
-        if old is not None:
-            old.cancel()
+        old = self._fds.get(fd)
+        handles = list(old or (None, None))
+        if handles[slot] is not None:
+            handles[slot].cancel()  # type: ignore[union-attr]  # a callback already queued must not run
         handles[slot] = handle
-        mask = (selectors.EVENT_READ if handles[0] else 0) | (selectors.EVENT_WRITE if handles[1] else 0)
-        if mask:
-            self._selector.modify(fd, mask, tuple(handles))
+        mask = (EPOLLIN if handles[0] else 0) | (EPOLLOUT if handles[1] else 0)
+        if not mask:
+            if old is not None:
+                del self._fds[fd]
+                self._epoll.unregister(fd)
+            return
+        self._fds[fd] = (handles[0], handles[1])
+        if old is None:
+            self._epoll.register(fd, mask)
         else:
-            self._selector.unregister(fd)
+            self._epoll.modify(fd, mask)
 
     def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
         self._watch(fd, 0, Handle(callback, args))
@@ -423,11 +440,12 @@ class Loop:
             timeout = max(0.0, timers[0].when - monotonic())
         else:
             timeout = None
-        for key, mask in self._selector.select(timeout):
-            reader, writer = key.data
-            if mask & selectors.EVENT_READ and reader is not None and not reader.cancelled:
+        for fd, mask in self._epoll.poll(-1 if timeout is None else timeout):
+            reader, writer = self._fds.get(fd, (None, None))
+            # As `selectors`: an error or hang-up wakes both sides.
+            if mask & ~EPOLLOUT and reader is not None and not reader.cancelled:
                 self._ready.append(reader)
-            if mask & selectors.EVENT_WRITE and writer is not None and not writer.cancelled:
+            if mask & ~EPOLLIN and writer is not None and not writer.cancelled:
                 self._ready.append(writer)
         now = monotonic()
         while timers and timers[0].when <= now:
@@ -449,7 +467,7 @@ class Loop:
             signal.set_wakeup_fd(-1)
         if self._executor is not None:
             self._executor.shutdown()
-        self._selector.close()
+        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -462,7 +480,7 @@ _running: Loop | None = None
 
 
 def get_running_loop() -> Loop:
-    if _running is None or threading.get_ident() != _loop_thread:
+    if _running is None or _thread.get_ident() != _loop_thread:
         raise RuntimeError("no running event loop")
     return _running
 
@@ -474,7 +492,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` to completion; then cancel the tasks left and let them finish."""
     global _running, _loop_thread
     loop = Loop()
-    _running, _loop_thread = loop, threading.get_ident()
+    _running, _loop_thread = loop, _thread.get_ident()
     try:
         task = loop.create_task(main)
         result = loop.run_until_complete(task)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import time
 
+from .aio import suppress
 from .connect import RpcError
 from .users import group_name, user_name
 
@@ -45,7 +45,7 @@ def entry_info(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
     if stat.S_ISLNK(mode):
         info["type"] = FILE_TYPES["link"]
         info["isSymlink"] = True
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             info["symlinkTarget"] = os.readlink(path)
     elif stat.S_ISDIR(mode):
         info["type"] = FILE_TYPES["dir"]
@@ -74,7 +74,7 @@ def list_dir(path: str, depth: int) -> list[dict[str, Any]]:
                 continue  # removed while listing
             if level < depth and child.is_dir(follow_symlinks=False):
                 # List what the user may see; unreadable subdirectories stay closed.
-                with contextlib.suppress(PermissionError):
+                with suppress(PermissionError):
                     walk(child.path, level + 1)
     walk(path, 1)
     return entries
@@ -171,7 +171,7 @@ def open_temp_for_write(path: str) -> tuple[int, str]:
     if os.path.isdir(path):
         raise RpcError("invalid_argument", f"{path}: is a directory")
     mode = 0o644
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         mode = stat.S_IMODE(os.stat(path).st_mode)
     temp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(4).hex()}.envd-tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -198,14 +198,14 @@ def commit_temp(fd: int, temp: str, path: str) -> dict[str, Any]:
         os.close(fd)
         os.rename(temp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(temp)
         raise
     return entry_info(path)
 
 
 def discard_temp(fd: int, temp: str) -> None:
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.close(fd)
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.unlink(temp)

@@ -5,11 +5,10 @@ envd may run as PID 1, so it reaps every child (`waitpid(-1)`), not only its own
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from . import aio, spawn
+from .aio import suppress
 from .connect import RpcError, from_os_error
 from .process import Process
 from .spawn import Stdio
@@ -17,7 +16,10 @@ from .users import FsIdentities, User
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:
+    import _signal as signal  # `signal` wraps these in enums (an `enum` import at start)
 
 FINISHED_KEEP_SECONDS = 60.0
 
@@ -169,12 +171,12 @@ class ProcessManager:
                     and process.attached == 0
                     and now - process.last_activity > self._pty_idle_timeout
                 ):
-                    with contextlib.suppress(RpcError):
+                    with suppress(RpcError):
                         process.signal(signal.SIGKILL)
 
     def shutdown(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
         for process in list(self._running.values()):
-            with contextlib.suppress(RpcError):
+            with suppress(RpcError):
                 process.signal(signal.SIGKILL)

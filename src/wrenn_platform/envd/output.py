@@ -7,13 +7,14 @@ bound, the producer is told to pause (backpressure onto the process) instead of 
 
 from __future__ import annotations
 
-from collections import deque
-
 from . import aio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Callable
+else:
+    from _collections import deque  # `collections` costs start-up
 
 STDOUT = "stdout"
 STDERR = "stderr"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-from collections import deque
 
 from . import aio
 from .connect import RpcError
@@ -13,9 +11,14 @@ from .spawn import set_winsize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+    from collections import deque
     from typing import Any
 
     from .spawn import Stdio
+else:
+    import _signal as signal  # `signal` wraps these in enums (an `enum` import at start)
+    from _collections import deque  # `collections` costs start-up
 
 READ_SIZE = 1024 * 1024
 FINISHED_OUTPUT_KEPT = 1024 * 1024  # replayable after exit (the record lives on for a minute)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-from . import aio, fsops, watch
+from . import aio, fsops
+from .aio import suppress
 from .connect import RpcError, end_stream, envelope, from_os_error, read_envelope, start_stream
 from .httpio import Request, Response
 from .state import AgentState
@@ -84,6 +84,8 @@ class FilesystemService:
             user = self.state.request_user(request.headers.get("authorization"))
             root = resolve_path(message.get("path"), user)
             include_entry = bool(message.get("includeEntry"))
+            from . import watch  # on first use: few capsules watch directories
+
             try:
                 watcher = await self.fs.run(user, watch.open_watcher, root, bool(message.get("recursive")))
             except OSError as exc:
@@ -117,14 +119,14 @@ class FilesystemService:
                     continue
                 ready.clear()
                 while watcher.new_dirs:
-                    with contextlib.suppress(OSError):
+                    with suppress(OSError):
                         await self.fs.run(user, watcher.add_tree, watcher.new_dirs.pop())
                 out: list[bytes] = []
                 while watcher.events:
                     name, kind = watcher.events.popleft()
                     event: dict[str, Any] = {"name": name, "type": kind}
                     if include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
-                        with contextlib.suppress(OSError):
+                        with suppress(OSError):
                             event["entry"] = await self.fs.run(
                                 user, fsops.entry_info, os.path.join(root, name)
                             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import signal
 import struct
 
 from . import aio
@@ -27,7 +26,10 @@ from .state import AgentState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:
+    import _signal as signal  # `signal` wraps these in enums (an `enum` import at start)
 
 MAX_EVENT_BYTES = 1024 * 1024
 DEFAULT_KEEPALIVE = 30.0

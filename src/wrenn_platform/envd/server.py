@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import _socket
-import contextlib
 import os
-import signal
 import sys
-from functools import partial
 
 from . import aio
+from .aio import suppress
 from .app import Envd
 from .httpio import serve_connection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # `signal` wraps these in enums (an `enum` import at start)
 
 DEFAULT_PORT = 49983
 FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -70,7 +74,7 @@ async def serve(
 ) -> None:
     loop = aio.get_running_loop()
     envd = Envd(access_token, output_bound, pty_idle_timeout)
-    envd.after_first_request = partial(_finish_start, envd)
+    envd.after_first_request = lambda: _finish_start(envd)
     envd.processes.start_reaper()
     stop = aio.Event()
     received: list[int] = []
@@ -81,7 +85,7 @@ async def serve(
 
     def forward(sig: int) -> None:
         for process in envd.processes.list():
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.killpg(process.pid, sig)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,7 +93,7 @@ async def serve(
     for sig in FORWARDED:
         loop.add_signal_handler(sig, forward, sig)
     server = await aio.start_server(
-        partial(serve_connection, handler=envd), sock=_listen(host, port), limit=1024 * 1024
+        lambda reader, writer: serve_connection(reader, writer, envd), sock=_listen(host, port), limit=1024 * 1024
     )
     bound = server.sockets[0].getsockname()[1]
     print(f"envd listening on {host}:{bound}", file=sys.stderr, flush=True)

@@ -10,12 +10,12 @@ thread's credentials. Only a terminal still needs a preexec_fn (TIOCSCTTY), henc
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import struct
 
+from .aio import suppress
 from .connect import RpcError, from_os_error
 from .output import PTY, STDERR, STDOUT
 
@@ -74,7 +74,7 @@ class Stdio:
                 read_end, write_end = os.pipe2(os.O_CLOEXEC)
                 self.child.append(write_end)
                 self.readers[read_end] = stream
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                 os.set_blocking(read_end, False)
         except BaseException:
@@ -89,7 +89,7 @@ class Stdio:
     def close_all(self) -> None:
         self.close_child_ends()
         for fd in [*self.readers, *([self.stdin_fd] if self.stdin_fd is not None else [])]:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.close(fd)
         self.readers = {}
         self.stdin_fd = None

@@ -7,17 +7,19 @@ kernel checks that user's permission to read the directories.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-from collections import deque
 
 from . import aio
+from .aio import suppress
 from .connect import RpcError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections import deque
     from typing import Any
+else:
+    from _collections import deque  # `collections` costs start-up
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
@@ -93,7 +95,7 @@ class Watcher:
             return
         for current, subdirs, _ in os.walk(directory):
             for name in subdirs:
-                with contextlib.suppress(OSError):  # unreadable or gone: not watched
+                with suppress(OSError):  # unreadable or gone: not watched
                     self._add(os.path.join(current, name))
 
     def _add(self, directory: str) -> None:
@@ -146,7 +148,7 @@ class Watcher:
             self.closed = True
 
     def close(self) -> None:
-        with contextlib.suppress(RuntimeError):
+        with suppress(RuntimeError):
             aio.get_running_loop().remove_reader(self.fd)
         os.close(self.fd)
 
