@@ -6,8 +6,9 @@
 Each run starts `python3 FLAGS -m wrenn_envd` in bubblewrap over the built template's rootfs
 (read-only; a copy of the envd source, byte-compiled by the guest's python3 as `wrenn template
 build` does, bind-mounted at /opt/wrenn_envd; host network, loopback port) and
-times spawn → first `204` from `/health`; then sends `/init` (as the runtime does), waits 1 s and
-reads envd's /proc/<pid>/smaps_rollup. With `--compare`, runs of the other source (e.g. an older
+times spawn → first `204` from `/health`; then sends `/init` (as the runtime does) and starts `true`
+(`process.Process/Start`, read to the end of the stream), timing spawn → that first command's end;
+then waits 1 s and reads envd's /proc/<pid>/smaps_rollup. With `--compare`, runs of the other source (e.g. an older
 checkout: `git archive <rev> src/wrenn_platform/envd | tar -x -C /tmp/old`) alternate with
 these in batches of 5, so both see the same machine load.
 """
@@ -19,6 +20,7 @@ import os
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import tempfile
 import time
@@ -28,6 +30,7 @@ from wrenn_platform.host_agent.images import build_template
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "wrenn_platform" / "envd"
 INIT = b'{"envVars":{"A":"1"}}'
+START_TRUE = b'{"process":{"cmd":"true"}}'
 
 
 def free_port() -> int:
@@ -47,6 +50,18 @@ def healthy(port: int) -> bool:
         return request(port, b"GET /health HTTP/1.1\r\nHost: envd\r\n\r\n").startswith(b"HTTP/1.1 204")
     except OSError:
         return False
+
+
+def first_exec(port: int) -> None:
+    body = struct.pack(">BI", 0, len(START_TRUE)) + START_TRUE
+    head = b"POST /process.Process/Start HTTP/1.1\r\nHost: envd\r\nConnection: close\r\n"
+    head += b"Content-Type: application/connect+json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(head + body)
+        answer = b""
+        while data := c.recv(65536):
+            answer += data
+    assert b'"exitCode":0' in answer, answer
 
 
 def smaps(pid: int) -> dict[str, float]:
@@ -71,7 +86,7 @@ def compiled_copy(rootfs: Path, source: Path, into: Path) -> Path:
     return copy
 
 
-def one(rootfs: Path, source: Path, flags: list[str]) -> tuple[float, dict[str, float]]:
+def one(rootfs: Path, source: Path, flags: list[str]) -> tuple[float, float, dict[str, float]]:
     port = free_port()
     argv = [
         "bwrap", "--ro-bind", str(rootfs), "/", "--tmpfs", "/opt", "--ro-bind", str(source),
@@ -90,21 +105,27 @@ def one(rootfs: Path, source: Path, flags: list[str]) -> tuple[float, dict[str, 
         head = b"POST /init HTTP/1.1\r\nHost: envd\r\nContent-Type: application/json\r\n"
         head += b"Content-Length: %d\r\n\r\n" % len(INIT) + INIT
         assert request(port, head).startswith(b"HTTP/1.1 204"), "/init failed"
+        first_exec(port)
+        to_exec = (time.perf_counter() - t0) * 1000
         time.sleep(1.0)
         with open(f"/proc/{popen.pid}/task/{popen.pid}/children") as f:
             children = f.read().split()
-        return elapsed, smaps(int(children[0]) if children else popen.pid)
+        return elapsed, to_exec, smaps(int(children[0]) if children else popen.pid)
     finally:
         popen.terminate()
         popen.wait()
 
 
-def report(name: str, results: list[tuple[float, dict[str, float]]]) -> None:
-    times = sorted(t for t, _ in results)
-    print(f"{name}: n={len(times)}")
-    print(f"  spawn → /health     min {times[0]:6.1f}  median {statistics.median(times):6.1f}  max {times[-1]:6.1f} ms")
+def report(name: str, results: list[tuple[float, float, dict[str, float]]]) -> None:
+    print(f"{name}: n={len(results)}")
+    for label, times in (
+        ("spawn → /health", sorted(r[0] for r in results)),
+        ("spawn → 1st exec end", sorted(r[1] for r in results)),
+    ):
+        median = statistics.median(times)
+        print(f"  {label:<20} min {times[0]:6.1f}  median {median:6.1f}  max {times[-1]:6.1f} ms")
     for key in ("Rss", "Pss", "Pss_Anon", "Pss_File"):
-        print(f"  {key:<19} median {statistics.median(m[key] for _, m in results):6.2f} MiB")
+        print(f"  {key:<19} median {statistics.median(m[key] for _, _, m in results):6.2f} MiB")
 
 
 def main() -> None:
@@ -123,7 +144,7 @@ def main() -> None:
     if args.compare:
         other = compiled_copy(rootfs, args.compare, work / "other")
         configs.append((f"{args.compare} {args.compare_flags}", other, args.compare_flags.split()))
-    results: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name, _, _ in configs}
+    results: dict[str, list[tuple[float, float, dict[str, float]]]] = {name: [] for name, _, _ in configs}
     done = 0
     while done < args.runs:
         batch = min(5, args.runs - done)
