@@ -32,7 +32,7 @@ from wrenn_platform.host_agent.images import build_template
 from wrenn_platform.host_agent.network import allocate_slot, release_slot
 from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot
 from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, disk, initramfs, kernel, net, qemu
-from wrenn_platform.host_agent.runtime.microvm.process import rss_bytes
+from wrenn_platform.host_agent.runtime.microvm.process import cpu_seconds, rss_bytes
 from wrenn_platform.host_agent.templates import TemplateStore
 
 TOKEN = "bench-" + uuid.uuid4().hex
@@ -104,7 +104,7 @@ class RawVm:
     def accel_args(self) -> list[str]:
         if self.accel == "kvm":
             return ["-accel", "kvm", "-cpu", "host"]
-        return ["-accel", "tcg,tb-size=32", "-cpu", "max"]
+        return qemu.tcg_args()
 
     def argv(self, incoming: Path | None, token: str) -> list[str]:
         version = kernel.default_version()
@@ -222,6 +222,8 @@ async def run(repeats: int) -> None:
     STATE.parent.chmod(0o755)
     runtime = MicrovmRuntime(state_root=STATE / "vm")
     print(f"microvm bench: accel={runtime.accel}, QEMU {runtime.vmm_version}, kernel {runtime.kernel_version}")
+    if runtime.accel == "tcg":
+        print(f"TCG: {' '.join(qemu.tcg_args())}")
     base = disk.ensure_base_image(runtime.cache_dir, info.path, DISK_MB)
     slot = await allocate_slot(OWNER, "bench-wrenn")
     raw_slot = await allocate_slot(OWNER, "bench-raw")
@@ -229,7 +231,7 @@ async def run(repeats: int) -> None:
     raw_dir = STATE / "raw"
     raw_dir.mkdir()
     raw = RawVm(raw_slot, raw_dir, base, runtime.accel)
-    w: dict[str, list[float]] = {k: [] for k in ("boot", "clone", "pause", "resume", "rss", "rss_clone")}
+    w: dict[str, list[float]] = {k: [] for k in ("boot", "boot_cpu", "clone", "pause", "resume", "rss", "rss_clone")}
     r: dict[str, list[float]] = {k: [] for k in w}
     try:
         # A snapshot template to clone from, made once by Wrenn (raw restores the same files).
@@ -248,6 +250,7 @@ async def run(repeats: int) -> None:
             start = time.perf_counter()
             cap = await runtime.create(s, slot)
             w["boot"].append(time.perf_counter() - start)
+            w["boot_cpu"].append(runtime.sample(s.capsule_id).cpu_seconds)
             await asyncio.sleep(IDLE_S)
             w["rss"].append(runtime.sample(s.capsule_id).memory_bytes)
             w["pause"].append(await timed(functools.partial(runtime.pause, s.capsule_id)))
@@ -279,6 +282,8 @@ async def run(repeats: int) -> None:
             await raw.start(token=TOKEN)
             await wait_health(raw.url)
             r["boot"].append(time.perf_counter() - start)
+            assert raw.proc is not None
+            r["boot_cpu"].append(cpu_seconds(raw.proc.pid))
             await asyncio.sleep(IDLE_S)
             r["rss"].append(raw.rss())
             r["pause"].append(await timed(functools.partial(raw.pause, raw_dir / "state")))
@@ -322,21 +327,27 @@ async def run(repeats: int) -> None:
         ("resume → first exec", "resume"),
     ]
     meds_w = {k: stats(label, w[k]) for label, k in rows}
+    meds_w["boot_cpu"] = stats("QEMU CPU time at envd ready (boot)", w["boot_cpu"], "ms CPU")
     meds_w["rss"] = stats("RSS idle after boot", w["rss"], "MiB", 1 / 2**20)
     meds_w["rss_clone"] = stats("RSS idle after clone", w["rss_clone"], "MiB", 1 / 2**20)
     print("raw QEMU, same job")
     meds_r = {k: stats(label, r[k]) for label, k in rows}
+    meds_r["boot_cpu"] = stats("QEMU CPU time at envd ready (boot)", r["boot_cpu"], "ms CPU")
     meds_r["rss"] = stats("RSS idle after boot", r["rss"], "MiB", 1 / 2**20)
     meds_r["rss_clone"] = stats("RSS idle after clone", r["rss_clone"], "MiB", 1 / 2**20)
     print("ratios (medians)")
-    for label, k in [*rows, ("RSS after boot", "rss"), ("RSS after clone", "rss_clone")]:
+    extra = [("QEMU CPU to envd ready", "boot_cpu"), ("RSS after boot", "rss"), ("RSS after clone", "rss_clone")]
+    for label, k in [*rows, *extra]:
         ratio(label, meds_w[k], meds_r[k])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tb-size", type=int, default=qemu.TCG_TB_SIZE_MB, help="TCG translation cache, MiB")
+    parser.add_argument("--cpu", default=qemu.TCG_CPU, help="QEMU -cpu model under TCG (experiments)")
     args = parser.parse_args()
+    qemu.TCG_TB_SIZE_MB, qemu.TCG_CPU = args.tb_size, args.cpu  # for Wrenn and raw alike
     asyncio.run(run(args.repeats))
 
 

@@ -21,6 +21,7 @@ from . import net
 QEMU_BINARY = "qemu-system-x86_64"
 SANDBOX = "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"
 TCG_TB_SIZE_MB = 32  # TCG translation cache; the default (1 GiB cap) inflates RSS
+TCG_CPU = "max"
 
 
 @dataclass
@@ -125,12 +126,16 @@ def qemu_args(cfg: VmConfig) -> list[str]:
     if cfg.accel == "kvm":
         args += ["-accel", "kvm", "-cpu", "host"]
     else:
-        args += ["-accel", f"tcg,tb-size={TCG_TB_SIZE_MB}", "-cpu", "max"]
+        args += tcg_args()
     if cfg.sandbox:
         args += ["-sandbox", SANDBOX]
     if cfg.incoming:
         args += ["-incoming", "defer"]
     return args
+
+
+def tcg_args() -> list[str]:
+    return ["-accel", f"tcg,tb-size={TCG_TB_SIZE_MB}", "-cpu", TCG_CPU]
 
 
 def confined_argv(cfg: VmConfig) -> list[str]:

@@ -157,6 +157,8 @@ class MicrovmRuntime:
         finally:
             os.close(tap_fd)
         vm.record.pid = vm.proc.pid
+        if not incoming:  # a booting VM is watched through envd; QMP would only compete for QEMU's lock
+            return
         try:
             async with self._qmp(vm, limit_s=15.0) as qmp:
                 await qmp.prepare_migration()
@@ -301,8 +303,11 @@ class MicrovmRuntime:
         try:
             await envd.wait_healthy(url, self.boot_timeout, alive=proc.alive)
         except envd.EnvdUnavailable as exc:
+            if not proc.alive():
+                raise RuntimeError_(f"the VM did not start: {self._qemu_error(d)}") from exc
             raise RuntimeError_(f"envd did not come up in the VM: {exc}") from exc
-        await envd.init(url, rec.envd_token, env_vars=spec.env_vars or None, default_user=spec.default_user or None)
+        init = envd.init(url, rec.envd_token, env_vars=spec.env_vars or None, default_user=spec.default_user or None)
+        _, rec.metadata["envd_version"] = await asyncio.gather(init, envd.version(url, rec.envd_token))
 
     async def _clone(self, vm: _Vm, spec: CapsuleSpec, snap: SnapshotRecord) -> None:
         rec, d, src = vm.record, vm.dir, spec.template_dir
@@ -382,6 +387,7 @@ class MicrovmRuntime:
             async with self._qmp(vm) as qmp:
                 try:
                     await qmp.execute("stop")
+                    await qmp.prepare_migration()  # a booted VM has not had it yet
                     await qmp.save_state(vm.dir / STATE_FILE)
                 except QmpError as exc:
                     with contextlib.suppress(QmpError):
@@ -426,6 +432,7 @@ class MicrovmRuntime:
                 async with self._qmp(vm) as qmp:
                     await qmp.execute("stop")
                     try:
+                        await qmp.prepare_migration()
                         await qmp.save_state(dest / STATE_FILE)
                         await asyncio.gather(
                             asyncio.to_thread(disk.copy_sparse, vm.dir / MEMORY_FILE, dest / MEMORY_FILE),
