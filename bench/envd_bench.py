@@ -1,6 +1,8 @@
 """envd over loopback vs the same work done directly, through the host agent's `EnvdClient`.
 
     .venv/bin/python bench/envd_bench.py [--runs 5] [--rtt-samples 300] [--size-mib 1024] [--rtt-only]
+                                         [--src DIR]   (DIR holds wrenn_platform/envd; e.g. an old one
+                                                        from `git archive <rev> src/wrenn_platform/envd`)
 
 Prints min/median/max per measurement and its ratio to the baseline measured in the same run:
 - `true` round trip (Start → end of stream) vs `subprocess.run(["true"])`;
@@ -95,11 +97,11 @@ def summary(name: str, values: list[float], unit: str, baseline: list[float] | N
     return line
 
 
-def start_envd() -> tuple[subprocess.Popen[bytes], str]:
+def start_envd(src: Path = SRC) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(SRC)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(src)}
     popen = subprocess.Popen(
         [sys.executable, "-S", "-m", "wrenn_platform.envd", "--host", "127.0.0.1", "--port", str(port),
          "--access-token", TOKEN], env=env,
@@ -317,9 +319,10 @@ async def main() -> None:
     parser.add_argument("--rtt-samples", type=int, default=300)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rtt-only", action="store_true", help="only the `true` round trip")
+    parser.add_argument("--src", type=Path, default=SRC, help="directory holding wrenn_platform/envd")
     args = parser.parse_args()
     size = args.size_mib * CHUNK
-    popen, url = start_envd()
+    popen, url = start_envd(args.src)
     try:
         async with EnvdClient(url, TOKEN, timeout=120) as client:
             print(f"envd pid {popen.pid}, {os.cpu_count()} cores, transfer size {args.size_mib} MiB, "

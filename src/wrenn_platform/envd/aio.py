@@ -659,8 +659,13 @@ class StreamReader:
             raise self._error
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        if n >= len(self._buffer):
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            with memoryview(self._buffer) as view:
+                data = bytes(view[:n])  # one copy (a slice of the bytearray would be a second)
+            del self._buffer[:n]
         if len(self._buffer) <= self._limit:
             self._conn.resume_reading()
         return data
