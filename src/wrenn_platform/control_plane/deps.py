@@ -16,5 +16,15 @@ async def get_settings(request: Request) -> Settings:  # async: no thread hop pe
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessionmaker() as session:
+    session: AsyncSession = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            async with session:  # its exit closes it (connection back, rollback), run to completion if cancelled
+                pass
+        else:
+            # Nothing begun, or all committed: no connection is held, and the async close (a task, a
+            # shield and a greenlet per request) would only empty the identity map. The hot path (exec
+            # with the key and capsule cached) never touches the database.
+            session.expunge_all()
