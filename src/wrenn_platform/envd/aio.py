@@ -22,7 +22,7 @@ import os
 import sys
 from _socket import AF_INET, AF_INET6, IPPROTO_TCP, TCP_NODELAY
 from _socket import socket as Socket
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from select import EPOLLIN, EPOLLOUT, epoll
 from time import monotonic
 
@@ -102,11 +102,18 @@ class Handle:
 
 
 class TimerHandle(Handle):
-    __slots__ = ("when",)
+    __slots__ = ("_loop", "when")
 
-    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def __init__(self, loop: Loop, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
         super().__init__(callback, args)
+        self._loop: Loop | None = loop  # None once out of the loop's heap
         self.when = when
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self._loop is not None:
+                self._loop._timers_cancelled += 1
 
     def __lt__(self, other: TimerHandle) -> bool:
         return self.when < other.when
@@ -330,6 +337,7 @@ class Loop:
         self._fds: dict[int, tuple[Handle | None, Handle | None]] = {}  # fd -> (reader, writer)
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
+        self._timers_cancelled = 0  # cancelled timers still in the heap
         self._tasks: set[Task] = set()
         self._signals: dict[int, Handle] = {}
         self._executor: ThreadPool | None = None
@@ -354,7 +362,7 @@ class Loop:
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        timer = TimerHandle(monotonic() + delay, callback, args)
+        timer = TimerHandle(self, monotonic() + delay, callback, args)
         heappush(self._timers, timer)
         return timer
 
@@ -432,8 +440,17 @@ class Loop:
 
     def _run_once(self) -> None:
         timers = self._timers
+        if self._timers_cancelled > 100 and 2 * self._timers_cancelled > len(timers):
+            # Cancelled timers (e.g. each wait's 30 s keepalive) would pile up until they expire.
+            for timer in timers:
+                if timer.cancelled:
+                    timer._loop = None
+            self._timers = timers = [t for t in timers if not t.cancelled]
+            heapify(timers)
+            self._timers_cancelled = 0
         while timers and timers[0].cancelled:
-            heappop(timers)
+            heappop(timers)._loop = None
+            self._timers_cancelled -= 1
         if self._ready:
             timeout: float | None = 0
         elif timers:
@@ -450,7 +467,10 @@ class Loop:
         now = monotonic()
         while timers and timers[0].when <= now:
             timer = heappop(timers)
-            if not timer.cancelled:
+            timer._loop = None
+            if timer.cancelled:
+                self._timers_cancelled -= 1
+            else:
                 self._ready.append(timer)
         for _ in range(len(self._ready)):
             handle = self._ready.popleft()
