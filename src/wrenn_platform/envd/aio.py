@@ -384,12 +384,18 @@ class Loop:
         if not mask:
             if old is not None:
                 del self._fds[fd]
-                self._epoll.unregister(fd)
+                with suppress(OSError):  # already closed: the kernel dropped it
+                    self._epoll.unregister(fd)
             return
         self._fds[fd] = (handles[0], handles[1])
-        if old is None:
+        try:
+            if old is None:
+                self._epoll.register(fd, mask)
+            else:
+                self._epoll.modify(fd, mask)
+        except FileNotFoundError:  # the fd was closed while watched (the kernel forgot it): a new one
             self._epoll.register(fd, mask)
-        else:
+        except FileExistsError:
             self._epoll.modify(fd, mask)
 
     def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:

@@ -83,8 +83,10 @@ class Process:
             return
         self._loop.remove_reader(fd)
         del self._readers[fd]
-        if fd == self._stdin_fd:
+        if fd == self._stdin_fd:  # a terminal: input may be waiting on the same fd
+            self._loop.remove_writer(fd)
             self._stdin_fd = None
+            self._stdin_drained.set()
         os.close(fd)
         self._maybe_finish()
 
