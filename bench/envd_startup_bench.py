@@ -8,7 +8,8 @@ Each run starts `python3 FLAGS -m wrenn_envd` in bubblewrap over the built templ
 build` does, bind-mounted at /opt/wrenn_envd; host network, loopback port) and
 times spawn → first `204` from `/health`; then sends `/init` (as the runtime does) and starts `true`
 (`process.Process/Start`, read to the end of the stream), timing spawn → that first command's end;
-then waits 1 s and reads envd's /proc/<pid>/smaps_rollup. With `--compare`, runs of the other source (e.g. an older
+then waits 2 s (envd settles its memory 1 s after its first answer) and reads envd's
+/proc/<pid>/smaps_rollup. With `--compare`, runs of the other source (e.g. an older
 checkout: `git archive <rev> src/wrenn_platform/envd | tar -x -C /tmp/old`) alternate with
 these in batches of 5, so both see the same machine load.
 """
@@ -107,7 +108,7 @@ def one(rootfs: Path, source: Path, flags: list[str]) -> tuple[float, float, dic
         assert request(port, head).startswith(b"HTTP/1.1 204"), "/init failed"
         first_exec(port)
         to_exec = (time.perf_counter() - t0) * 1000
-        time.sleep(1.0)
+        time.sleep(2.0)
         with open(f"/proc/{popen.pid}/task/{popen.pid}/children") as f:
             children = f.read().split()
         return elapsed, to_exec, smaps(int(children[0]) if children else popen.pid)

@@ -22,15 +22,18 @@ FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 SHUTDOWN_GRACE = 2.0
 
 
+SETTLE_AFTER = 1.0  # seconds after the first answer: past a capsule's /init and first command
+
+
 def _finish_start(envd: Envd) -> None:
     """What can wait until envd has answered its first request (the host's /health poll), so it
-    overlaps the host's next steps: the modules a first command needs, adopting orphans, and
-    giving back start-up's garbage."""
+    overlaps the host's next steps: the modules a first command needs and adopting orphans. Giving
+    back start-up's garbage (gc, `malloc_trim` through ctypes, ~0.1 s under TCG) waits longer."""
     import json  # noqa: F401
     import subprocess  # noqa: F401
 
     envd.processes.become_subreaper()
-    _settle_memory()
+    aio.get_running_loop().call_later(SETTLE_AFTER, _settle_memory)
 
 
 def _settle_memory() -> None:
