@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from wrenn_platform.envd.app import VERSION as ENVD_VERSION
 from wrenn_platform.host_agent.envd_client import EnvdError, ProcessOutput, ProcessStarted, PtySize
 from wrenn_platform.host_agent.network import allocate_slot, release_slot
 from wrenn_platform.host_agent.runtime.base import RunningCapsule, RuntimeError_
@@ -102,6 +103,20 @@ async def test_cold_boot_gives_a_vm_with_envd_and_metadata(booted: RunningCapsul
     assert f"{net.GUEST_IP}/{net.PREFIX_LEN}" in addr_line  # the same in every VM, NATed per slot
     assert booted.slot.guest_ip == net.GUEST_IP
     assert booted.envd_url == f"http://{booted.slot.host_ip}:49983"
+
+
+async def test_a_vm_booted_with_nothing_to_hand_over_skips_init_yet_is_complete(
+    fleet: Fleet, minimal_template: TemplateInfo
+) -> None:
+    """No env vars and no default user: create asks envd only its version (no /init), so the
+    guest's clock is the one its RTC gave it at boot; it must be current all the same."""
+    capsule = await fleet.create(spec_for(minimal_template.path, env_vars={}))
+    try:
+        assert capsule.metadata["envd_version"] == ENVD_VERSION
+        await assert_guest_clock_is_current(capsule)
+        assert await sh(capsule, "id -un") == (0, "user\n", "")
+    finally:
+        await fleet.destroy(capsule.capsule_id)
 
 
 async def test_exec_runs_commands_with_env_users_and_exit_codes(booted: RunningCapsule) -> None:
