@@ -1,9 +1,10 @@
 """`/v1/admin/capsules*`: the tenant capsule operations on any team's capsule, for platform admins.
 
-An admin acts *as the capsule's team*: the route resolves the capsule, scopes the admin's principal
-to its team (`as_team`), and runs the very same tenant handler (`routes/capsules.py`,
-`routes/snapshots.py`) or service call with it, so both surfaces behave alike. Events and audit
-entries still name the admin, who is the bound actor. Non-admins get 403 everywhere.
+An admin acts *as the capsule's team*: the route resolves the capsule in any team, scopes the admin's
+principal to its team (`as_team`), and calls with it the very service functions the tenant routes
+call (`capsules/guest.py`, `CapsuleService`; snapshots: `routes/snapshots.py`), so both surfaces
+behave alike. Events and audit entries still name the admin, who is the bound actor. Non-admins get
+403 everywhere.
 
 Where the contract's admin status differs from the tenant one (create 201, destroy 204), the route
 waits for the lifecycle task to finish, bounded, and answers with the settled record.
@@ -24,12 +25,10 @@ from starlette.requests import Request as HttpRequest
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire.api.admin_capsules import AdminCreateCapsuleRequest, AdminSnapshotRequest
 from wrenn_platform.wire.api.capsules import (
-    BackgroundExecResponse,
     Capsule,
     CapsuleMetrics,
     CreateSnapshotRequest,
     ExecRequest,
-    ExecResponse,
     ListDirRequest,
     ListDirResponse,
     MakeDirRequest,
@@ -42,7 +41,7 @@ from wrenn_platform.wire.api.capsules import (
 )
 
 from ..auth.principal import Principal, require_admin, require_session
-from ..capsules import ws
+from ..capsules import guest, ws
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService, to_out
 from ..db.models import Capsule as CapsuleRow
@@ -50,8 +49,8 @@ from ..db.models import Team
 from ..deps import get_db, get_settings
 from ..errors import ApiError, bad_request, not_found, responses
 from ..settings import Settings
-from . import capsules as tenant
 from . import snapshots
+from .capsules_openapi import BYTES, EXEC_RESPONSES, FILE_BODY
 
 router = APIRouter(prefix="/v1/admin/capsules", tags=["admin"])
 
@@ -115,7 +114,7 @@ async def list_capsules(_: Principal = Admin, db: AsyncSession = Db) -> list[Cap
 @router.get("/{id}", operation_id="adminGetCapsule")
 async def get_capsule(id: str, principal: Principal = Acting, db: AsyncSession = Db,
                       svc: CapsuleService = Svc) -> Capsule:
-    return await tenant.get_capsule(id, principal=principal, db=db, svc=svc)
+    return to_out(await svc.owned(db, principal, id))
 
 
 @router.delete("/{id}", status_code=204, response_class=Response, operation_id="adminDestroyCapsule")
@@ -138,26 +137,22 @@ async def snapshot_capsule(id: str, body: AdminSnapshotRequest, principal: Princ
 @router.get("/{id}/metrics", responses=responses(404), operation_id="adminGetCapsuleMetrics")
 async def capsule_metrics(id: str, range: MetricsRange = Query("10m"), principal: Principal = Acting,
                           db: AsyncSession = Db, svc: CapsuleService = Svc) -> CapsuleMetrics:
-    return await tenant.capsule_metrics(id, range=range, principal=principal, db=db, svc=svc)
+    return await guest.metrics(svc, db, principal, id, range)
 
 
 # ---- exec and processes ---------------------------------------------------------------------------
 
 
-@router.post("/{id}/exec", response_model=None, operation_id="adminExecCommand", responses={
-    **responses(404, 409),
-    200: {"model": ExecResponse, "description": "Command output (foreground exec)"},
-    202: {"model": BackgroundExecResponse, "description": "Background process started"},
-})
+@router.post("/{id}/exec", response_model=None, operation_id="adminExecCommand", responses=EXEC_RESPONSES)
 async def exec_command(id: str, body: ExecRequest, principal: Principal = Acting, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    return await tenant.exec_command(id, body, principal=principal, db=db, svc=svc)
+    return await guest.exec_command(svc, db, principal, id, body)
 
 
 @router.get("/{id}/processes", responses=responses(404, 409), operation_id="adminListProcesses")
 async def list_processes(id: str, principal: Principal = Acting, db: AsyncSession = Db,
                          svc: CapsuleService = Svc) -> ProcessListResponse:
-    return await tenant.list_processes(id, principal=principal, db=db, svc=svc)
+    return await guest.list_processes(svc, db, principal, id)
 
 
 @router.delete("/{id}/processes/{selector}", status_code=204, responses=responses(404, 409),
@@ -165,42 +160,45 @@ async def list_processes(id: str, principal: Principal = Acting, db: AsyncSessio
 async def kill_process(id: str, selector: str, signal: Literal["SIGKILL", "SIGTERM"] = Query("SIGKILL"),
                        principal: Principal = Acting, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    return await tenant.kill_process(id, selector, signal=signal, principal=principal, db=db, svc=svc)
+    await guest.kill_process(svc, db, principal, id, selector, signal)
+    return Response(status_code=204)
 
 
 # ---- files ----------------------------------------------------------------------------------------
 
 
 @router.post("/{id}/files/write", status_code=204, responses=responses(409), operation_id="adminUploadFile",
-             openapi_extra={"requestBody": {"required": True, **tenant._FILE_BODY}})
+             openapi_extra={"requestBody": {"required": True, **FILE_BODY}})
 async def write_file(id: str, request: Request, principal: Principal = Acting, db: AsyncSession = Db,
                      svc: CapsuleService = Svc, settings: Settings = Depends(get_settings)) -> Response:
-    return await tenant.write_file(id, request, principal=principal, db=db, svc=svc, settings=settings)
+    await guest.upload(svc, db, principal, id, request, settings.max_upload_bytes)
+    return Response(status_code=204)
 
 
 @router.post("/{id}/files/read", response_class=StreamingResponse, operation_id="adminDownloadFile",
-             responses={**responses(404), 200: tenant._BYTES})
+             responses={**responses(404), 200: BYTES})
 async def read_file(id: str, body: ReadFileRequest, principal: Principal = Acting, db: AsyncSession = Db,
                     svc: CapsuleService = Svc) -> StreamingResponse:
-    return await tenant.read_file(id, body, principal=principal, db=db, svc=svc)
+    return await guest.download(svc, db, principal, id, body.path)
 
 
 @router.post("/{id}/files/list", responses=responses(404, 409), operation_id="adminListDir")
 async def list_dir(id: str, body: ListDirRequest, principal: Principal = Acting, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> ListDirResponse:
-    return await tenant.list_dir(id, body, principal=principal, db=db, svc=svc)
+    return await guest.list_dir(svc, db, principal, id, body)
 
 
 @router.post("/{id}/files/mkdir", responses=responses(404, 409), operation_id="adminMakeDir")
 async def make_dir(id: str, body: MakeDirRequest, principal: Principal = Acting, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> MakeDirResponse:
-    return await tenant.make_dir(id, body, principal=principal, db=db, svc=svc)
+    return await guest.make_dir(svc, db, principal, id, body.path)
 
 
 @router.post("/{id}/files/remove", status_code=204, responses=responses(404, 409), operation_id="adminRemovePath")
 async def remove_path(id: str, body: RemoveRequest, principal: Principal = Acting, db: AsyncSession = Db,
                       svc: CapsuleService = Svc) -> Response:
-    return await tenant.remove_path(id, body, principal=principal, db=db, svc=svc)
+    await guest.remove(svc, db, principal, id, body.path)
+    return Response(status_code=204)
 
 
 # ---- WebSockets -----------------------------------------------------------------------------------
@@ -223,23 +221,14 @@ async def authorize(websocket: WebSocket, capsule_id: str, doing: str) -> AgentC
 
 @router.websocket("/{id}/exec/stream")
 async def exec_stream(websocket: WebSocket, id: str) -> None:
-    client = await authorize(websocket, id, "stream exec in")
-    if client is not None:
-        async with client.exec_stream(id) as channel:
-            await ws.relay(websocket, channel)
+    await guest.exec_stream(websocket, id, authorize)
 
 
 @router.websocket("/{id}/pty")
 async def pty(websocket: WebSocket, id: str) -> None:
-    client = await authorize(websocket, id, "open a terminal in")
-    if client is not None:
-        async with client.pty(id) as channel:
-            await ws.relay(websocket, channel)
+    await guest.pty(websocket, id, authorize)
 
 
 @router.websocket("/{id}/processes/{selector}/stream")
 async def process_stream(websocket: WebSocket, id: str, selector: str) -> None:
-    client = await authorize(websocket, id, "stream a process of")
-    if client is not None:
-        async with client.process_stream(id, selector) as channel:
-            await ws.relay(websocket, channel)
+    await guest.process_stream(websocket, id, selector, authorize)
