@@ -181,7 +181,8 @@ class RawVm:
         await self._wait_migration(client)
         with contextlib.suppress(Exception):  # QEMU may close the socket before answering
             await client.execute("quit")
-        await client.disconnect()
+        with contextlib.suppress(EOFError):  # ... or while we disconnect
+            await client.disconnect()
         assert self.proc is not None
         await asyncio.to_thread(self.proc.wait)
         (self.dir / "qmp.sock").unlink(missing_ok=True)

@@ -301,19 +301,15 @@ class MicrovmRuntime:
         proc = vm.proc
         assert proc is not None
         try:
-            await envd.wait_healthy(url, self.boot_timeout, alive=proc.alive)
+            rec.metadata["envd_version"] = await envd.wait_version(
+                url, rec.envd_token, self.boot_timeout, alive=proc.alive
+            )
         except envd.EnvdUnavailable as exc:
             if not proc.alive():
                 raise RuntimeError_(f"the VM did not start: {self._qemu_error(d)}") from exc
             raise RuntimeError_(f"envd did not come up in the VM: {exc}") from exc
-        version = envd.version(url, rec.envd_token)
-        if not (spec.env_vars or spec.default_user):
-            # Nothing to hand over: the clock came from the VM's RTC at boot, the token from the
-            # command line. Each request to a fresh envd costs ~0.1-0.3 s of translation under TCG.
-            rec.metadata["envd_version"] = await version
-            return
-        init = envd.init(url, rec.envd_token, env_vars=spec.env_vars or None, default_user=spec.default_user or None)
-        _, rec.metadata["envd_version"] = await asyncio.gather(init, version)
+        if spec.env_vars or spec.default_user:  # else nothing to hand over: the RTC set the clock
+            await envd.init(url, rec.envd_token, env_vars=spec.env_vars or None, default_user=spec.default_user or None)
 
     async def _clone(self, vm: _Vm, spec: CapsuleSpec, snap: SnapshotRecord) -> None:
         rec, d, src = vm.record, vm.dir, spec.template_dir
