@@ -1,8 +1,8 @@
-"""Tenant WebSockets relayed to an agent channel, message for message (the contract's tables).
+"""Capsule WebSockets relayed to an agent channel, message for message (the contract's tables).
 
-The handshake is authorised like any request (API key, or session cookie) and refused with a plain
-HTTP status and the contract's error body — 401, 404 (also another team's capsule), 409 (not
-running) — before any upgrade.
+The handshake is authorised like any request (tenant: API key, or session cookie; admin routes:
+their own `Resolve`) and refused with a plain HTTP status and the contract's error body — 401, 403,
+404 (also another team's capsule), 409 (not running) — before any upgrade.
 """
 
 from __future__ import annotations
@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from wrenn_platform.host_agent.client import AgentClient, Channel
 from wrenn_platform.wire.agent import AgentError
 
-from ..auth.principal import require_key_or_session
+from ..auth.principal import Principal, require_key_or_session
 from ..errors import ApiError, error_body
 from .service import CapsuleService
 
@@ -32,14 +34,23 @@ async def deny(ws: WebSocket, exc: ApiError) -> None:
         await ws.close(code=1008, reason=exc.message[:120])
 
 
-async def authorize(ws: WebSocket, capsule_id: str, doing: str) -> AgentClient | None:
-    """The agent client for the caller's running capsule, or None after refusing the handshake."""
+Resolve = Callable[[Request, AsyncSession, str], Awaitable[Principal]]
+"""Who is asking, from the handshake as an HTTP request, a database session and the capsule id."""
+
+
+async def tenant(request: Request, db: AsyncSession, capsule_id: str) -> Principal:
+    return await require_key_or_session(request, db, request.app.state.settings)
+
+
+async def authorize(ws: WebSocket, capsule_id: str, doing: str, resolve: Resolve = tenant) -> AgentClient | None:
+    """The agent client for the principal's running capsule, or None after refusing the handshake.
+    The principal is the caller's (`tenant`) unless `resolve` works it out otherwise (the admin routes)."""
     app = ws.app
     service: CapsuleService = app.state.capsules
     request = Request({**ws.scope, "type": "http", "method": "GET"})
     async with app.state.sessionmaker() as db:
         try:
-            principal = await require_key_or_session(request, db, app.state.settings)
+            principal = await resolve(request, db, capsule_id)
             return await service.running_client(db, principal, capsule_id, doing)
         except ApiError as exc:
             await deny(ws, exc)

@@ -2,9 +2,9 @@
 
 An admin acts *as the capsule's team*: the route resolves the capsule in any team, scopes the admin's
 principal to its team (`as_team`), and calls with it the very service functions the tenant routes
-call (`capsules/guest.py`, `CapsuleService`; snapshots: `routes/snapshots.py`), so both surfaces
-behave alike. Events and audit entries still name the admin, who is the bound actor. Non-admins get
-403 everywhere.
+call (`capsules/guest.py`, `capsules/snapshots.py`, `CapsuleService`; WebSockets: `ws.authorize`),
+so both surfaces behave alike. Events and audit entries still name the admin, who is the bound actor.
+Non-admins get 403 everywhere.
 
 Where the contract's admin status differs from the tenant one (create 201, destroy 204), the route
 waits for the lifecycle task to finish, bounded, and answers with the settled record.
@@ -41,15 +41,14 @@ from wrenn_platform.wire.api.capsules import (
 )
 
 from ..auth.principal import Principal, require_admin, require_session
-from ..capsules import guest, ws
+from ..capsules import guest, snapshots, ws
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService, to_out
 from ..db.models import Capsule as CapsuleRow
 from ..db.models import Team
 from ..deps import get_db, get_settings
-from ..errors import ApiError, bad_request, not_found, responses
+from ..errors import bad_request, not_found, responses
 from ..settings import Settings
-from . import snapshots
 from .capsules_openapi import BYTES, EXEC_RESPONSES, FILE_BODY
 
 router = APIRouter(prefix="/v1/admin/capsules", tags=["admin"])
@@ -130,8 +129,9 @@ async def destroy_capsule(id: str, principal: Principal = Acting, db: AsyncSessi
 @router.post("/{id}/snapshot", status_code=201, operation_id="adminCreateSnapshotFromCapsule")
 async def snapshot_capsule(id: str, body: AdminSnapshotRequest, principal: Principal = Acting,
                            db: AsyncSession = Db, svc: CapsuleService = Svc) -> Template:
-    request = CreateSnapshotRequest(sandbox_id=id, name=body.name)
-    return await snapshots.create_snapshot(request, principal=principal, db=db, svc=svc)
+    # The tenant's name rule (pattern, 63 characters), which the admin request model does not carry.
+    name = CreateSnapshotRequest(sandbox_id=id, name=body.name).name
+    return await snapshots.take(svc, db, principal, id, name)
 
 
 @router.get("/{id}/metrics", responses=responses(404), operation_id="adminGetCapsuleMetrics")
@@ -204,19 +204,14 @@ async def remove_path(id: str, body: RemoveRequest, principal: Principal = Actin
 # ---- WebSockets -----------------------------------------------------------------------------------
 
 
+async def admin_principal(request: HttpRequest, db: AsyncSession, capsule_id: str) -> Principal:
+    """`ws.Resolve` for admins: session + admin, scoped to the team of the capsule (any team's)."""
+    admin = await require_admin(await require_session(request, db, request.app.state.settings))
+    return as_team(admin, await capsule_team(db, capsule_id))
+
+
 async def authorize(websocket: WebSocket, capsule_id: str, doing: str) -> AgentClient | None:
-    """`ws.authorize` for admins: session + admin, then the capsule of any team (refused before upgrade)."""
-    app = websocket.app
-    request = HttpRequest({**websocket.scope, "type": "http", "method": "GET"})
-    async with app.state.sessionmaker() as db:
-        try:
-            admin = await require_admin(await require_session(request, db, app.state.settings))
-            principal = as_team(admin, await capsule_team(db, capsule_id))
-            client: AgentClient = await app.state.capsules.running_client(db, principal, capsule_id, doing)
-            return client
-        except ApiError as exc:
-            await ws.deny(websocket, exc)
-            return None
+    return await ws.authorize(websocket, capsule_id, doing, admin_principal)
 
 
 @router.websocket("/{id}/exec/stream")

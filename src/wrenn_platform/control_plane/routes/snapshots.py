@@ -1,28 +1,26 @@
 """`/v1/snapshots`: live snapshots of running capsules into team templates, listing, deletion.
 
 A snapshot's files live on the host of the capsule it was taken from; capsules created from it are
-placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409.
+placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409. Taking one is
+`capsules/snapshots.take`, which the admin route calls too.
 """
 
 from __future__ import annotations
 
-import secrets
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound, SnapshotRequest
+from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound
 from wrenn_platform.wire.api.capsules import CreateSnapshotRequest, Template
 
 from ..auth.principal import Principal, require_key_or_session
-from ..capsules import states
-from ..capsules.agents import agent_errors, to_api_error
+from ..capsules.agents import to_api_error
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService
+from ..capsules.snapshots import platform_templates, take, template_out
 from ..db.models import Template as TemplateRow
 from ..deps import get_db
 from ..errors import conflict, not_found, responses
@@ -30,55 +28,10 @@ from ..errors import conflict, not_found, responses
 router = APIRouter(tags=["snapshots"])
 
 
-def template_out(row: TemplateRow) -> Template:
-    return Template(name=row.name, type="snapshot", vcpus=row.vcpus, memory_mb=row.memory_mb,
-                    size_bytes=row.size_bytes, created_at=row.created_at, platform=False,
-                    metadata=dict(row.labels) if row.labels else None)
-
-
-async def platform_templates(svc: CapsuleService) -> list[Template]:
-    found: dict[str, Template] = {}
-    for _, client in svc.agents.items():
-        try:
-            templates = await client.list_templates(None)
-        except Exception:  # an unreachable host does not hide the others' templates
-            continue
-        for t in templates:
-            if t.platform and t.name not in found:
-                found[t.name] = Template(name=t.name, type=t.type, vcpus=t.vcpus, memory_mb=t.memory_mb,
-                                         size_bytes=t.size_bytes, created_at=datetime.fromisoformat(t.created_at),
-                                         platform=True, metadata=t.metadata or None)
-    return list(found.values())
-
-
 @router.post("/v1/snapshots", status_code=201, responses=responses(409))
 async def create_snapshot(body: CreateSnapshotRequest, principal: Principal = Depends(require_key_or_session),
                           db: AsyncSession = Depends(get_db), svc: CapsuleService = Depends(get_capsules)) -> Template:
-    capsule = await svc.owned(db, principal, body.sandbox_id)
-    states.require(capsule, states.RUNNING, "snapshot")
-    client = svc.agents.get(capsule.host_id)
-    name = body.name or f"snap-{secrets.token_hex(4)}"
-    if name in {t.name for t in await platform_templates(svc)}:
-        raise conflict(f"template {name!r} already exists", code="already_exists")
-    row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
-                      source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
-    db.add(row)
-    try:
-        await db.commit()  # reserves the name before any file is written
-    except IntegrityError:
-        await db.rollback()
-        raise conflict(f"template {name!r} already exists", code="already_exists") from None
-    try:
-        with agent_errors():
-            made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name))
-    except BaseException:
-        await db.execute(delete(TemplateRow).where(TemplateRow.id == row.id))
-        await db.commit()
-        raise
-    row.size_bytes = made.size_bytes
-    row.labels = dict(made.metadata)
-    await db.commit()
-    return template_out(row)
+    return await take(svc, db, principal, body.sandbox_id, body.name)
 
 
 @router.get("/v1/snapshots")

@@ -1,0 +1,79 @@
+"""Live snapshots of a running capsule into a template of the caller's team, shared by the tenant route
+(`routes/snapshots.py`), the admin one (`routes/admin_capsules.py`, the admin scoped to the capsule's
+team) and template builds.
+
+The template row is committed first, with `size_bytes` 0, so the name is reserved before any file is
+written; it is filled in once the agent has written the snapshot, or deleted if that failed (both
+changes are what the event and audit records derive from, `events/derive.py`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wrenn_platform.wire.agent import SnapshotRequest
+from wrenn_platform.wire.api.capsules import Template
+
+from ..auth.principal import Principal
+from ..db.models import Template as TemplateRow
+from ..errors import conflict
+from . import states
+from .agents import agent_errors
+from .service import CapsuleService
+
+
+def template_out(row: TemplateRow) -> Template:
+    return Template(name=row.name, type="snapshot", vcpus=row.vcpus, memory_mb=row.memory_mb,
+                    size_bytes=row.size_bytes, created_at=row.created_at, platform=False,
+                    metadata=dict(row.labels) if row.labels else None)
+
+
+async def platform_templates(svc: CapsuleService) -> list[Template]:
+    found: dict[str, Template] = {}
+    for _, client in svc.agents.items():
+        try:
+            templates = await client.list_templates(None)
+        except Exception:  # an unreachable host does not hide the others' templates
+            continue
+        for t in templates:
+            if t.platform and t.name not in found:
+                found[t.name] = Template(name=t.name, type=t.type, vcpus=t.vcpus, memory_mb=t.memory_mb,
+                                         size_bytes=t.size_bytes, created_at=datetime.fromisoformat(t.created_at),
+                                         platform=True, metadata=t.metadata or None)
+    return list(found.values())
+
+
+async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
+               name: str | None) -> Template:
+    """Snapshot the principal's running capsule into template `name` (generated if None) of the
+    principal's team: 404 no such capsule, 409 not running or the name taken."""
+    capsule = await svc.owned(db, principal, capsule_id)
+    states.require(capsule, states.RUNNING, "snapshot")
+    client = svc.agents.get(capsule.host_id)
+    name = name or f"snap-{secrets.token_hex(4)}"
+    if name in {t.name for t in await platform_templates(svc)}:
+        raise conflict(f"template {name!r} already exists", code="already_exists")
+    row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
+                      source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
+    db.add(row)
+    try:
+        await db.commit()  # reserves the name before any file is written
+    except IntegrityError:
+        await db.rollback()
+        raise conflict(f"template {name!r} already exists", code="already_exists") from None
+    try:
+        with agent_errors():
+            made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name))
+    except BaseException:
+        await db.execute(delete(TemplateRow).where(TemplateRow.id == row.id))
+        await db.commit()
+        raise
+    row.size_bytes = made.size_bytes
+    row.labels = dict(made.metadata)
+    await db.commit()
+    return template_out(row)
