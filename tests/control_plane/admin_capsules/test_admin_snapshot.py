@@ -1,6 +1,6 @@
 """`POST /v1/admin/capsules/{id}/snapshot` through the shared snapshot service: the tenant's refusals
-(404 no capsule, 409 name taken in the capsule's team, 409 not running) and an audit entry in the
-capsule's team that names the admin."""
+(400 a name the tenant could not use, 404 no capsule, 409 name taken in the capsule's team, 409 not
+running) and an audit entry in the capsule's team that names the admin."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ async def test_admin_snapshot_refusals_and_audit(admin: httpx.AsyncClient, other
     base = f"/v1/admin/capsules/{capsule}"
     name = f"admin-snap-{secrets.token_hex(3)}"
     try:
+        for bad in ("Bad Name", "x" * 64):  # the tenant's name rule: a clear 400, never a 500
+            r = await admin.post(f"{base}/snapshot", json={"name": bad})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
         assert (await admin.post(f"{base}/snapshot", json={"name": name})).status_code == 201
         r = await admin.post(f"{base}/snapshot", json={"name": name})  # taken in team B
         assert r.status_code == 409 and r.json()["error"]["code"] == "already_exists", r.text

@@ -24,15 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.builds import BuildFile, CreateBuildRequest
-from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, CreateSnapshotRequest
+from wrenn_platform.wire.api.capsules import CreateCapsuleRequest
 
 from ..auth.principal import Principal
+from ..capsules import snapshots
 from ..capsules.agents import agent_errors
 from ..capsules.service import CapsuleService
 from ..db.models import Capsule, TemplateBuild
 from ..db.types import utcnow
 from ..errors import ApiError
-from ..routes import snapshots
 from .service import recipe_of
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,7 @@ class BuildRunner:
     async def _snapshot(self) -> None:
         assert self.capsule_id is not None
         async with self.sessionmaker() as db:
-            template = await snapshots.create_snapshot(
-                CreateSnapshotRequest(sandbox_id=self.capsule_id, name=self.name),
-                principal=self.principal, db=db, svc=self.capsules)
+            template = await snapshots.take(self.capsules, db, self.principal, self.capsule_id, self.name)
         await self._log(f"# template {template.name!r} created ({template.size_bytes} bytes)\n")
 
     async def _destroy_capsule(self) -> None:

@@ -1,6 +1,6 @@
 """Live snapshots of a running capsule into a template of the caller's team, shared by the tenant route
 (`routes/snapshots.py`), the admin one (`routes/admin_capsules.py`, the admin scoped to the capsule's
-team) and template builds.
+team) and template builds; deleting one, by the tenant route and the admin template route.
 
 The template row is committed first, with `size_bytes` 0, so the name is reserved before any file is
 written; it is filled in once the agent has written the snapshot, or deleted if that failed (both
@@ -12,18 +12,18 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.wire.agent import SnapshotRequest
+from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound, SnapshotRequest
 from wrenn_platform.wire.api.capsules import Template
 
 from ..auth.principal import Principal
 from ..db.models import Template as TemplateRow
-from ..errors import conflict
+from ..errors import conflict, not_found
 from . import states
-from .agents import agent_errors
+from .agents import agent_errors, to_api_error
 from .service import CapsuleService
 
 
@@ -77,3 +77,22 @@ async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, caps
     row.labels = dict(made.metadata)
     await db.commit()
     return template_out(row)
+
+
+async def remove(svc: CapsuleService, db: AsyncSession, team_id: str, name: str) -> None:
+    """Delete the team's template `name`: its files on the host that holds them, then its record."""
+    row = (await db.execute(select(TemplateRow).where(TemplateRow.team_id == team_id,
+                                                      TemplateRow.name == name))).scalar_one_or_none()
+    if row is None:
+        raise not_found(f"template {name!r} not found")
+    client = svc.agents.get(row.host_id)
+    try:
+        await client.delete_template(team_id, name)
+    except NotFound:
+        pass  # files already gone: drop the record anyway
+    except BadRequest as exc:  # e.g. another snapshot is layered on it
+        raise conflict(f"cannot delete template {name!r}: {exc.message}") from exc
+    except AgentError as exc:
+        raise to_api_error(exc) from exc
+    await db.execute(delete(TemplateRow).where(TemplateRow.id == row.id))
+    await db.commit()

@@ -18,6 +18,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request as HttpRequest
@@ -130,7 +131,10 @@ async def destroy_capsule(id: str, principal: Principal = Acting, db: AsyncSessi
 async def snapshot_capsule(id: str, body: AdminSnapshotRequest, principal: Principal = Acting,
                            db: AsyncSession = Db, svc: CapsuleService = Svc) -> Template:
     # The tenant's name rule (pattern, 63 characters), which the admin request model does not carry.
-    name = CreateSnapshotRequest(sandbox_id=id, name=body.name).name
+    try:
+        name = CreateSnapshotRequest(sandbox_id=id, name=body.name).name
+    except ValidationError as exc:
+        raise bad_request(f"name: {exc.errors()[0]['msg']}") from None
     return await snapshots.take(svc, db, principal, id, name)
 
 

@@ -3,7 +3,7 @@ snapshots — and deletion of a team's snapshot template.
 
 Platform templates (`platform: true`, e.g. `minimal`) are shared by every team: they are rebuilt
 with `wrenn template build`, never deleted here (403). A team template is deleted exactly as its
-team would delete it (`routes/snapshots.py`), acting for that team. Names are unique per team, not
+team would delete it (`capsules/snapshots.remove`). Names are unique per team, not
 across teams: the list carries each one's team in `metadata.team_id`, and a name held by several
 teams is given as `<team_id>:<name>` (a `:` is in neither).
 """
@@ -18,13 +18,12 @@ from wrenn_platform.host_agent.templates import PLATFORM_TEMPLATE_NAMES
 from wrenn_platform.wire.api.capsules import Template
 
 from ..auth.principal import Principal, require_admin
+from ..capsules import snapshots
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService
 from ..db.models import Template as TemplateRow
 from ..deps import get_db
 from ..errors import conflict, forbidden, not_found
-from . import snapshots
-from .admin_capsules import as_team
 
 router = APIRouter(prefix="/v1/admin/templates", tags=["admin"])
 
@@ -64,4 +63,5 @@ async def _team_of(db: AsyncSession, svc: CapsuleService, ref: str) -> tuple[str
 async def delete_template(name: str, admin: Principal = Depends(require_admin), db: AsyncSession = Depends(get_db),
                           svc: CapsuleService = Depends(get_capsules)) -> Response:
     team_id, template = await _team_of(db, svc, name)
-    return await snapshots.delete_snapshot(template, principal=as_team(admin, team_id), db=db, svc=svc)
+    await snapshots.remove(svc, db, team_id, template)
+    return Response(status_code=204)

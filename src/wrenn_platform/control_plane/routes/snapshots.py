@@ -1,8 +1,8 @@
 """`/v1/snapshots`: live snapshots of running capsules into team templates, listing, deletion.
 
 A snapshot's files live on the host of the capsule it was taken from; capsules created from it are
-placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409. Taking one is
-`capsules/snapshots.take`, which the admin route calls too.
+placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409. Taking and deleting
+one are `capsules/snapshots.take` and `remove`, which the admin routes and builds call too.
 """
 
 from __future__ import annotations
@@ -10,20 +10,18 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound
 from wrenn_platform.wire.api.capsules import CreateSnapshotRequest, Template
 
 from ..auth.principal import Principal, require_key_or_session
-from ..capsules.agents import to_api_error
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService
-from ..capsules.snapshots import platform_templates, take, template_out
+from ..capsules.snapshots import platform_templates, remove, take, template_out
 from ..db.models import Template as TemplateRow
 from ..deps import get_db
-from ..errors import conflict, not_found, responses
+from ..errors import responses
 
 router = APIRouter(tags=["snapshots"])
 
@@ -52,19 +50,5 @@ async def list_snapshots(type: Literal["base", "snapshot"] | None = Query(None),
 @router.delete("/v1/snapshots/{name}", status_code=204, responses=responses(404))
 async def delete_snapshot(name: str, principal: Principal = Depends(require_key_or_session),
                           db: AsyncSession = Depends(get_db), svc: CapsuleService = Depends(get_capsules)) -> Response:
-    row = (await db.execute(select(TemplateRow).where(TemplateRow.team_id == principal.team_id,
-                                                      TemplateRow.name == name))).scalar_one_or_none()
-    if row is None:
-        raise not_found(f"template {name!r} not found")
-    client = svc.agents.get(row.host_id)
-    try:
-        await client.delete_template(principal.team_id, name)
-    except NotFound:
-        pass  # files already gone: drop the record anyway
-    except BadRequest as exc:  # e.g. another snapshot is layered on it
-        raise conflict(f"cannot delete template {name!r}: {exc.message}") from exc
-    except AgentError as exc:
-        raise to_api_error(exc) from exc
-    await db.execute(delete(TemplateRow).where(TemplateRow.id == row.id))
-    await db.commit()
+    await remove(svc, db, principal.team_id, name)
     return Response(status_code=204)
