@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from _measure import percentile  # bench/ is sys.path[0]
 
 from wrenn_platform.host_agent.api import create_app
 from wrenn_platform.host_agent.auth import HostKey
@@ -43,13 +44,6 @@ from wrenn_platform.host_agent.service import AgentSettings, HostAgent
 from wrenn_platform.host_agent.slot_pool import LeasedSlots
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
 from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest, ExecResponse
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def summary(name: str, values: list[float]) -> str:

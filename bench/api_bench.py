@@ -27,13 +27,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
 import httpx
+from _measure import RssSampler, cpu_seconds, percentile  # bench/ is sys.path[0]
 from load_client import CpuSplit, LoadResult, ensure_wrk, run_wrk  # bench/ is sys.path[0]
 
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
@@ -63,51 +63,6 @@ def summary(name: str, values: list[float], unit: str, baseline: list[float] | N
         base = statistics.median(baseline)
         line += f"   | agent median {base:.2f} {unit}, ratio API/agent {med / base:.2f}"
     return line
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class RssSampler:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(rss_kib(self.pid))
-            time.sleep(0.05)
-
-    def halves(self) -> tuple[int, int]:
-        middle = len(self.samples) // 2
-        return max(self.samples[: middle or 1]), max(self.samples[middle:] or self.samples)
-
-    def __enter__(self) -> RssSampler:
-        self.samples.append(rss_kib(self.pid))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def make_work_dir() -> Path:
@@ -215,7 +170,7 @@ async def throughput(url: str, key: str, cids: list[str], clients: int, seconds:
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.monotonic() - started
     return LoadResult(count=len(latencies), errors=errors, rate=len(latencies) / elapsed,
-                      p50=percentile(latencies, 50), p99=percentile(latencies, 99), max=max(latencies),
+                      p50=percentile(latencies, 0.5), p99=percentile(latencies, 0.99), max=max(latencies),
                       client_cpu_s=cpu_seconds(os.getpid()) - cpu0, samples=samples)
 
 
@@ -336,7 +291,7 @@ async def main() -> None:
                 r.raise_for_status()
             print(summary("REST exec `true`", execs, "ms", baseline["exec"]))
             cpu_per_exec = (cpu_seconds(server.pid) - cpu0) / args.exec_samples * 1000
-            print(f"{'':36} p99 {percentile(execs, 99):.2f} ms; server CPU {cpu_per_exec:.2f} ms per exec")
+            print(f"{'':36} p99 {percentile(execs, 0.99):.2f} ms; server CPU {cpu_per_exec:.2f} ms per exec")
             while len(made) < args.capsules:
                 made.append((await api_create_first_exec(api))[1])
             split = CpuSplit(server.pid)

@@ -25,66 +25,18 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+from _measure import RssSampler, cpu_seconds, rss_kib  # bench/ is sys.path[0]
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, ProcessOutput
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CHUNK = 1024 * 1024
 TOKEN = "bench-token"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (envd, or this benchmark: the client)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class RssSampler:
-    """envd's RSS every 20 ms during one transfer: flat means the second half peaks no higher."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(rss_kib(self.pid))
-            time.sleep(0.02)
-
-    @property
-    def peak(self) -> int:
-        return max(self.samples)
-
-    @property
-    def halves(self) -> tuple[int, int]:
-        middle = len(self.samples) // 2
-        return max(self.samples[: middle or 1]), max(self.samples[middle:] or self.samples)
-
-    def __enter__(self) -> RssSampler:
-        self.samples.append(rss_kib(self.pid))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def summary(name: str, values: list[float], unit: str, baseline: list[float] | None = None,
@@ -294,14 +246,14 @@ async def measure(
     for _ in range(runs):
         before = rss_kib(pid)
         e0, c0 = cpu_seconds(pid), cpu_seconds(os.getpid())
-        with RssSampler(pid) as sampler:
+        with RssSampler(pid, interval=0.02) as sampler:
             value = fn()
             if asyncio.iscoroutine(value):
                 value = await value
         envd_cpu += cpu_seconds(pid) - e0
         client_cpu += cpu_seconds(os.getpid()) - c0
         values.append(float(value))  # type: ignore[arg-type]
-        first, second = sampler.halves
+        first, second = sampler.halves()
         rss.append(f"{before / 1024:.0f}→{first / 1024:.0f}/{second / 1024:.0f}")
     if size:
         gib = runs * size / 2**30
