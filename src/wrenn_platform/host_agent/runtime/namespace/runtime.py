@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -42,15 +41,6 @@ def _bwrap_version() -> str:
     except OSError:
         return "unknown"
     return out.strip() or "unknown"
-
-
-def criu_usable() -> bool:
-    """Whether `criu check` passes (it does not on this machine's 6.18 kernel with Debian's 3.17)."""
-    criu = shutil.which("criu")
-    if criu is None:
-        return False
-    proc = subprocess.run([criu, "check"], capture_output=True, check=False)
-    return proc.returncode == 0
 
 
 class NamespaceRuntime:
