@@ -27,13 +27,17 @@ SPEC_NAME = "wrenn-openapi-0.2.0.yaml"
 Doc = dict[str, Any]
 
 
+SHARED_SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / SPEC_NAME
+# A copy kept with the tests, for checkouts without `../shared/` beside them; a test keeps it equal.
+VENDORED_SPEC = Path(__file__).resolve().parent / "spec" / SPEC_NAME
+
+
 def spec_path() -> Path:
-    """`$WRENN_CONTRACT_SPEC`, else `<repo>/../shared/spec/` (CI clones shared/ beside the repo)."""
+    """`$WRENN_CONTRACT_SPEC`, else `<repo>/../shared/spec/`, else the copy in `tests/control_plane/spec/`."""
     override = os.environ.get(SPEC_ENV)
     if override:
         return Path(override)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "spec" / SPEC_NAME
+    return SHARED_SPEC if SHARED_SPEC.exists() else VENDORED_SPEC
 
 
 def load_contract() -> Doc:

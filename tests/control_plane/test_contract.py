@@ -272,3 +272,11 @@ def test_routes_of_included_routers_are_walked(contract_doc: Doc) -> None:
     result = compare(contract_doc, copy.deepcopy(contract_doc), list(app.routes))
     assert result.websockets == ["/v1/capsules/{id}/pty"]
     assert result.problems == ["GET /v1/capsules/{id}/hidden: served, hidden from /openapi.json, not in the contract"]
+
+
+def test_the_copy_kept_with_the_tests_is_the_shared_contract() -> None:
+    """`tests/control_plane/spec/` serves checkouts without `../shared/`; it must not drift from it."""
+    if not contract.SHARED_SPEC.exists():
+        pytest.skip(f"no {contract.SHARED_SPEC} beside this checkout to compare with")
+    assert contract.VENDORED_SPEC.read_bytes() == contract.SHARED_SPEC.read_bytes(), (
+        f"copy {contract.VENDORED_SPEC} differs from {contract.SHARED_SPEC}: copy the shared one over it")
