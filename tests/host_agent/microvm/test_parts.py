@@ -1,16 +1,22 @@
 """The microvm runtime's parts that need no VM: accelerator choice, kernel extraction, initramfs,
-the reseed program, the command line, base-image pruning."""
+the reseed program, the command line, base-image pruning, the /init hand-over (against a real envd)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
 from wrenn_platform.host_agent.runtime.microvm import accel, disk, initramfs, kernel, net, qemu, reseed
+from wrenn_platform.host_agent.runtime.microvm import envd as microvm_envd
 
 CACHE = Path("/var/cache/wrenn/microvm")
 
@@ -129,3 +135,58 @@ def test_old_builds_base_images_are_pruned(tmp_path: Path) -> None:
         "minimal-young-1024M.ext4",  # another agent may be about to link it
         "other-x-1024M.ext4",
     ]
+
+
+
+@pytest.fixture
+def loopback_envd(tmp_path: Path) -> Iterator[str]:
+    """A real envd on loopback (token `first-token`), as the guest runs it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = Path(microvm_envd.__file__).resolve().parents[4]
+    popen = subprocess.Popen(
+        [sys.executable, "-S", "-m", "wrenn_platform.envd", "--host", "127.0.0.1", "--port", str(port),
+         "--access-token", "first-token"], env={"PATH": os.environ["PATH"], "PYTHONPATH": str(src)}, cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(250):
+            try:
+                if httpx.get(f"{url}/health", timeout=0.5).status_code == 204:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        yield url
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+async def test_a_slow_first_init_is_followed_by_a_second_with_the_time_alone(
+    loopback_envd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restore the first /init can take seconds under TCG; its timestamp is then stale and the
+    agent sends the time once more. Here every /init counts as slow (threshold 0), against a real envd:
+    the second call goes out with the new token, and envd is left with it and nothing else changed."""
+    url = loopback_envd
+    calls: list[dict[str, object]] = []
+    original = EnvdClient.init
+
+    async def counting_init(self: EnvdClient, **kwargs: object) -> None:
+        calls.append(kwargs)
+        await original(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(EnvdClient, "init", counting_init)
+    monkeypatch.setattr(microvm_envd, "STALE_CLOCK_S", 0.0)
+    await microvm_envd.init(url, "first-token", new_token="second-token", env_vars={"A": "1"})
+
+    assert [sorted(k for k, v in c.items() if v is not None) for c in calls] == [
+        ["access_token", "env_vars", "timestamp"], ["timestamp"]]
+    async with EnvdClient(url, "second-token") as client:
+        result = await client.run("/bin/sh", ["-c", "echo $A; date +%s"])
+    a, now = result.stdout.decode().split()
+    assert a == "1" and abs(int(now) - time.time()) < 2
+    async with EnvdClient(url, "first-token") as client:
+        with pytest.raises(EnvdError, match=r"(?i)unauthenticated|token"):
+            await client.run("/bin/true")
