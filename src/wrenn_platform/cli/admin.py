@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from wrenn_platform.control_plane.audit.actor import OPERATOR, acting_as
 from wrenn_platform.control_plane.auth.accounts import create_user
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
@@ -99,7 +100,8 @@ async def _drain(settings: Settings, host_id: str, draining: bool) -> str:
     try:
         async with make_sessionmaker(engine)() as db:
             try:
-                host = await set_draining(db, host_id, draining)
+                with acting_as(OPERATOR):
+                    host = await set_draining(db, host_id, draining)
             except ApiError as exc:
                 raise typer.BadParameter(exc.message, param_hint="HOST_ID") from None
             return f"host {host.id} is {host.status}"
@@ -141,7 +143,8 @@ async def _placement(settings: Settings, team_id: str, tags: list[str] | None) -
                         raise not_found(f"team {team_id} not found")
                     now = await placement.required_tags(db, team_id)
                 else:
-                    now = await placement.set_required_tags(db, team_id, tags)
+                    with acting_as(OPERATOR):
+                        now = await placement.set_required_tags(db, team_id, tags)
             except ApiError as exc:
                 raise typer.BadParameter(exc.message, param_hint="TEAM_ID" if exc.status == 404 else "--require"
                                          ) from None

@@ -197,8 +197,14 @@ async def test_operators_drain_a_host_from_the_command_line(app: FastAPI, make_u
         await _pick(app, user.team_id, {host_id}, 128)
     assert await drain(host_id, "--undo") == (0, f"host {host_id} is online\n")
     assert await _pick(app, user.team_id, {host_id}, 128) == host_id
+    assert await drain(host_id, "--undo") == (0, f"host {host_id} is online\n")  # no change: no entry
     code, output = await drain("host-000000000000")
     assert code != 0 and "not found" in output
+    # Both changes are in the platform audit log, made by the operator's command.
+    entries = (await admin.client.get("/v1/admin/audit-logs", params={"limit": 200})).json()["entries"]
+    assert [(e["action"], e["actor_type"], e["actor_name"], e["scope"]) for e in reversed(entries)
+            if e["resource_id"] == host_id and e["action"] in ("drain", "undrain")] == [
+        ("drain", "system", "wrenn admin", "platform"), ("undrain", "system", "wrenn admin", "platform")]
 
 
 async def test_the_agent_key_is_derived_from_the_registration_token_and_sealed(

@@ -68,6 +68,19 @@ async def test_a_teams_capsules_go_only_to_hosts_with_its_tags(app: FastAPI, mak
 
     assert await _placement(app, team, "--clear") == (0, f"team {team}: new capsules may go to any host\n")
     assert await _pick(app, team, hosts) == big
+    assert (await _placement(app, team, "--clear"))[0] == 0  # no change: no entry
+
+    # The team sees each change in its audit log, made by the platform (an operator's command).
+    entries = (await user.client.get("/v1/audit-logs", params={"limit": 100})).json()["entries"]
+    changes = [(e["actor_type"], e["actor_name"], e["metadata"]) for e in entries if e["resource_id"] == team
+               and e["resource_type"] == "team" and e["action"] == "placement.update"]
+    assert list(reversed(changes)) == [
+        ("system", "wrenn admin", {"tags": ["gpu"], "previous": []}),
+        ("system", "wrenn admin", {"tags": ["eu", "gpu"], "previous": ["gpu"]}),
+        ("system", "wrenn admin", {"tags": [], "previous": ["eu", "gpu"]}),
+    ], changes
+    other_entries = (await other.client.get("/v1/audit-logs", params={"limit": 100})).json()["entries"]
+    assert not [e for e in other_entries if e["action"] == "placement.update"]
 
 
 async def test_bad_placement_commands_are_refused(app: FastAPI, make_user: UserFactory) -> None:

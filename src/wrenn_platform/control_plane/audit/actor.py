@@ -27,6 +27,7 @@ class Actor:
 
 
 SYSTEM = Actor("system", "system", "system")
+OPERATOR = Actor("system", "cli", "wrenn admin")  # an operator's command on the database
 _current: ContextVar[Actor | None] = ContextVar("wrenn_actor", default=None)
 
 

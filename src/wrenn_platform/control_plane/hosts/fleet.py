@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..audit import record_audit
 from ..db.models import Capsule, Host
 from ..db.types import utcnow
 from ..errors import conflict, not_found
@@ -63,10 +64,19 @@ async def set_draining(db: AsyncSession, host_id: str, draining: bool) -> Host:
         raise not_found(f"host {host_id} not found")
     if host.status == "pending":
         raise conflict(f"host {host_id} has not registered yet")
+    before = host.status
     if draining:
         host.status = "draining"
     elif host.status == "draining":
         host.status = "online"
+    if host.status != before:
+        audit_host(db, host, "drain" if draining else "undrain")
     await db.commit()
     await db.refresh(host)
     return host
+
+
+def audit_host(db: AsyncSession, host: Host, action: str, **metadata: str) -> None:
+    """Host changes the ORM cannot tell apart (create and delete are derived: `events/derive.py`)."""
+    record_audit(db, action=action, resource_type="host", resource_id=host.id, team_id=host.team_id,
+                 scope="team" if host.team_id else "platform", metadata=metadata)

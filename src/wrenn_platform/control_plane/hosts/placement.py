@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wrenn_platform.wire.api.hosts_admin import TAG_PATTERN
 
+from ..audit import record_audit
 from ..db.models import HostTag, Team, TeamPlacementTag
 from ..errors import bad_request, not_found
 
@@ -44,7 +45,13 @@ async def set_required_tags(db: AsyncSession, team_id: str, tags: list[str]) -> 
     for tag in tags:
         if not re.fullmatch(TAG_PATTERN, tag):
             raise bad_request(f"tag {tag!r}: 1-64 characters: letters, digits, '.', '_', ':', '=', '-'")
+    before, after = await required_tags(db, team_id), sorted(set(tags))
+    if before == after:
+        return after
     await db.execute(delete(TeamPlacementTag).where(TeamPlacementTag.team_id == team_id))
-    db.add_all(TeamPlacementTag(team_id=team_id, tag=tag) for tag in sorted(set(tags)))
+    db.add_all(TeamPlacementTag(team_id=team_id, tag=tag) for tag in after)
+    # One entry for the change (the rows are replaced wholesale, so none is derived from them).
+    record_audit(db, action="placement.update", resource_type="team", resource_id=team_id, team_id=team_id,
+                 scope="team", metadata={"tags": after, "previous": before})
     await db.commit()
     return await required_tags(db, team_id)

@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wrenn_platform.wire.api.hosts_admin import CreateHostRequest
 
-from ..audit import record_audit
 from ..auth.principal import Principal
 from ..capsules import states
 from ..capsules.service import CapsuleService
 from ..db.models import Capsule, Host, HostTag
 from ..db.types import utcnow
 from ..errors import ApiError, conflict, not_found
+from ..hosts.fleet import audit_host
 from ..hosts.service import issue_registration_token
 from . import access
 
@@ -49,7 +49,7 @@ async def regenerate_token(db: AsyncSession, principal: Principal, host_id: str)
         await access.require_byoc_team(db, host.team_id or "")
     if host.status != "pending":
         raise conflict(f"host {host_id} is {host.status}, not pending: it has registered already")
-    _audit(db, host, "regenerate_token")
+    audit_host(db, host, "regenerate_token")
     return host, await issue_registration_token(db, host)
 
 
@@ -124,7 +124,7 @@ async def add_tag(db: AsyncSession, principal: Principal, host_id: str, tag: str
     if await db.get(HostTag, (host_id, tag)) is not None:
         return
     db.add(HostTag(host_id=host_id, tag=tag))
-    _audit(db, host, "add_tag", tag=tag)
+    audit_host(db, host, "add_tag", tag=tag)
     try:
         await db.commit()
     except IntegrityError:  # added concurrently: the tag is there, as asked
@@ -138,11 +138,6 @@ async def remove_tag(db: AsyncSession, principal: Principal, host_id: str, tag: 
     if not result.rowcount:  # type: ignore[attr-defined]
         await db.rollback()
         raise not_found(f"host {host_id} has no tag {tag!r}")
-    _audit(db, host, "remove_tag", tag=tag)
+    audit_host(db, host, "remove_tag", tag=tag)
     await db.commit()
 
-
-def _audit(db: AsyncSession, host: Host, action: str, **metadata: str) -> None:
-    """Host changes the ORM cannot tell apart (create and delete are derived: `events/derive.py`)."""
-    record_audit(db, action=action, resource_type="host", resource_id=host.id, team_id=host.team_id,
-                 scope="team" if host.team_id else "platform", metadata=metadata)
