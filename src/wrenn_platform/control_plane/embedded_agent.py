@@ -12,7 +12,6 @@ stack, in process. Capsule operations use `LocalAgentClient`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from wrenn_platform.host_agent.client import LocalAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.join import IN_PROCESS, HostSession, forward_events, heartbeat, host_specs, register
 
+from .events.wakeup import stop
 from .hosts import service as hosts
 from .services import service
 from .settings import Settings
@@ -72,10 +72,6 @@ async def embedded_agent(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop(tasks)
             app.state.agents.remove(session.host_id)
             await agent.close()  # capsules keep running; the next start re-adopts them

@@ -10,7 +10,6 @@ anonymous caller can create (an OAuth state, a reset request) accumulates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..db.models import AuthSession, OAuthIdentity, OneTimeToken, User
 from ..db.types import utcnow
+from ..events.wakeup import stop
 from ..services import service
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,4 @@ async def purge_service(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop([task])

@@ -19,6 +19,7 @@ from ..capsules import states
 from ..capsules.service import CapsuleService
 from ..db.models import Capsule, TemplateBuild
 from ..db.types import utcnow
+from ..events.wakeup import stop
 from ..services import service
 from .runner import LEASE, BuildRunner
 
@@ -93,6 +94,4 @@ async def build_worker(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop([task])

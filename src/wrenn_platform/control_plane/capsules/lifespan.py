@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.models import Capsule
 from ..db.types import utcnow
+from ..events.wakeup import stop
 from ..hosts.fleet import mark_stale_hosts
 from ..services import service
 from ..teams_lifecycle import on_team_deleted
@@ -73,11 +73,7 @@ async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(tasks)
         await capsules.aclose()
         await remote.aclose()
 

@@ -5,7 +5,6 @@ CPU minutes = reserved vCPUs * minutes running, RAM MB-minutes = reserved MB * m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from wrenn_platform.wire.api.capsules import (
 from ..db.models import Capsule, UsageSample
 from ..db.types import utcnow
 from ..errors import bad_request
+from ..events.wakeup import stop
 from ..services import service
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,7 @@ async def usage_sampler(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop([task])
 
 
 def _floor(moment: datetime, bucket: timedelta) -> datetime:
