@@ -23,6 +23,13 @@ from wrenn_platform.control_plane.security import hash_password
 from wrenn_platform.control_plane.settings import Settings
 from wrenn_platform.wire.api.auth import SignupRequest
 
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    """The server's settings, with the command's --data-dir / --database-url where given."""
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
 admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
 
 
@@ -46,8 +53,7 @@ def create(
     except ValidationError as exc:
         error = exc.errors()[0]
         raise typer.BadParameter(str(error["msg"]), param_hint=f"--{error['loc'][0]}") from None
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = _settings(data_dir, database_url)
     message = asyncio.run(_create(settings, request))
     typer.echo(message)
 
@@ -90,8 +96,7 @@ def host_drain(
 
     The API contract has no route for this, so it is an operator's command on the database.
     """
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = _settings(data_dir, database_url)
     typer.echo(asyncio.run(_drain(settings, host_id, not undo)))
 
 
@@ -127,8 +132,7 @@ def team_placement(
     """
     if require and clear:
         raise typer.BadParameter("give --require or --clear, not both", param_hint="--clear")
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = _settings(data_dir, database_url)
     tags = [] if clear else (require or None)
     typer.echo(asyncio.run(_placement(settings, team_id, tags)))
 

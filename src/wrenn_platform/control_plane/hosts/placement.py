@@ -54,4 +54,4 @@ async def set_required_tags(db: AsyncSession, team_id: str, tags: list[str]) -> 
     record_audit(db, action="placement.update", resource_type="team", resource_id=team_id, team_id=team_id,
                  scope="team", metadata={"tags": after, "previous": before})
     await db.commit()
-    return await required_tags(db, team_id)
+    return after
