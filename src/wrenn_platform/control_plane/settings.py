@@ -1,6 +1,6 @@
 """Every setting of the control plane (and the embedded server), read from `WRENN_*` variables.
 
-The README's configuration table is the user-facing copy of this file: keep them in step.
+The table in docs/configuration.md is the user-facing copy of this file: keep them in step.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ SECRET = "s3cret-for-tests-0123456789"
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
-    """What a receiver does (the README's recipe): recompute the HMAC and check the timestamp."""
+    """What a receiver does (the recipe in docs/events.md): recompute the HMAC and check the timestamp."""
     timestamp = headers["x-wrenn-timestamp"]
     expected = "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     fresh = abs(time.time() - int(timestamp)) < tolerance_s
