@@ -2,6 +2,10 @@
 
 Device state travels through an fd passed over QMP (`getfd` + `fd:NAME`) because QEMU's
 seccomp sandbox (`spawn=deny`) forbids the fork that `migrate exec:` needs.
+
+The fd is sent here rather than with `QMPClient.send_fd_scm`, which reaches into asyncio's
+private `TransportSocket._sock` and so fails on uvloop (what `wrenn server` runs): both loops'
+transports give the socket's fd, and a duplicate of it sends the SCM_RIGHTS message.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -59,8 +64,18 @@ class Qmp:
         await self.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
 
     async def pass_fd(self, fd: int, name: str) -> None:
-        self._client.send_fd_scm(fd)
+        self._send_fd(fd)
         await self.execute("getfd", {"fdname": name})
+
+    def _send_fd(self, fd: int) -> None:
+        writer = self._client._writer  # qemu.qmp keeps its StreamWriter private, but it is the connection
+        if writer is None:
+            raise QmpError("QMP is not connected")
+        transport_socket = writer.transport.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(transport_socket.fileno())) as sock:
+            if sock.family != socket.AF_UNIX:
+                raise QmpError("passing an fd needs QMP on a unix socket")
+            socket.send_fds(sock, [b" "], [fd])
 
     async def save_state(self, state_file: Path) -> None:
         """With the VM stopped, write its device state to `state_file`."""
