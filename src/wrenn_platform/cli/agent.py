@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from wrenn_platform.host_agent.runtimes import RUNTIME_CHOICES
+from wrenn_platform.host_agent.runtimes import RUNTIME_CHOICES, refuse_unusable_paths
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
 
 
@@ -59,6 +59,7 @@ def agent(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if runtime not in RUNTIME_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
+    refuse_unusable_paths("wrenn agent", runtime, data_dir, cache_dir)
     host, port = _split_listen(listen)
     joined: JoinedAgent | None = None
     if control_plane:

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from wrenn_platform.control_plane.settings import Settings
+from wrenn_platform.host_agent.runtimes import refuse_unusable_paths
 
 # uvicorn's libuv event loop and C HTTP/1.1 parser (pinned dependencies): measurably less CPU per request
 # than asyncio's loop and h11 (bench/RESULTS.md, capsule API). Named, not "auto": a missing one fails loudly.
@@ -59,6 +60,8 @@ def server(
         data_dir=data_dir, port=port, host=host, database_url=database_url, redis_url=redis_url,
         runtime=runtime, secure_cookies=False if insecure_cookies else None,
     )
+    if settings.embedded_agent:
+        refuse_unusable_paths("wrenn server", settings.runtime, settings.data_dir, settings.cache_dir)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the embedded agent's heartbeats would flood the log.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -8,6 +8,7 @@ nothing: on these machines it is a paravirtual nested KVM that cannot boot a sto
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 from wrenn_platform.host_agent.runtime.base import Runtime
@@ -51,14 +52,65 @@ def resolve_runtime_name(name: str) -> tuple[str, str]:
     return "microvm", "auto: hardware virtualization and the microvm driver are present"
 
 
+class CapsulePathError(ValueError):
+    """Capsule processes (bwrap, QEMU) could not reach their files under the agent's directories."""
+
+
+def _untraversable(path: Path) -> Path | None:
+    """The first existing directory on the way to `path` (itself included) that other users may
+    not enter; None when every existing one lets them through."""
+    current = Path("/")
+    for part in path.absolute().parts[1:]:
+        current = current / part
+        try:
+            mode = current.stat().st_mode
+        except FileNotFoundError:
+            return None  # created later with the process's umask: build_runtime checks again then
+        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+            return current
+    return None
+
+
+def check_capsule_paths(name: str, data_dir: Path, cache_dir: Path) -> None:
+    """Refuse, naming the path and the fix, a data (or, for microvm, cache) directory that the
+    capsules' unprivileged host uids cannot traverse: bwrap and QEMU run as those uids and open
+    the capsule's root, disk and memory file by path, so every capsule would fail."""
+    paths = [data_dir] + ([cache_dir] if name == "microvm" else [])
+    for path in paths:
+        blocker = _untraversable(path)
+        if blocker is not None:
+            mode = stat.S_IMODE(blocker.stat().st_mode)
+            raise CapsulePathError(
+                f"capsules cannot run under {path}: {blocker} has mode {mode:04o}, which the capsules' "
+                f"unprivileged users cannot traverse. Fix: chmod o+x {blocker} (others may then enter it, "
+                f"not list it), or choose a directory whose parents are all traversable, e.g. /var/lib/wrenn."
+            )
+
+
+def refuse_unusable_paths(program: str, runtime: str, data_dir: Path, cache_dir: Path) -> None:
+    """At a command's start: exit with the reason (code 2) rather than fail every capsule later."""
+    import typer
+
+    try:
+        check_capsule_paths(resolve_runtime_name(runtime)[0], data_dir, cache_dir)
+    except CapsulePathError as exc:
+        typer.echo(f"{program}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def build_runtime(name: str, data_dir: Path, cache_dir: Path) -> Runtime:
     """The runtime `name` ("namespace" or "microvm", already resolved) with its state under data_dir."""
+    check_capsule_paths(name, data_dir, cache_dir)
+    runtime: Runtime
     if name == "namespace":
         from wrenn_platform.host_agent.runtime.namespace.runtime import NamespaceRuntime
 
-        return NamespaceRuntime(data_dir / "namespace")
-    if name == "microvm":
+        runtime = NamespaceRuntime(data_dir / "namespace")
+    elif name == "microvm":
         from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime
 
-        return MicrovmRuntime(state_root=data_dir / "microvm", cache_dir=cache_dir / "microvm")
-    raise ValueError(f"cannot build runtime {name!r}")
+        runtime = MicrovmRuntime(state_root=data_dir / "microvm", cache_dir=cache_dir / "microvm")
+    else:
+        raise ValueError(f"cannot build runtime {name!r}")
+    check_capsule_paths(name, data_dir, cache_dir)  # again, now that the state directories exist
+    return runtime
