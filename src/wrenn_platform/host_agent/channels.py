@@ -140,6 +140,8 @@ async def _pty_input(session: PtySession, msg: Message, send: Send) -> None:
             await session.resize(int(msg["cols"]), int(msg["rows"]))
         elif kind == "kill":
             await session.kill()
+        elif kind == "pong":
+            pass  # the published client's answer to our keepalive ping: nothing to do
         else:
             await send({"type": "error", "data": f"unknown message type {kind!r}", "fatal": False})
     except (binascii.Error, KeyError, ValueError, TypeError) as exc:

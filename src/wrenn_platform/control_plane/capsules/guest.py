@@ -165,7 +165,7 @@ async def pty(websocket: WebSocket, capsule_id: str, authorize: Authorize) -> No
     client = await authorize(websocket, capsule_id, "open a terminal in")
     if client is not None:
         async with client.pty(capsule_id) as channel:
-            await ws.relay(websocket, channel)
+            await ws.relay(websocket, channel, raw_input=True)
 
 
 async def process_stream(websocket: WebSocket, capsule_id: str, selector: str, authorize: Authorize) -> None:

@@ -8,6 +8,7 @@ their own `Resolve`) and refused with a plain HTTP status and the contract's err
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
@@ -57,27 +58,47 @@ async def authorize(ws: WebSocket, capsule_id: str, doing: str, resolve: Resolve
             return None
 
 
-async def relay(ws: WebSocket, channel: Channel) -> None:
-    """Pump agent → tenant and tenant → agent until either side ends; then close the tenant socket."""
+async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> None:
+    """Pump agent → tenant and tenant → agent until either side ends; then close the tenant socket.
+
+    `raw_input` (the PTY): a binary frame is input bytes, as the published client sends keystrokes,
+    and from the first one on the connection's output goes out as binary frames too (that client
+    reads output only from those). Text frames are the contract's JSON messages either way.
+    """
     await ws.accept()
+    binary_output = False
 
     async def outbound() -> None:
         try:
             async for msg in channel:
-                await ws.send_json(msg)
+                if binary_output and msg.get("type") == "output":
+                    await ws.send_bytes(base64.b64decode(msg.get("data", "")))
+                else:
+                    await ws.send_json(msg)
         except AgentError as exc:
             await ws.send_json({"type": "error", "data": exc.message, "fatal": True})
 
     async def inbound() -> None:
+        nonlocal binary_output
         while True:
-            try:
-                msg: Any = await ws.receive_json()
-            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
-                continue
-            if not isinstance(msg, dict):
-                await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
-                continue
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(frame.get("code", 1000))
+            msg: Any
+            if frame.get("bytes") is not None:
+                if not raw_input:
+                    await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+                    continue
+                binary_output = True
+                msg = {"type": "input", "data": base64.b64encode(frame["bytes"]).decode()}
+            else:
+                try:
+                    msg = json.loads(frame.get("text") or "")
+                except json.JSONDecodeError:
+                    msg = None
+                if not isinstance(msg, dict):
+                    await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
+                    continue
             try:
                 await channel.send(msg)
             except AgentError:
@@ -96,4 +117,3 @@ async def relay(ws: WebSocket, channel: Channel) -> None:
     if out in done:
         with contextlib.suppress(Exception):
             await ws.close()
-
