@@ -27,6 +27,7 @@ from wrenn_platform.host_agent.events import EventBus
 from wrenn_platform.host_agent.metrics import RANGES, MetricsStore
 from wrenn_platform.host_agent.registry import CapsuleRecord, RecordStore, utcnow
 from wrenn_platform.host_agent.runtime.base import (
+    DEFAULT_USER,
     CapsuleSpec,
     NetworkSlot,
     ResourceSample,
@@ -209,6 +210,7 @@ class HostAgent:
             capsule_id=capsule_id, template=req.template, template_dir=template.path, vcpus=req.vcpus,
             memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
             envd_access_token=rec.envd_access_token, env_vars=dict(req.env_vars),
+            default_user=template.default_user or DEFAULT_USER,
         )
         self._capsules[capsule_id] = rec
         async with self._lock(capsule_id):

@@ -112,6 +112,7 @@ class TemplateInfo:
     runtime: str | None = None  # snapshots: the runtime that wrote (and can restore) it
     parent_dir: Path | None = None  # snapshots: the template dir the capsule was created from
     metadata: dict[str, str] = field(default_factory=dict)
+    default_user: str | None = None  # who processes run as unless a call names a user; None: DEFAULT_USER
 
     @property
     def rootfs(self) -> Path:
@@ -133,6 +134,7 @@ class TemplateInfo:
             "runtime": self.runtime,
             "parent_dir": str(self.parent_dir) if self.parent_dir else None,
             "metadata": dict(self.metadata),
+            "default_user": self.default_user,
         }
 
     @classmethod
@@ -152,6 +154,7 @@ class TemplateInfo:
             runtime=data.get("runtime"),
             parent_dir=Path(parent) if parent else None,
             metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            default_user=data.get("default_user") or None,
         )
 
 

@@ -170,8 +170,12 @@ async def test_failed_creates_leave_nothing_behind(
 async def test_env_vars_default_user_and_metadata(make_capsule: MakeCapsule) -> None:
     capsule = await make_capsule(env_vars={"GREETING": "hello"})
     async with envd(capsule) as client:
-        result = await client.run("/bin/sh", ["-c", "echo $GREETING; id -un; hostname"])
-    assert result.stdout.decode() == f"hello\nuser\n{capsule.capsule_id}\n"
+        result = await client.run("/bin/sh", ["-c", "echo $GREETING; id -un; hostname; echo $HOME"])
+    assert result.stdout.decode() == f"hello\nroot\n{capsule.capsule_id}\n/root\n"  # the default user
+    as_user = await make_capsule(default_user="user")
+    async with envd(as_user) as client:
+        result = await client.run("/bin/sh", ["-c", "id -un"])
+    assert result.stdout.decode() == "user\n"
     assert capsule.metadata["runtime"] == "namespace"
     assert capsule.metadata["vmm_version"].startswith("bubblewrap ")
     assert capsule.metadata["kernel_version"] == os.uname().release

@@ -26,6 +26,11 @@ class NetworkSlot:
     dns_servers: tuple[str, ...] = ()  # resolvers the capsule may use (reached through NAT)
 
 
+# Capsule root is an unprivileged host uid (namespace) or the guest's root (microvm), so root is a
+# safe default, and what the upstream envd and the published client's helpers expect (/root).
+DEFAULT_USER = "root"
+
+
 @dataclass(frozen=True)
 class CapsuleSpec:
     capsule_id: str
@@ -36,7 +41,7 @@ class CapsuleSpec:
     disk_size_mb: int
     envd_access_token: str
     env_vars: dict[str, str] = field(default_factory=dict)
-    default_user: str = "user"
+    default_user: str = DEFAULT_USER
 
 
 @dataclass
