@@ -99,6 +99,9 @@ class BaseRecipe:
         return hashlib.sha256(blob).hexdigest()
 
 
+# System-wide git defaults: `git init` makes `main`, as users and the published client's branch helpers expect.
+_GITCONFIG = "[init]\n\tdefaultBranch = main\n"
+
 _SETUP_SCRIPT = """set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 if ! getent passwd user >/dev/null; then
@@ -128,6 +131,7 @@ MINIMAL = BaseRecipe(
         ImageFile("/etc/apt/apt.conf.d/90wrenn", _APT_CONF),
         ImageFile("/usr/sbin/policy-rc.d", _POLICY_RC_D, 0o755),
         ImageFile("/etc/sudoers.d/wrenn-user", _SUDOERS, 0o440),
+        ImageFile("/etc/gitconfig", _GITCONFIG),
     ),
     setup_script=_SETUP_SCRIPT,
     labels={"os": "debian", "debian_suite": "bookworm"},
