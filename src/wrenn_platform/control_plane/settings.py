@@ -74,6 +74,9 @@ class Settings(BaseSettings):
                                               "what the hosts report.")
     usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")
     capsule_min_timeout_sec: int = Field(60, description="Positive capsule `timeout_sec` below this is clamped up.")
+    lifecycle_settle_seconds: float = Field(2.0, ge=0, description="How long pause, resume and destroy wait for "
+                                            "the operation to finish before answering (the answer shows the "
+                                            "settled status; past it, the transient one).")
     build_poll_seconds: float = Field(2.0, description="How often the template build worker looks for builds "
                                       "queued through another replica.")
 

@@ -34,9 +34,9 @@ async def test_create_runs_and_destroy_keeps_the_record(api: httpx.AsyncClient) 
     stopped = await destroy(api, body["id"])
     assert stopped["status"] == "stopped"
     assert (await api.get(f"/v1/capsules/{body['id']}")).json()["status"] == "stopped"
-    again = await api.delete(f"/v1/capsules/{body['id']}")
-    assert again.status_code == 409, again.text
-    assert again.json()["error"]["code"] == "conflict"
+    again = await api.delete(f"/v1/capsules/{body['id']}")  # idempotent: the capsule as it is
+    assert again.status_code == 202, again.text
+    assert (again.json()["id"], again.json()["status"]) == (body["id"], "stopped")
     exec_ = await api.post(f"/v1/capsules/{body['id']}/exec", json={"cmd": "true"})
     assert exec_.status_code == 409
 
@@ -47,8 +47,7 @@ async def test_pause_resume_and_wrong_state_409s(api: httpx.AsyncClient, capsule
     assert (await api.post(f"/v1/capsules/{cid}/resume")).status_code == 409  # running, not paused
     resp = await api.post(f"/v1/capsules/{cid}/pause")
     assert resp.status_code == 202, resp.text
-    assert resp.json()["status"] == "pausing"
-    await wait_status(api, cid, "paused")
+    assert resp.json()["status"] == "paused"  # a freeze settles well within the answer's wait
     for method, path, body in [
         ("post", "pause", None), ("post", "ping", None), ("post", "exec", {"cmd": "true"}),
         ("post", "exec", {"cmd": "sleep", "args": ["1"], "background": True}), ("get", "processes", None),
@@ -67,8 +66,8 @@ async def test_pause_resume_and_wrong_state_409s(api: httpx.AsyncClient, capsule
     assert r.status_code == 409, r.text
     resp = await api.post(f"/v1/capsules/{cid}/resume")
     assert resp.status_code == 202
-    assert resp.json()["status"] == "resuming"
-    resumed = await wait_status(api, cid, "running")
+    resumed = resp.json()
+    assert resumed["status"] == "running"
     assert (resumed["guest_ip"], resumed["host_ip"]) == (cap["guest_ip"], cap["host_ip"])  # the slot is kept
     resp = await api.post(f"/v1/capsules/{cid}/exec", json={"cmd": "echo", "args": ["back"]})
     assert resp.json()["stdout"] == "back\n"

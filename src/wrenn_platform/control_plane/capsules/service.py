@@ -1,9 +1,15 @@
 """`CapsuleService`: capsule records and their life cycle.
 
 A lifecycle call checks the state machine, moves the record to the transient status with a
-conditional UPDATE (so two racing calls cannot both win), answers 202 at once, and a background
-task drives the agent and writes the outcome. Operations on one capsule are serialised by a
-per-capsule lock, so a destroy issued while the capsule is still starting runs after the create.
+conditional UPDATE (so two racing calls cannot both win), and a background task drives the agent
+and writes the outcome; the routes answer once it settled or `lifecycle_settle_seconds` passed
+(`settled`), 202 either way. Operations on one capsule are serialised by a per-capsule lock, so a
+destroy issued while the capsule is still starting runs after the create. A destroy of a capsule
+already stopping or stopped changes nothing and answers it as it is.
+
+A failed operation is logged (WARNING, capsule id and reason), its reason written to the record's
+`error` (shown as `metadata.error`, cleared by the next operation that succeeds) and so carried by
+the `capsule.<action>` event derived from the status change (`events/derive.py`).
 
 When the agent cannot be reached the record keeps its transient status; the reconciler settles it
 from what the agent reports once it is back (`reconciler.py`), never guessing.
@@ -23,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import Capsule as CapsuleOut
-from wrenn_platform.wire.api.capsules import CreateCapsuleRequest
+from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, capsule_metadata
 
 from ..auth.principal import Principal
 from ..db.models import Capsule, Template
@@ -46,7 +52,7 @@ def to_out(capsule: Capsule) -> CapsuleOut:
         vcpus=capsule.vcpus, memory_mb=capsule.memory_mb, timeout_sec=capsule.timeout_sec,
         guest_ip=capsule.guest_ip, host_ip=capsule.host_ip, created_at=capsule.created_at,
         started_at=capsule.started_at, last_active_at=capsule.last_active_at, last_updated=capsule.last_updated,
-        metadata=dict(capsule.labels) if capsule.labels else None, disk_size_mb=capsule.disk_size_mb,
+        metadata=capsule_metadata(capsule.labels, capsule.error), disk_size_mb=capsule.disk_size_mb,
     )
 
 
@@ -63,6 +69,7 @@ class CapsuleService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[str, int] = {}  # capsule id → lifecycle tasks queued or running here
+        self._latest: dict[str, asyncio.Task[None]] = {}  # capsule id → its newest lifecycle task here
         self.running = RunningCache(sessionmaker.kw.get("bind"))
 
     async def aclose(self) -> None:
@@ -131,6 +138,8 @@ class CapsuleService:
         return capsule
 
     async def destroy(self, db: AsyncSession, capsule: Capsule) -> Capsule:
+        if capsule.status in states.GOING:
+            return capsule  # idempotent: already being destroyed, or gone
         await self._transition(db, capsule, states.DESTROYABLE, "stopping", "destroy")
 
         async def op(client: AgentClient) -> None:
@@ -148,6 +157,15 @@ class CapsuleService:
     async def resume(self, db: AsyncSession, capsule: Capsule) -> Capsule:
         await self._transition(db, capsule, states.RESUMABLE, "resuming", "resume")
         self._spawn(capsule.id, capsule.host_id, "resuming", "running", lambda c: c.resume(capsule.id))
+        return capsule
+
+    async def settled(self, db: AsyncSession, capsule: Capsule) -> Capsule:
+        """`capsule` once this process's lifecycle task for it has finished, or as it is after
+        `lifecycle_settle_seconds` (still transient; the task goes on)."""
+        task = self._latest.get(capsule.id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=self.settings.lifecycle_settle_seconds)
+        await db.refresh(capsule)
         return capsule
 
     async def ping(self, db: AsyncSession, capsule: Capsule) -> None:
@@ -176,7 +194,10 @@ class CapsuleService:
                                    name=f"capsule-{transient}-{capsule_id}")
         self._tasks.add(task)
         self._inflight[capsule_id] = self._inflight.get(capsule_id, 0) + 1
+        self._latest[capsule_id] = task
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._latest.pop(capsule_id, None) if self._latest.get(capsule_id) is t
+                               else None)
 
     async def _drive(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> None:
         try:
@@ -185,7 +206,7 @@ class CapsuleService:
                 if values is not None:
                     await self.write(capsule_id, values, only_if=transient)
         except Exception:
-            log.exception("%s of %s failed", transient, capsule_id)
+            log.exception("%s of capsule %s failed", states.ACTIONS[transient], capsule_id)
         finally:
             left = self._inflight.get(capsule_id, 1) - 1
             if left > 0:
@@ -211,7 +232,8 @@ class CapsuleService:
                 return None
             return await self._after_failure(capsule_id, host_id, transient, exc)
         except Exception as exc:  # e.g. no connection to the host (ApiError from the registry)
-            log.warning("%s of %s failed: %s; left for the reconciler", transient, capsule_id, exc)
+            log.warning("%s of capsule %s failed: %s; left %s for the reconciler", states.ACTIONS[transient],
+                        capsule_id, exc, transient)
             return None
         values: dict[str, Any] = {"status": target, "error": ""}
         if target == "stopped":
@@ -225,6 +247,7 @@ class CapsuleService:
                              exc: agent_wire.AgentError) -> dict[str, Any]:
         """The agent refused or failed: take its own view of the capsule when it has one."""
         message = exc.message[:1000]
+        log.warning("%s of capsule %s failed: %s", states.ACTIONS[transient], capsule_id, message)
         if transient == "starting":
             return {"status": "error", "error": message}
         with contextlib.suppress(Exception):

@@ -9,10 +9,11 @@ changes are what the event and audit records derive from, `events/derive.py`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +21,14 @@ from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound, Snapshot
 from wrenn_platform.wire.api.capsules import Template
 
 from ..auth.principal import Principal
+from ..db.models import Capsule
 from ..db.models import Template as TemplateRow
-from ..errors import conflict, not_found
+from ..errors import ApiError, conflict, not_found
 from . import states
 from .agents import agent_errors, to_api_error
 from .service import CapsuleService
+
+log = logging.getLogger(__name__)
 
 
 def template_out(row: TemplateRow) -> Template:
@@ -69,12 +73,19 @@ async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, caps
     try:
         with agent_errors():
             made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name))
-    except BaseException:
+    except BaseException as exc:
+        reason = exc.message if isinstance(exc, ApiError) else f"interrupted ({type(exc).__name__})"
+        log.warning("snapshot of capsule %s into %r failed: %s", capsule.id, name, reason)
+        # The reason rides on the row being deleted (the failure event is derived from that delete)
+        # and stays on the capsule, which keeps running, as `metadata.error`.
+        await db.execute(update(TemplateRow).where(TemplateRow.id == row.id).values(labels={"error": reason}))
         await db.execute(delete(TemplateRow).where(TemplateRow.id == row.id))
+        await db.execute(update(Capsule).where(Capsule.id == capsule.id).values(error=f"snapshot failed: {reason}"))
         await db.commit()
         raise
     row.size_bytes = made.size_bytes
     row.labels = dict(made.metadata)
+    capsule.error = ""
     await db.commit()
     return template_out(row)
 

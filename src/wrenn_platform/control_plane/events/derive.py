@@ -28,8 +28,10 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import BindParameter
 
 from ...wire.api.capsules import Capsule as CapsuleOut
+from ...wire.api.capsules import capsule_metadata
 from ..audit.actor import Actor, current_actor
 from ..audit.record import record_audit
+from ..capsules.states import ACTIONS, TARGETS
 from ..db.models import ApiKey, AuthSession, Capsule, Channel, Host, OAuthIdentity, Team, TeamMember, Template, User
 from .record import record_event
 
@@ -51,9 +53,6 @@ Rule = Callable[[Session, Change], None]
 
 # ---- capsules -----------------------------------------------------------------------------------
 
-_ACTIONS = {"starting": "create", "pausing": "pause", "resuming": "resume", "stopping": "destroy"}
-_TARGETS = {"starting": "running", "pausing": "paused", "resuming": "running", "stopping": "stopped"}
-
 
 def _sandbox(row: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
@@ -62,7 +61,7 @@ def _sandbox(row: Mapping[str, Any]) -> dict[str, Any] | None:
             memory_mb=row["memory_mb"], timeout_sec=row["timeout_sec"], guest_ip=row["guest_ip"] or "",
             host_ip=row["host_ip"] or "", created_at=row["created_at"], started_at=row.get("started_at"),
             last_active_at=row.get("last_active_at"), last_updated=row["last_updated"],
-            metadata=dict(row["labels"]) if row.get("labels") else None, disk_size_mb=row.get("disk_size_mb"),
+            metadata=capsule_metadata(row.get("labels"), row.get("error")), disk_size_mb=row.get("disk_size_mb"),
         ).model_dump(mode="json")
     except (KeyError, ValueError, TypeError):
         return None  # the contract: null if the record could not be read
@@ -89,12 +88,12 @@ def _capsule(db: Session, change: Change) -> None:
     old, new = change.old["status"], row["status"]
     state_changed(old)
     if new in ("pausing", "resuming", "stopping"):
-        record_audit(db, action=_ACTIONS[new], resource_type="capsule", resource_id=capsule_id, team_id=team_id,
+        record_audit(db, action=ACTIONS[new], resource_type="capsule", resource_id=capsule_id, team_id=team_id,
                      metadata={"from": old})
-    action = _ACTIONS.get(old)
+    action = ACTIONS.get(old)
     if action is None:
         return
-    ok = new == _TARGETS[old]
+    ok = new == TARGETS[old]
     error = None if ok else (row.get("error") or f"capsule went from {old} to {new}")
     record_event(db, team_id=team_id, event=f"capsule.{action}", resource_id=capsule_id, resource_type="capsule",
                  outcome="success" if ok else "error", error=error, sandbox=sandbox,
@@ -122,7 +121,8 @@ def _template(db: Session, change: Change) -> None:
     elif change.kind == "update" and change.changed("size_bytes") and not change.old["size_bytes"]:
         snapshot_event("create", "success")
     elif change.kind == "delete" and not row.get("size_bytes"):
-        snapshot_event("create", "error", "the snapshot could not be written")
+        reason = (row.get("labels") or {}).get("error") or "the snapshot could not be written"
+        snapshot_event("create", "error", f"snapshot of {row.get('source_capsule_id') or 'a capsule'} failed: {reason}")
         record_audit(db, action="create", resource_type="template", resource_id=name, team_id=team_id,
                      status="failure")
     elif change.kind == "delete":

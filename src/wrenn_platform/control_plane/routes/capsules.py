@@ -82,24 +82,30 @@ async def get_capsule(id: str, principal: Principal = Auth, db: AsyncSession = D
     return to_out(await svc.owned(db, principal, id))
 
 
+# Pause, resume and destroy answer 202 once the operation settled or `lifecycle_settle_seconds` passed,
+# with the capsule as it is then (settled, or still in the transient status).
+
+
+# The contract documents destroy's 202 without a body; it carries the capsule all the same, which
+# clients that parse every answer as JSON need (the served OpenAPI document keeps the contract's).
 @router.delete("/v1/capsules/{id}", status_code=202, response_class=Response,
                responses={202: {"description": "Capsule destruction initiated"}})
 async def destroy_capsule(id: str, principal: Principal = Auth, db: AsyncSession = Db,
                           svc: CapsuleService = Svc) -> Response:
-    await svc.destroy(db, await svc.owned(db, principal, id))
-    return Response(status_code=202)
+    capsule = await svc.settled(db, await svc.destroy(db, await svc.owned(db, principal, id)))
+    return Response(to_out(capsule).model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.post("/v1/capsules/{id}/pause", status_code=202, responses=responses(409))
 async def pause_capsule(id: str, principal: Principal = Auth, db: AsyncSession = Db,
                         svc: CapsuleService = Svc) -> Capsule:
-    return to_out(await svc.pause(db, await svc.owned(db, principal, id)))
+    return to_out(await svc.settled(db, await svc.pause(db, await svc.owned(db, principal, id))))
 
 
 @router.post("/v1/capsules/{id}/resume", status_code=202, responses=responses(409))
 async def resume_capsule(id: str, principal: Principal = Auth, db: AsyncSession = Db,
                          svc: CapsuleService = Svc) -> Capsule:
-    return to_out(await svc.resume(db, await svc.owned(db, principal, id)))
+    return to_out(await svc.settled(db, await svc.resume(db, await svc.owned(db, principal, id))))
 
 
 @router.post("/v1/capsules/{id}/ping", status_code=204, responses=responses(404, 409))

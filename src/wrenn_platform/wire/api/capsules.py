@@ -36,6 +36,14 @@ class Capsule(BaseModel):
     disk_size_mb: int | None = None
 
 
+def capsule_metadata(labels: dict[str, str] | None, error: str | None) -> dict[str, str] | None:
+    """`Capsule.metadata`: the capsule's labels, plus `error` while its last operation's failure stands."""
+    metadata = dict(labels or {})
+    if error:
+        metadata["error"] = error
+    return metadata or None
+
+
 class CreateCapsuleRequest(BaseModel):
     template: str = Field("minimal", min_length=1, max_length=128)
     vcpus: int = Field(1, ge=1, le=64)
