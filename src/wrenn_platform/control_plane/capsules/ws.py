@@ -58,19 +58,39 @@ async def authorize(ws: WebSocket, capsule_id: str, doing: str, resolve: Resolve
             return None
 
 
+# How long PTY output waits for the client's first input to tell its dialect (see `relay`).
+DIALECT_WAIT_S = 1.0
+
+
 async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> None:
     """Pump agent → tenant and tenant → agent until either side ends; then close the tenant socket.
 
-    `raw_input` (the PTY): a binary frame is input bytes, as the published client sends keystrokes,
-    and from the first one on the connection's output goes out as binary frames too (that client
-    reads output only from those). Text frames are the contract's JSON messages either way.
+    `raw_input` (the PTY): a binary frame is input bytes, as the published client sends keystrokes;
+    text frames are the contract's JSON messages. The client's first input tells its dialect, and
+    output follows it: binary frames for a client that types bytes (the published client reads
+    output only from those), the contract's `output` messages for one that sends `input` messages.
+    Output before that first input waits for it, at most DIALECT_WAIT_S, then goes out as the
+    contract's messages (a client that only watches).
     """
     await ws.accept()
     binary_output = False
+    dialect_known = asyncio.Event()
+    if not raw_input:
+        dialect_known.set()
+
+    def learn(binary: bool) -> None:
+        nonlocal binary_output
+        if not dialect_known.is_set():
+            binary_output = binary
+            dialect_known.set()
 
     async def outbound() -> None:
         try:
             async for msg in channel:
+                if msg.get("type") == "output" and not dialect_known.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(dialect_known.wait(), DIALECT_WAIT_S)
+                    learn(binary=False)
                 if binary_output and msg.get("type") == "output":
                     await ws.send_bytes(base64.b64decode(msg.get("data", "")))
                 else:
@@ -79,7 +99,6 @@ async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> Non
             await ws.send_json({"type": "error", "data": exc.message, "fatal": True})
 
     async def inbound() -> None:
-        nonlocal binary_output
         while True:
             frame = await ws.receive()
             if frame["type"] == "websocket.disconnect":
@@ -89,7 +108,7 @@ async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> Non
                 if not raw_input:
                     await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
                     continue
-                binary_output = True
+                learn(binary=True)
                 msg = {"type": "input", "data": base64.b64encode(frame["bytes"]).decode()}
             else:
                 try:
@@ -99,6 +118,8 @@ async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> Non
                 if not isinstance(msg, dict):
                     await ws.send_json({"type": "error", "data": "messages must be JSON objects", "fatal": False})
                     continue
+                if msg.get("type") == "input":
+                    learn(binary=False)
             try:
                 await channel.send(msg)
             except AgentError:
