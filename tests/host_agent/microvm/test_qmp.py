@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from wrenn_platform.host_agent.runtime.microvm.qmp import Qmp
+from wrenn_platform.host_agent.runtime.microvm.qmp import Qmp, QmpError
 
 
 def _serve_one(listener: socket.socket, received: list[str]) -> None:
@@ -79,3 +79,22 @@ def test_an_fd_reaches_qemu_on_either_event_loop(run: Callable[..., None], qmp_p
     with open(state_file, "rb") as f:
         run(hand_over(f.fileno()))
     assert received == [str(state_file)]
+
+
+def test_a_qemu_that_never_greets_is_given_up_on_in_time(tmp_path: Path) -> None:
+    """A stopped or wedged QEMU accepts on its socket (the kernel's backlog) but never speaks."""
+    path = tmp_path / "silent.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    async def try_connect() -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(QmpError, match="cannot connect"):
+            await Qmp(path, "test").connect(limit_s=0.5)
+        return asyncio.get_running_loop().time() - started
+
+    try:
+        assert uvloop.run(try_connect()) < 5
+    finally:
+        listener.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from qemu.qmp import QMPClient
 
+COMMAND_TIMEOUT_S = 30.0  # a monitor command is answered at once by a live QEMU, even under TCG
 MAX_BANDWIDTH = 64 << 30  # bytes/s: QEMU's default cap throttles even a small state file
 
 
@@ -38,11 +39,14 @@ class Qmp:
             try:
                 if not self.socket_path.exists():  # not yet bound: spare qemu.qmp's error log
                     raise FileNotFoundError(self.socket_path)
-                await self._client.connect(str(self.socket_path))
+                # Bounded: a QEMU that accepts but never greets (stopped, wedged) must not hang us.
+                await asyncio.wait_for(self._client.connect(str(self.socket_path)),
+                                       max(0.1, deadline - time.monotonic()))
                 return
             except Exception as exc:
                 if time.monotonic() > deadline or (alive is not None and not alive()):
-                    raise QmpError(f"cannot connect to QMP at {self.socket_path}: {exc}") from exc
+                    await self.close()
+                    raise QmpError(f"cannot connect to QMP at {self.socket_path}: {exc!r}") from exc
                 await asyncio.sleep(0.005)
 
     async def close(self) -> None:
@@ -51,7 +55,9 @@ class Qmp:
 
     async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         try:
-            return await self._client.execute(cmd, args)
+            return await asyncio.wait_for(self._client.execute(cmd, args), COMMAND_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise QmpError(f"QMP {cmd}: no answer in {COMMAND_TIMEOUT_S:.0f} s") from exc
         except Exception as exc:
             raise QmpError(f"QMP {cmd}: {exc}") from exc
 
