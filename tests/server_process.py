@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,27 +39,65 @@ READY_TIMEOUT_S = 120.0
 E2E_ROOT = Path("/tmp/wrenn-e2e")
 
 
-@dataclass
 class ServerProcess:
-    url: str
-    port: int
-    data_dir: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes]
+    """One `wrenn server` process: `start()` (again after `stop()` or `kill()`: same port, same data),
+    `stop()` (SIGTERM, the server's shutdown; capsules keep running, as after stopping `make run`),
+    `kill()` (SIGKILL: no shutdown hook runs), `log_text()` (its stdout and stderr)."""
+
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 runtime: str = "namespace", cache_dir: Path | None = None, env: Mapping[str, str] | None = None,
+                 log_path: Path | None = None, log_level: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port()
+        self.log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
+        self.argv = [str(WRENN), "server", "--data-dir", str(data_dir), "--host", host, "--port", str(self.port),
+                     "--runtime", runtime] + (["--log-level", log_level] if log_level else [])
+        # Only what the caller sets: no WRENN_* of the test run leaks into the server.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
+        if cache_dir is not None:
+            self.env["WRENN_CACHE_DIR"] = str(cache_dir)
+        self.env.update(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def start(self) -> ServerProcess:
+        """Start it and wait until `GET /health` answers."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wrenn server exited ({self.proc.returncode}): {self.log_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"wrenn server not ready in {READY_TIMEOUT_S} s: {self.log_text()[-3000:]}")
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM (the server's shutdown: capsules keep running, as after `make run` is stopped)."""
-        if self.proc.poll() is not None:
+        if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 @dataclass
@@ -101,36 +140,15 @@ def pinned_cache(template: TemplateInfo, root: Path) -> Path:
     return cache
 
 
-def start_server(data_dir: Path, *, runtime: str = "namespace", port: int | None = None,
-                 cache_dir: Path | None = None, env: Mapping[str, str] | None = None,
-                 log_path: Path | None = None) -> ServerProcess:
-    """`wrenn server --data-dir DATA_DIR --port PORT --runtime RUNTIME`, ready (GET /health)."""
-    port = port or free_port()
-    log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
-    if cache_dir is not None:
-        environment["WRENN_CACHE_DIR"] = str(cache_dir)
-    environment.update(env or {})
-    argv = [str(WRENN), "server", "--data-dir", str(data_dir), "--port", str(port), "--runtime", runtime]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, data_dir, log_path, proc)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"wrenn server exited ({proc.returncode}): {server.log_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return server
-        if time.monotonic() > deadline:
-            server.stop()
-            raise TimeoutError(f"wrenn server not ready in {READY_TIMEOUT_S} s: {server.log_text()[-3000:]}")
-        time.sleep(0.1)
+def start_server(data_dir: Path, **options: Any) -> ServerProcess:
+    """`wrenn server --data-dir DATA_DIR --host HOST --port PORT --runtime RUNTIME`, ready; the options
+    are `ServerProcess`'s."""
+    return ServerProcess(data_dir, **options).start()
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, **options: object) -> Iterator[ServerProcess]:
-    server = start_server(data_dir, **options)  # type: ignore[arg-type]
+def running_server(data_dir: Path, **options: Any) -> Iterator[ServerProcess]:
+    server = start_server(data_dir, **options)
     try:
         yield server
     finally:

@@ -20,9 +20,7 @@ import contextlib
 import os
 import random
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +36,7 @@ from wrenn_platform.host_agent.auth import HostKey, key_from_registration_token
 from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.templates import TemplateInfo
 
+from ...server_process import ServerProcess
 from ..admin_capsules.conftest import _make_admin
 from .conftest import _make_tenant, cache_dir_of, scratch_database, scratch_root, wait_status
 from .test_remote_agent import Rig, agent_process
@@ -49,64 +48,21 @@ OFFLINE_AFTER_S, LOST_AFTER_S = 5, 10  # heartbeats every second: five missed ma
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
-class ServerProcess:
-    """`wrenn server` in an OS process of its own, configured through `WRENN_*` variables."""
-
-    def __init__(self, name: str, root: Path, bind: str, env: dict[str, str]) -> None:
-        self.log_path = root / f"{name}.log"
-        self.bind = bind
-        self.port = random.randint(20000, 60000)  # the address is our test link's: nothing else listens on it
-        self.env = {**os.environ, **env, "WRENN_DATA_DIR": str(root / f"{name}-data"), "WRENN_HOST": bind,
-                    "WRENN_PORT": str(self.port)}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.bind}:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "wrenn_platform.cli.main", "server", "--log-level",
-                                          "warning"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.proc.poll() is None, f"control plane exited: {self.log_path.read_text()[-3000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, f"control plane not ready: {self.log_path.read_text()[-3000:]}"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, in-flight work is cut wherever it is."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
 @contextlib.contextmanager
 def control_planes(root: Path, binds: list[str], database_url: str, cache_dir: Path) -> Iterator[list[ServerProcess]]:
     shared = {  # what replicas of one control plane share: database, Redis (and a key prefix), secret key
         "WRENN_DATABASE_URL": database_url, "WRENN_REDIS_URL": REDIS_URL,
         "WRENN_REDIS_PREFIX": f"wrenn-test-{secrets.token_hex(4)}:", "WRENN_SECRET_KEY": secrets.token_hex(32),
-        "WRENN_EMBEDDED_AGENT": "false", "WRENN_CACHE_DIR": str(cache_dir), "WRENN_RUNTIME": "namespace",
+        "WRENN_EMBEDDED_AGENT": "false",
         "WRENN_SECURE_COOKIES": "false", "WRENN_PUBLIC_URL": "http://testserver",
         "WRENN_HOST_HEARTBEAT_SECONDS": "1", "WRENN_RECONCILE_INTERVAL_SECONDS": "1",
         "WRENN_USAGE_SAMPLE_SECONDS": "1", "WRENN_HOST_OFFLINE_AFTER_SECONDS": str(OFFLINE_AFTER_S),
         "WRENN_HOST_LOST_AFTER_SECONDS": str(LOST_AFTER_S),
     }
-    servers = [ServerProcess(f"cp{i}", root, bind, shared) for i, bind in enumerate(binds)]
+    # The addresses are our test links': nothing else listens on them, any port is free.
+    servers = [ServerProcess(root / f"cp{i}-data", host=bind, port=random.randint(20000, 60000), runtime="namespace",
+                             cache_dir=cache_dir, env=shared, log_path=root / f"cp{i}.log", log_level="warning")
+               for i, bind in enumerate(binds)]
     try:
         for server in servers:
             server.start()

@@ -75,7 +75,11 @@ async def reconcile_host(service: CapsuleService, host_id: str, client: AgentCli
             continue
         values = _settle(row, info)
         if values is not None:
-            log.info("reconcile: %s %s → %s", row.id, row.status, values.get("status", row.status))
+            if values.get("error"):  # a failure found out here: as visible as one the operation met
+                log.warning("reconcile: capsule %s %s → %s: %s", row.id, row.status,
+                            values.get("status", row.status), values["error"])
+            else:
+                log.info("reconcile: capsule %s %s → %s", row.id, row.status, values.get("status", row.status))
             await service.write(row.id, values, only_if=row.status)
         elif info is not None and row.status == "stopping":
             retry_destroy.append(row.id)
