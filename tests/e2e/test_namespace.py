@@ -126,6 +126,20 @@ def test_pty_binary_frames_are_keystrokes_and_text_frames_the_contract(shipped: 
         ws.send(json.dumps({"type": "input", "data": base64.b64encode(f"echo {marker}-json\n".encode()).decode()}))
         _text_until(ws, f"{marker}-json", binary=False)
         ws.send(json.dumps({"type": "kill"}))
+    with _pty(shipped, cap["id"]) as ws:  # a client that watches first gets JSON, until it types bytes
+        ws.send(json.dumps({"type": "start", "cmd": "/bin/sh"}))
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "started"
+        prompt = json.loads(ws.recv(timeout=TIMEOUT))
+        assert prompt["type"] == "output" and base64.b64decode(prompt["data"]), prompt
+        ws.send(f"echo {marker}-late\n".encode())
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            frame = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if isinstance(frame, bytes) and f"{marker}-late" in frame.decode(errors="replace").replace(
+                    f"echo {marker}-late", ""):
+                break
+            assert isinstance(frame, bytes) or json.loads(frame)["type"] in ("output", "ping"), frame
+        ws.send(json.dumps({"type": "kill"}))
     api.delete(f"/v1/capsules/{cap['id']}")
 
 

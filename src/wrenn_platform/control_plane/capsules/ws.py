@@ -69,28 +69,28 @@ async def relay(ws: WebSocket, channel: Channel, raw_input: bool = False) -> Non
     text frames are the contract's JSON messages. The client's first input tells its dialect, and
     output follows it: binary frames for a client that types bytes (the published client reads
     output only from those), the contract's `output` messages for one that sends `input` messages.
-    Output before that first input waits for it, at most DIALECT_WAIT_S, then goes out as the
-    contract's messages (a client that only watches).
+    Output before that first input waits for it, once, at most DIALECT_WAIT_S, then goes out as
+    the contract's messages (a client that only watches) until an input tells otherwise.
     """
     await ws.accept()
     binary_output = False
-    dialect_known = asyncio.Event()
-    if not raw_input:
-        dialect_known.set()
+    told = asyncio.Event()  # the client's first input has told its dialect
+    waited = not raw_input  # output has waited for that once already (or need not)
 
     def learn(binary: bool) -> None:
         nonlocal binary_output
-        if not dialect_known.is_set():
+        if not told.is_set():
             binary_output = binary
-            dialect_known.set()
+            told.set()
 
     async def outbound() -> None:
+        nonlocal waited
         try:
             async for msg in channel:
-                if msg.get("type") == "output" and not dialect_known.is_set():
+                if msg.get("type") == "output" and not waited:
+                    waited = True
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(dialect_known.wait(), DIALECT_WAIT_S)
-                    learn(binary=False)
+                        await asyncio.wait_for(told.wait(), DIALECT_WAIT_S)
                 if binary_output and msg.get("type") == "output":
                     await ws.send_bytes(base64.b64decode(msg.get("data", "")))
                 else:
