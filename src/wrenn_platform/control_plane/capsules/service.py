@@ -163,8 +163,9 @@ class CapsuleService:
         """`capsule` once this process's lifecycle task for it has finished, or as it is after
         `lifecycle_settle_seconds` (still transient; the task goes on)."""
         task = self._latest.get(capsule.id)
-        if task is not None:
-            await asyncio.wait({task}, timeout=self.settings.lifecycle_settle_seconds)
+        if task is None or self.settings.lifecycle_settle_seconds <= 0:
+            return capsule  # nothing under way here (an idempotent destroy), or no wait wanted
+        await asyncio.wait({task}, timeout=self.settings.lifecycle_settle_seconds)
         await db.refresh(capsule)
         return capsule
 
