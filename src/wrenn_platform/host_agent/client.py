@@ -301,7 +301,8 @@ class HttpAgentClient:
         return await self._model(AgentInfo, "GET", "/v1/info")
 
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
-        return await self._model(CapsuleInfo, "POST", "/v1/capsules", json_body=req.model_dump(), seconds=120)
+        # long enough for a template's start command to get ready
+        return await self._model(CapsuleInfo, "POST", "/v1/capsules", json_body=req.model_dump(), seconds=900)
 
     async def list_capsules(self) -> list[CapsuleInfo]:
         return TypeAdapter(list[CapsuleInfo]).validate_python((await self._call("GET", "/v1/capsules")).json())

@@ -34,6 +34,7 @@ from wrenn_platform.host_agent.runtime.base import (
     RunningCapsule,
     Runtime,
 )
+from wrenn_platform.host_agent.startup import NotReady, start_service
 from wrenn_platform.host_agent.templates import (
     TemplateError,
     TemplateExists,
@@ -229,6 +230,8 @@ class HostAgent:
                     raise AgentError(f"create failed: {exc}") from exc
                 raise
             rec.attach(running)
+            if template.start is not None:
+                await self._start_service(rec, template, slot)
             rec.status = "running"
             rec.started_at = utcnow().isoformat()
             rec.touch()
@@ -236,6 +239,24 @@ class HostAgent:
             self.metrics.track(capsule_id, rec.vcpus)
         log.info("created %s (%s, slot %s)", capsule_id, self.runtime.name, slot.index)
         return rec.info()
+
+    async def _start_service(self, rec: CapsuleRecord, template: TemplateInfo, slot: NetworkSlot) -> None:
+        """The template's start command and readiness check; a capsule that does not get ready is
+        removed and its create fails with the check's output (the capsule's failure reason)."""
+        assert template.start is not None
+        try:
+            await start_service(self._guest_of(rec), template.start, slot.host_ip,
+                                run_command=not template.service_in_memory)
+        except BaseException as exc:
+            await self._discard(rec, slot, destroy=True)
+            if isinstance(exc, NotReady):
+                log.warning("capsule %s of template %s did not get ready: %s", rec.id, template.name, exc.message)
+                raise AgentError(f"template {template.name!r}: {exc.message}") from exc
+            if isinstance(exc, AgentError | asyncio.CancelledError):
+                raise
+            if isinstance(exc, Exception):
+                raise AgentError(f"starting the template's service failed: {exc}") from exc
+            raise
 
     async def _discard(self, rec: CapsuleRecord, slot: NetworkSlot | None, destroy: bool) -> None:
         """Forget a capsule and release everything it held; never raises. If the runtime cannot
@@ -321,13 +342,15 @@ class HostAgent:
         rec = self._get(capsule_id)
         async with self._lock(capsule_id):
             self._running(capsule_id)
+            if req.start is not None:
+                await self._start_for_snapshot(rec, req)
             try:
                 # The directory the capsule was created from: `resolve` would return the newest
                 # build of its template, which moves whenever the template is rebuilt.
                 parent = read_info(Path(rec.template_dir))
                 with self.templates.snapshot_dir(
                     req.team_id, req.name, runtime=self.runtime.name, parent=parent,
-                    vcpus=rec.vcpus, memory_mb=rec.memory_mb,
+                    vcpus=rec.vcpus, memory_mb=rec.memory_mb, start=req.start,
                 ) as pending:
                     await self.runtime.snapshot(capsule_id, pending.path)
             except TemplateExists as exc:
@@ -341,6 +364,18 @@ class HostAgent:
             rec.touch()
         assert pending.committed is not None
         return _template_out(pending.committed)
+
+    async def _start_for_snapshot(self, rec: CapsuleRecord, req: SnapshotRequest) -> None:
+        """A snapshot that declares a service starts it first and waits until it is ready: a microvm
+        snapshot then holds it running, and a failing one fails here rather than in every capsule."""
+        assert req.start is not None
+        slot = rec.network_slot()
+        assert slot is not None
+        try:
+            await start_service(self._guest_of(rec), req.start, slot.host_ip)
+        except NotReady as exc:
+            log.warning("snapshot %s of %s: its service did not get ready: %s", req.name, rec.id, exc.message)
+            raise AgentError(f"the template's start command did not get ready: {exc.message}") from exc
 
     def list_templates(self, team_id: str | None) -> list[TemplateOut]:
         return [_template_out(t) for t in self.templates.list(team_id)]
@@ -495,11 +530,14 @@ class HostAgent:
     def _guest(self, capsule_id: str) -> guest_ops.Guest:
         rec = self._running(capsule_id)
         rec.touch()
-        g = self._guests.get(capsule_id)
+        return self._guest_of(rec)
+
+    def _guest_of(self, rec: CapsuleRecord) -> guest_ops.Guest:
+        g = self._guests.get(rec.id)
         if g is None:
             assert rec.envd_url is not None
             g = guest_ops.Guest(rec.envd_url, rec.envd_access_token, on_output=rec.touch)
-            self._guests[capsule_id] = g
+            self._guests[rec.id] = g
         return g
 
     async def _drop_guest(self, capsule_id: str) -> None:

@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from wrenn_platform.wire.start import StartCommand
+
 DEFAULT_CACHE_DIR = Path(os.environ.get("WRENN_CACHE_DIR", "/var/cache/wrenn"))
 DEFAULT_DATA_DIR = Path(os.environ.get("WRENN_DATA_DIR", "/var/lib/wrenn"))
 METADATA_FILE = "template.json"
@@ -52,7 +54,7 @@ TemplateType = Literal["base", "snapshot"]
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 _TEAM_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,126}[A-Za-z0-9])?$")
 # Names of platform templates; a team template may not shadow them.
-PLATFORM_TEMPLATE_NAMES: frozenset[str] = frozenset({"minimal"})
+PLATFORM_TEMPLATE_NAMES: frozenset[str] = frozenset({"minimal", "code-runner-beta"})
 
 
 class TemplateError(Exception):
@@ -113,6 +115,12 @@ class TemplateInfo:
     parent_dir: Path | None = None  # snapshots: the template dir the capsule was created from
     metadata: dict[str, str] = field(default_factory=dict)
     default_user: str | None = None  # who processes run as unless a call names a user; None: DEFAULT_USER
+    start: StartCommand | None = None  # the service every capsule of this template runs
+
+    @property
+    def service_in_memory(self) -> bool:
+        """A microvm snapshot restores its processes: the start command is running already."""
+        return self.type == "snapshot" and self.runtime == "microvm"
 
     @property
     def rootfs(self) -> Path:
@@ -135,6 +143,7 @@ class TemplateInfo:
             "parent_dir": str(self.parent_dir) if self.parent_dir else None,
             "metadata": dict(self.metadata),
             "default_user": self.default_user,
+            "start": self.start.model_dump() if self.start is not None else None,
         }
 
     @classmethod
@@ -155,6 +164,7 @@ class TemplateInfo:
             parent_dir=Path(parent) if parent else None,
             metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
             default_user=data.get("default_user") or None,
+            start=StartCommand.model_validate(data["start"]) if data.get("start") else None,
         )
 
 
@@ -286,9 +296,12 @@ class TemplateStore:
         memory_mb: int | None = None,
         metadata: dict[str, str] | None = None,
         replace: bool = False,
+        start: StartCommand | None = None,
     ) -> PendingTemplate:
         """Start writing a snapshot template: returns an empty hidden directory on the final
-        file system. Fill `pending.path`, then `pending.commit()` (or `abort()`)."""
+        file system. Fill `pending.path`, then `pending.commit()` (or `abort()`).
+
+        The snapshot runs `start` if given, else its parent's start command."""
         validate_name(name)
         if name in PLATFORM_TEMPLATE_NAMES:
             raise InvalidTemplateName(f"template name {name!r} is reserved for a platform template")
@@ -311,6 +324,7 @@ class TemplateStore:
             runtime=runtime,
             parent_dir=parent.path,
             metadata=dict(metadata or {}),
+            start=start or parent.start,
         )
         return PendingTemplate(tmp, final, info, replace)
 
@@ -326,6 +340,7 @@ class TemplateStore:
         memory_mb: int | None = None,
         metadata: dict[str, str] | None = None,
         replace: bool = False,
+        start: StartCommand | None = None,
     ) -> Iterator[PendingTemplate]:
         """`with store.snapshot_dir(...) as pending: await runtime.snapshot(id, pending.path)`.
 
@@ -341,6 +356,7 @@ class TemplateStore:
             memory_mb=memory_mb,
             metadata=metadata,
             replace=replace,
+            start=start,
         )
         try:
             yield pending

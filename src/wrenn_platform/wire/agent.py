@@ -19,6 +19,7 @@ from wrenn_platform.wire.api.capsules import ListDirRequest as ListDirRequest
 from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
+from wrenn_platform.wire.start import StartCommand
 
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
 RuntimeName = Literal["namespace", "microvm"]
@@ -138,6 +139,7 @@ class CapsuleInfo(BaseModel):
 class SnapshotRequest(BaseModel):
     team_id: str
     name: str = Field(..., min_length=1, max_length=63)
+    start: StartCommand | None = Field(None, description="The template's service; default: its parent's.")
 
 
 class TemplateOut(BaseModel):

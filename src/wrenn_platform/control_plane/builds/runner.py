@@ -1,4 +1,5 @@
-"""One build: capsule from the base template → files → steps → snapshot → capsule destroyed.
+"""One build: capsule from the base template → files → steps → service started and ready (if the
+recipe has one) → snapshot → capsule destroyed.
 
 Everything goes through the capsule service and the tenant snapshot handler, acting for the
 build's team. Each step's command, output and exit code are appended to the build's log as they
@@ -139,8 +140,12 @@ class BuildRunner:
 
     async def _snapshot(self) -> None:
         assert self.capsule_id is not None
+        start = self.recipe.start
+        if start is not None:
+            check = start.ready.describe() if start.ready is not None else "none"
+            await self._log(f"# starting the service as {start.user}: {start.cmd} (readiness check: {check})\n")
         async with self.sessionmaker() as db:
-            template = await snapshots.take(self.capsules, db, self.principal, self.capsule_id, self.name)
+            template = await snapshots.take(self.capsules, db, self.principal, self.capsule_id, self.name, start)
         await self._log(f"# template {template.name!r} created ({template.size_bytes} bytes)\n")
 
     async def _destroy_capsule(self) -> None:

@@ -27,6 +27,7 @@ def to_out(build: TemplateBuild) -> Build:
     recipe = recipe_of(build)
     return Build(id=build.id, name=build.name, team_id=build.team_id, base_template=build.base_template,
                  status=cast(BuildStatus, build.status), steps=recipe.steps, files=[f.path for f in recipe.files],
+                 start=recipe.start,
                  capsule_id=build.capsule_id, logs=build.logs, error=build.error, created_by=build.created_by,
                  created_at=build.created_at, started_at=build.started_at, finished_at=build.finished_at)
 

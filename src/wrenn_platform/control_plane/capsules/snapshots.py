@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wrenn_platform.wire.agent import AgentError, BadRequest, NotFound, SnapshotRequest
 from wrenn_platform.wire.api.capsules import Template
+from wrenn_platform.wire.start import StartCommand
 
 from ..auth.principal import Principal
 from ..db.models import Capsule
@@ -53,9 +54,10 @@ async def platform_templates(svc: CapsuleService) -> list[Template]:
 
 
 async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-               name: str | None) -> Template:
+               name: str | None, start: StartCommand | None = None) -> Template:
     """Snapshot the principal's running capsule into template `name` (generated if None) of the
-    principal's team: 404 no such capsule, 409 not running or the name taken."""
+    principal's team: 404 no such capsule, 409 not running or the name taken. With `start` (builds)
+    the agent starts that service and waits until it is ready first; the template runs it."""
     capsule = await svc.owned(db, principal, capsule_id)
     states.require(capsule, states.RUNNING, "snapshot")
     client = svc.agents.get(capsule.host_id)
@@ -72,7 +74,8 @@ async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, caps
         raise conflict(f"template {name!r} already exists", code="already_exists") from None
     try:
         with agent_errors():
-            made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name))
+            made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name,
+                                                                      start=start))
     except BaseException as exc:
         reason = exc.message if isinstance(exc, ApiError) else f"interrupted ({type(exc).__name__})"
         log.warning("snapshot of capsule %s into %r failed: %s", capsule.id, name, reason)

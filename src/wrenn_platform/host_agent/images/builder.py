@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -77,6 +77,8 @@ def base_hash(recipe: BaseRecipe) -> str:
 
 def template_hash(recipe: BaseRecipe, envd_source: Path = DEFAULT_ENVD_SOURCE) -> str:
     blob = f"{recipe.hash()}\0{envd_hash(envd_source)}".encode()
+    if recipe.start is not None:  # absent for templates without one, so their hash did not move
+        blob += b"\0" + recipe.start.model_dump_json().encode()
     return hashlib.sha256(blob).hexdigest()[:_HASH_LEN]
 
 
@@ -196,7 +198,7 @@ def build_base(
                     log.write("\n--- debootstrap.log ---\n" + inner_log.read_text(errors="replace"))
                 raise
             configure(recipe, rootfs, log, reporter)
-            layer = {"recipe_hash": recipe.hash(), "created_at": _now(), "recipe": asdict(recipe)}
+            layer = {"recipe_hash": recipe.hash(), "created_at": _now(), "recipe": recipe.base_data()}
             (tmp / LAYER_FILE).write_text(json.dumps(layer, indent=2, sort_keys=True) + "\n")
             _swap_into_place(tmp, final)
         except BaseException:
@@ -256,6 +258,7 @@ def assemble_template(
                 "envd_hash": envd_hash(envd_source)[:_HASH_LEN],
                 "envd_launcher": ENVD_LAUNCHER,
             },
+            start=recipe.start,
         )
         write_info(info)
         _swap_into_place(tmp, final)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from wrenn_platform.wire.start import ReadyCheck, StartCommand
 
 # Bump when the builder's logic changes the produced tree in a way the data below does not show.
 BASE_BUILDER_VERSION = 1
@@ -81,6 +84,8 @@ class BaseRecipe:
     vcpus: int | None = None
     memory_mb: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Metadata of the finished template, not of the base layer: part of the template hash only.
+    start: StartCommand | None = None
 
     def sources_list(self) -> str:
         return (
@@ -92,8 +97,14 @@ class BaseRecipe:
     def all_files(self) -> tuple[ImageFile, ...]:
         return (ImageFile("/etc/apt/sources.list", self.sources_list()), *self.files)
 
-    def hash(self) -> str:
+    def base_data(self) -> dict[str, Any]:
+        """What determines the base layer (JSON-ready)."""
         data = asdict(self)
+        data.pop("start")
+        return data
+
+    def hash(self) -> str:
+        data = self.base_data()
         data["builder_version"] = BASE_BUILDER_VERSION
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -137,4 +148,57 @@ MINIMAL = BaseRecipe(
     labels={"os": "debian", "debian_suite": "bookworm"},
 )
 
-PLATFORM_RECIPES: dict[str, BaseRecipe] = {MINIMAL.name: MINIMAL}
+JUPYTER_PORT = 8888
+CODE_RUNNER_KERNEL = "wrenn"  # the kernelspec name the published client asks for
+
+_KERNEL_JSON = """{
+  "argv": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+  "display_name": "Python 3 (Wrenn)",
+  "language": "python",
+  "metadata": {"debugger": false}
+}
+"""
+
+# No token or password inside the capsule: the port is reached only through the platform's proxy,
+# which enforces access. XSRF and origin checks would refuse the clients that proxy reaches it for.
+_JUPYTER_CONFIG = f"""# Written by `wrenn template build code-runner-beta`.
+c.ServerApp.ip = "0.0.0.0"
+c.ServerApp.port = {JUPYTER_PORT}
+c.ServerApp.port_retries = 0
+c.ServerApp.open_browser = False
+c.ServerApp.token = ""
+c.ServerApp.password = ""
+c.ServerApp.disable_check_xsrf = True
+c.ServerApp.allow_origin = "*"
+c.ServerApp.allow_remote_access = True
+c.ServerApp.root_dir = "/home/user"
+c.MappingKernelManager.default_kernel_name = "{CODE_RUNNER_KERNEL}"
+"""
+
+CODE_RUNNER = BaseRecipe(
+    name="code-runner-beta",
+    suite=MINIMAL.suite,
+    mirror=MINIMAL.mirror,
+    security_mirror=MINIMAL.security_mirror,
+    variant=MINIMAL.variant,
+    arch=MINIMAL.arch,
+    packages=(
+        *MINIMAL.packages,
+        "jupyter-server", "python3-ipykernel", "python3-numpy", "python3-pandas", "python3-matplotlib",
+    ),
+    files=(
+        *MINIMAL.files,
+        ImageFile(f"/usr/local/share/jupyter/kernels/{CODE_RUNNER_KERNEL}/kernel.json", _KERNEL_JSON),
+        ImageFile("/etc/jupyter/jupyter_server_config.py", _JUPYTER_CONFIG),
+    ),
+    setup_script=_SETUP_SCRIPT,
+    labels={**MINIMAL.labels, "jupyter_port": str(JUPYTER_PORT), "kernel": CODE_RUNNER_KERNEL},
+    start=StartCommand(
+        cmd="exec jupyter-server",
+        user="user",
+        cwd="/home/user",
+        ready=ReadyCheck(http_port=JUPYTER_PORT, http_path="/api", interval_sec=0.1, timeout_sec=2.0, retries=900),
+    ),
+)
+
+PLATFORM_RECIPES: dict[str, BaseRecipe] = {r.name: r for r in (MINIMAL, CODE_RUNNER)}

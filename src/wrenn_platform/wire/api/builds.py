@@ -1,15 +1,19 @@
 """Bodies of `/v1/admin/builds*` (the contract leaves them free-form objects).
 
 A recipe: a base template, files to put in, shell steps to run (in order, `sh -c`, stopping at the
-first non-zero exit), run in a capsule whose snapshot becomes the team template `name`.
+first non-zero exit), run in a capsule whose snapshot becomes the team template `name`; optionally a
+service (`start`: command and readiness check) that is started and ready before the snapshot, and
+that every capsule of the template runs (docs/templates-start-commands.md).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from wrenn_platform.wire.start import StartCommand
 
 TEMPLATE_NAME = r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$"
 BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -36,6 +40,14 @@ class CreateBuildRequest(BaseModel):
     vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(512, ge=64, le=1024 * 1024)
     disk_size_mb: int = Field(5120, ge=16, le=1024 * 1024)
+    start: StartCommand | None = Field(None, description="Service every capsule of the template runs; "
+                                                         "as `user` unless it names its own.")
+
+    @model_validator(mode="after")
+    def _service_user(self) -> Self:
+        if self.start is not None and "user" not in self.start.model_fields_set:
+            self.start.user = self.user
+        return self
 
 
 class Build(BaseModel):
@@ -46,6 +58,7 @@ class Build(BaseModel):
     status: BuildStatus
     steps: list[str]
     files: list[str]  # their paths
+    start: StartCommand | None
     capsule_id: str | None
     logs: str
     error: str
