@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	@$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The platform template capsules start from: ~45 s the first time, instant when cached.
+# The platform templates: `minimal` (capsules' default, ~45 s the first time) and `code-runner-beta`
+# (Jupyter, numpy, pandas, matplotlib; ~MEASURE the first time); instant when cached.
 template: deps $(STAMP)
 	@$(VENV)/bin/wrenn template build minimal --cache-dir $(CACHE_DIR)
+	@$(VENV)/bin/wrenn template build code-runner-beta --cache-dir $(CACHE_DIR)
 
 run: template
 	$(VENV)/bin/wrenn server --data-dir $(DATA_DIR) --port $(PORT)

@@ -114,4 +114,4 @@ async def test_a_service_that_never_gets_ready_fails_the_build(env: Env, admin: 
     for bad in ({"cmd": ""}, {"cmd": "x", "ready": {}}, {"cmd": "x", "ready": {"cmd": "true", "http_port": 80}},
                 {"cmd": "x", "ready": {"http_port": 70000}}, {"cmd": "x", "ready": {"cmd": "true", "retries": 0}}):
         r = await admin.post("/v1/admin/builds", json={"name": "bad-start", "start": bad})
-        assert r.status_code == 400 and r.json()["error"]["code"], (bad, r.text)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (bad, r.text)

@@ -185,6 +185,8 @@ CODE_RUNNER = BaseRecipe(
     packages=(
         *MINIMAL.packages,
         "jupyter-server", "python3-ipykernel", "python3-numpy", "python3-pandas", "python3-matplotlib",
+        # debootstrap does not resolve virtual packages: the providers of those the above depend on
+        "python3-cffi-backend", "libboost-regex1.74.0",
     ),
     files=(
         *MINIMAL.files,
