@@ -38,6 +38,7 @@ from wrenn_platform.host_agent.templates import (
     validate_name,
     write_info,
 )
+from wrenn_platform.wire.start import ReadyCheck, StartCommand
 
 ENVD_IN_IMAGE = "usr/local/lib/wrenn/envd/wrenn_envd"
 
@@ -486,3 +487,34 @@ def test_cli_list(store: TemplateStore) -> None:
     assert result.exit_code == 0 and "minimal" in result.output
     result = runner.invoke(template_app, [*args, "--team", "../x"])
     assert result.exit_code == 2 and "team id" in result.output
+
+
+# -- start commands -----------------------------------------------------------------------------
+
+
+def test_a_snapshot_keeps_its_parents_start_command_unless_given_one(store: TemplateStore) -> None:
+    service = StartCommand(cmd="exec python3 -m http.server 8000", ready=ReadyCheck(http_port=8000, retries=3))
+    base = store.resolve("minimal")
+    parent = dataclasses.replace(base, start=service)
+    write_info(parent)
+    assert store.resolve("minimal").start == service  # kept in template.json
+    with store.snapshot_dir("team-1", "inherits", runtime="namespace", parent=parent) as pending:
+        (pending.path / "upper").mkdir()
+    inherits = store.resolve("inherits", "team-1")
+    assert inherits.start == service and not inherits.service_in_memory
+    other = StartCommand(cmd="exec sleep infinity", user="root", ready=ReadyCheck(cmd="pgrep sleep"))
+    with store.snapshot_dir("team-1", "own", runtime="microvm", parent=inherits, start=other) as pending:
+        (pending.path / "memory").write_bytes(b"m")
+    own = store.resolve("own", "team-1")
+    assert own.start == other and own.service_in_memory  # a microvm snapshot restores it running
+    assert store.resolve("minimal").start == service and base.start is None
+
+
+def test_start_command_is_in_the_template_hash_not_the_base_layers(tmp_path: Path) -> None:
+    envd = frozen_envd(tmp_path)
+    with_service = dataclasses.replace(MINIMAL, start=StartCommand(cmd="exec sleep infinity"))
+    assert with_service.hash() == MINIMAL.hash()  # same base layer: no second debootstrap
+    assert template_hash(with_service, envd) != template_hash(MINIMAL, envd)
+    code_runner = PLATFORM_RECIPES["code-runner-beta"]
+    assert code_runner.start is not None and code_runner.start.ready is not None
+    assert code_runner.start.ready.http_port == 8888 and code_runner.start.user == "user"
