@@ -1,7 +1,9 @@
 """Templates that start a service: a build declares `start` (command + readiness check); the build
 starts it before the snapshot; every capsule of the template is `running` only once its check passed,
-with the service up, also after a namespace restore; a check that fails makes the capsule `error`
-with the check's output as the failure reason (audit log), and fails a build outright."""
+with the service up: started again after a namespace restore, restored running from a microvm
+snapshot (`tests/host_agent/microvm/test_capsule_api.py` runs the first test here on microvm). A
+check that fails makes the capsule `error` with the check's output as the failure reason (audit
+log), and fails a build outright."""
 
 from __future__ import annotations
 
@@ -36,27 +38,30 @@ async def test_every_capsule_of_the_template_runs_its_service_when_running(env: 
         "name": name, "team_id": env.a.team_id,
         "files": [{"path": "/srv/www/index.html", "content": "served by the template\n"}],
         "steps": ["chown -R user:user /srv/www"],
-        "start": {"cmd": "cd /srv/www && exec python3 -m http.server 8000", "user": "user",
-                  "ready": {"http_port": 8000, "http_path": "/index.html", "interval_sec": 0.1}},
+        "start": {"cmd": "date +%s%N >> /srv/www/starts; cd /srv/www && exec python3 -m http.server 8000",
+                  "user": "user", "ready": {"http_port": 8000, "http_path": "/index.html", "interval_sec": 0.1}},
     })
     assert build["status"] == "succeeded", (build["error"], build["logs"])
-    assert "# starting the service as user: cd /srv/www && exec python3 -m http.server 8000" in build["logs"]
+    assert "# starting the service as user: date +%s%N >> /srv/www/starts; cd /srv/www" in build["logs"]
     assert build["start"]["ready"]["http_port"] == 8000
     snapshot = f"{name}-snap"
     try:
         cap = await create_running(api, template=name)
         # no wait: `running` means the check passed
         served = await _exec(api, cap["id"], "curl -sf http://127.0.0.1:8000/index.html; "
-                                             "ps -o user= -p \"$(pgrep -f '^python3 -m http.server')\"")
-        assert served["stdout"] == "served by the template\nuser\n", served
-
+                                             "ps -o user= -p \"$(pgrep -f '^python3 -m http.server')\"; "
+                                             "wc -l < /srv/www/starts")
+        # A microvm snapshot (the build's) restores the service running: it started once, in the build.
         # A namespace snapshot keeps files, not processes: its capsules start the service again.
+        in_memory = cap["metadata"]["runtime"] == "microvm"
+        assert served["stdout"] == f"served by the template\nuser\n{1 if in_memory else 2}\n", served
+
         r = await api.post("/v1/snapshots", json={"sandbox_id": cap["id"], "name": snapshot})
         assert r.status_code in (200, 201), r.text
         await destroy(api, cap["id"])
-        restored = await create_running(api, template=snapshot)
-        served = await _exec(api, restored["id"], "curl -sf http://127.0.0.1:8000/index.html")
-        assert served["stdout"] == "served by the template\n", served
+        restored = await create_running(api, template=snapshot)  # it inherits the start command
+        served = await _exec(api, restored["id"], "curl -sf http://127.0.0.1:8000/index.html; wc -l < /srv/www/starts")
+        assert served["stdout"] == f"served by the template\n{1 if in_memory else 3}\n", served
         await destroy(api, restored["id"])
     finally:
         for template in (snapshot, name):

@@ -8,6 +8,8 @@ The subset (TCG on 2 shared cores makes every boot cost seconds):
   `test_files_roundtrip`
 - snapshots: `test_snapshot_lifecycle` (live snapshot, a capsule from it, another team refused)
 - WebSockets: `test_exec_stream`, `test_pty_start_input_resize_and_reattach`
+- template start commands: `test_every_capsule_of_the_template_runs_its_service_when_running` (a
+  build's microvm snapshot restores the service running; a snapshot of its capsule too)
 
 Left out: `test_create_runs_and_destroy_keeps_the_record` (asserts create → running in < 10 s,
 which a cold boot under TCG on a loaded 2-core machine does not always meet), the tenancy, fault,
@@ -22,6 +24,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.control_plane.admin_capsules.conftest import admin, admin_tenant
+from tests.control_plane.builds.test_start_commands import (
+    test_every_capsule_of_the_template_runs_its_service_when_running,
+)
 from tests.control_plane.capsules.conftest import (
     Env,
     ServerThread,
@@ -54,12 +60,15 @@ from wrenn_platform.host_agent.templates import TemplateInfo
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
 __all__ = [
+    "admin",
+    "admin_tenant",
     "api",
     "capsules",
     "other",
     "shared_capsule",
     "test_background_process_list_stream_and_kill",
     "test_create_then_first_exec",
+    "test_every_capsule_of_the_template_runs_its_service_when_running",
     "test_exec_stream",
     "test_files_roundtrip",
     "test_foreground_exec",
