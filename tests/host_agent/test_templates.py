@@ -473,7 +473,7 @@ def test_platform_names_are_reserved(store: TemplateStore) -> None:
 def test_cli_build_unknown_and_cached(minimal_template: TemplateInfo) -> None:
     runner = CliRunner()
     result = runner.invoke(template_app, ["build", "nope"])
-    assert result.exit_code == 2 and "known: minimal" in result.output
+    assert result.exit_code == 2 and "known: code-runner-beta, minimal" in result.output
     result = runner.invoke(template_app, ["build", "minimal"])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output or "built" in result.output
