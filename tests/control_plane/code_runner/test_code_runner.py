@@ -19,7 +19,7 @@ import pytest
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from ...jupyter import Kernel
-from ..capsules.conftest import Env
+from ..capsules.conftest import Env, wait_status
 
 JUPYTER_PORT = 8888
 START_TIMEOUT_S = 60
@@ -125,3 +125,19 @@ async def test_two_kernels_side_by_side_keep_their_own_state(jupyter: str, http:
         for k in (first, second):
             await k.close()
             await http.delete(f"{jupyter}/api/kernels/{k.id}")
+
+
+async def test_no_other_capsule_reaches_the_tokenless_jupyter(env: Env, jupyter: str) -> None:
+    """Jupyter has no token inside the capsule: only the host (the platform's proxy) may reach it."""
+    async with env.client(env.a) as api:
+        r = await api.post("/v1/capsules", json={})
+        assert r.status_code == 202, r.text
+        neighbour = r.json()["id"]
+        try:
+            await wait_status(api, neighbour, "running")
+            r = await api.post(f"/v1/capsules/{neighbour}/exec", json={
+                "cmd": "curl", "args": ["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", f"{jupyter}/api"]})
+            assert r.status_code == 200, r.text
+            assert r.json()["exit_code"] != 0 and r.json()["stdout"] == "000", r.json()  # no answer at all
+        finally:
+            await api.delete(f"/v1/capsules/{neighbour}")
