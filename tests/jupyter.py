@@ -55,12 +55,12 @@ class Kernel:
         self.ws = ws
 
     @classmethod
-    async def start(cls, http: httpx.AsyncClient, base: str, name: str = "wrenn") -> Kernel:
+    async def start(cls, http: httpx.AsyncClient, base: str, name: str = "wrenn", open_timeout: float = 30) -> Kernel:
         r = await http.post(f"{base}/api/kernels", json={"name": name})
         r.raise_for_status()
         kernel_id = r.json()["id"]
         ws = await connect(f"{base.replace('http://', 'ws://', 1)}/api/kernels/{kernel_id}/channels",
-                           max_size=None, open_timeout=30)
+                           max_size=None, open_timeout=open_timeout, ping_interval=None)
         return cls(base, kernel_id, ws)
 
     async def close(self) -> None:
