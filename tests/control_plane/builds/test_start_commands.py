@@ -116,6 +116,11 @@ async def test_a_service_that_never_gets_ready_fails_the_build(env: Env, admin: 
     assert "booting" in build["error"], build["error"]
     assert name not in [t["name"] for t in (await admin.get("/v1/admin/templates")).json()]
 
+    ghost = await _build(admin, {"name": f"ghost-{secrets.token_hex(3)}", "team_id": env.b.team_id,
+                                 "start": {"cmd": "exec sleep infinity", "user": "ghost"}})
+    assert ghost["status"] == "failed" and "could not be started" in ghost["error"], ghost["error"]
+    assert "ghost" in ghost["error"], ghost["error"]
+
     for bad in ({"cmd": ""}, {"cmd": "x", "ready": {}}, {"cmd": "x", "ready": {"cmd": "true", "http_port": 80}},
                 {"cmd": "x", "ready": {"http_port": 70000}}, {"cmd": "x", "ready": {"cmd": "true", "retries": 0}}):
         r = await admin.post("/v1/admin/builds", json={"name": "bad-start", "start": bad})
