@@ -59,9 +59,22 @@ class Kernel:
         r = await http.post(f"{base}/api/kernels", json={"name": name})
         r.raise_for_status()
         kernel_id = r.json()["id"]
-        ws = await connect(f"{base.replace('http://', 'ws://', 1)}/api/kernels/{kernel_id}/channels",
-                           max_size=None, open_timeout=open_timeout, ping_interval=None)
-        return cls(base, kernel_id, ws)
+        return cls(base, kernel_id, await cls._connect(base, kernel_id, open_timeout))
+
+    @classmethod
+    async def reuse_or_start(cls, http: httpx.AsyncClient, base: str, name: str = "wrenn") -> Kernel:
+        """As the published client's first `run_code`: the first running kernel of `name`, else a new one."""
+        r = await http.get(f"{base}/api/kernels")
+        r.raise_for_status()
+        running = [k["id"] for k in r.json() if k.get("name") == name]
+        if not running:
+            return await cls.start(http, base, name)
+        return cls(base, running[0], await cls._connect(base, running[0], 30))
+
+    @staticmethod
+    async def _connect(base: str, kernel_id: str, open_timeout: float) -> ClientConnection:
+        return await connect(f"{base.replace('http://', 'ws://', 1)}/api/kernels/{kernel_id}/channels",
+                             max_size=None, open_timeout=open_timeout, ping_interval=None)
 
     async def close(self) -> None:
         await self.ws.close()

@@ -21,6 +21,7 @@ from wrenn_platform.wire.start import ReadyCheck, StartCommand
 START_LOG = "/tmp/.wrenn-start.log"
 START_TAG = "wrenn-start"
 _TAIL = 1500
+_STOP_POLLS = 200  # polls 50 ms apart
 # `sh -c` script: the start command's output to the log ($0), then the command ($1) in a shell of its own.
 _WRAP = 'exec >"$0" 2>&1; exec /bin/sh -c "$1"'
 
@@ -42,6 +43,7 @@ async def start_service(guest: Guest, start: StartCommand, address: str, *, run_
     `address` is where the host reaches the capsule (HTTP readiness probes go there).
     """
     if run_command:
+        await _stop_previous(guest)
         try:
             await guest.start_background(ExecRequest(
                 cmd="/bin/sh", args=["-c", _WRAP, START_LOG, start.cmd], background=True, tag=START_TAG,
@@ -50,6 +52,20 @@ async def start_service(guest: Guest, start: StartCommand, address: str, *, run_
             raise NotReady(f"the start command could not be started: {exc.message}") from exc
     if start.ready is not None:
         await _wait_ready(guest, start, start.ready, address, watch_process=run_command)
+
+
+async def _stop_previous(guest: Guest) -> None:
+    """A capsule whose template already ran a service (a build on such a template declaring another
+    one) stops it first: envd kills the command's whole process group, freeing its ports."""
+    if not await _still_running(guest, default=False):
+        return
+    with contextlib.suppress(AgentError):  # it may exit by itself meanwhile
+        await guest.kill(START_TAG, "SIGKILL")
+    for _ in range(_STOP_POLLS):
+        if not await _still_running(guest, default=False):
+            return
+        await asyncio.sleep(0.05)
+    raise NotReady("the previous start command of this capsule did not stop")
 
 
 async def _wait_ready(guest: Guest, start: StartCommand, ready: ReadyCheck, address: str,
@@ -92,10 +108,11 @@ async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) 
     return response.status_code < 400, f"GET {url}: HTTP {response.status_code}: {_tail(response.text)}"
 
 
-async def _still_running(guest: Guest) -> bool:
+async def _still_running(guest: Guest, default: bool = True) -> bool:
+    """Whether the start command runs; `default` when envd cannot tell."""
     with contextlib.suppress(AgentError):
         return any(p.tag == START_TAG for p in await guest.list_processes())
-    return True  # cannot tell: let the tries decide
+    return default
 
 
 async def _start_output(guest: Guest, start: StartCommand) -> str:

@@ -68,6 +68,32 @@ async def test_every_capsule_of_the_template_runs_its_service_when_running(env: 
             await api.delete(f"/v1/snapshots/{template}")
 
 
+async def test_a_build_on_a_service_template_replaces_its_service(env: Env, admin: httpx.AsyncClient,
+                                                                   api: httpx.AsyncClient) -> None:
+    first, second = f"svc-a-{secrets.token_hex(3)}", f"svc-b-{secrets.token_hex(3)}"
+
+    def serving(text: str) -> dict[str, Any]:
+        return {"cmd": f"mkdir -p /tmp/site && echo {text} > /tmp/site/index.html && "
+                       "exec python3 -m http.server 8000 --directory /tmp/site",
+                "ready": {"http_port": 8000, "http_path": "/index.html", "interval_sec": 0.1}}
+
+    try:
+        built = await _build(admin, {"name": first, "team_id": env.a.team_id, "start": serving("first")})
+        assert built["status"] == "succeeded", (built["error"], built["logs"])
+        # Its build capsule runs the first service; this build stops it and starts its own on the same port.
+        built = await _build(admin, {"name": second, "team_id": env.a.team_id, "base_template": first,
+                                     "start": serving("second")})
+        assert built["status"] == "succeeded", (built["error"], built["logs"])
+        cap = await create_running(api, template=second)
+        served = await _exec(api, cap["id"], "curl -sf http://127.0.0.1:8000/index.html; "
+                                             "pgrep -fc '^python3 -m http.server'")
+        assert served["stdout"] == "second\n1\n", served
+        await destroy(api, cap["id"])
+    finally:
+        for template in (second, first):
+            await api.delete(f"/v1/snapshots/{template}")
+
+
 async def test_a_failing_readiness_check_is_the_capsules_failure_reason(env: Env, admin: httpx.AsyncClient,
                                                                          api: httpx.AsyncClient) -> None:
     name = f"once-{secrets.token_hex(3)}"
