@@ -175,20 +175,6 @@ c.ServerApp.root_dir = "/home/user"
 c.MappingKernelManager.default_kernel_name = "{CODE_RUNNER_KERNEL}"
 """
 
-# Jupyter Server, then (once it answers) one `wrenn` kernel, so that a client's first `run_code` finds
-# a warm kernel: the published client reuses a running kernel of its kernelspec before starting one.
-# The capsule is `running` once the server answers; the kernel warms up meanwhile (~0.7 s).
-_CODE_RUNNER_START = f"""jupyter-server &
-server=$!
-until curl -sf -o /dev/null http://127.0.0.1:{JUPYTER_PORT}/api; do
-    kill -0 $server 2>/dev/null || {{ wait $server; exit $?; }}
-    sleep 0.05
-done
-curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{{"name": "{CODE_RUNNER_KERNEL}"}}' \\
-    http://127.0.0.1:{JUPYTER_PORT}/api/kernels || echo "warming a kernel failed" >&2
-wait $server
-"""
-
 CODE_RUNNER = BaseRecipe(
     name="code-runner-beta",
     suite=MINIMAL.suite,
@@ -210,7 +196,7 @@ CODE_RUNNER = BaseRecipe(
     setup_script=_SETUP_SCRIPT,
     labels={**MINIMAL.labels, "jupyter_port": str(JUPYTER_PORT), "kernel": CODE_RUNNER_KERNEL},
     start=StartCommand(
-        cmd=_CODE_RUNNER_START,
+        cmd="exec jupyter-server",
         user="user",
         cwd="/home/user",
         ready=ReadyCheck(http_port=JUPYTER_PORT, http_path="/api", interval_sec=0.1, timeout_sec=2.0, retries=900),
