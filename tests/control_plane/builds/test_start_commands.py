@@ -112,6 +112,8 @@ async def test_a_failing_readiness_check_is_the_capsules_failure_reason(env: Env
         started = time.monotonic()
         failed = await wait_status(api, r.json()["id"], "error", "running", within=60)
         assert failed["status"] == "error", failed
+        reason = (failed["metadata"] or {}).get("error", "")  # the capsule's failure reason
+        assert "the start command exited" in reason and "refusing: started before" in reason, failed
         assert time.monotonic() - started < 8, "a start command that exited should end the wait at once"
         async with env.session_client(env.a) as session:
             deadline = time.monotonic() + 10
