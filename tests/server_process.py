@@ -126,16 +126,18 @@ def open_dir(prefix: str) -> Path:
     return path
 
 
-def pinned_cache(template: TemplateInfo, root: Path) -> Path:
-    """A cache directory whose `minimal` is exactly `template`: the shared cache's `current` link is
-    repointed by every build on this machine (other checkouts included). Kernels and base images
-    of the microvm runtime are the shared cache's."""
+def pinned_cache(template: TemplateInfo, root: Path, *others: TemplateInfo) -> Path:
+    """A cache directory whose `minimal` is exactly `template` (and each of `others` is exactly
+    itself): the shared cache's `current` links are repointed by every build on this machine (other
+    checkouts included). Kernels and base images of the microvm runtime are the shared cache's."""
     shared = template.path.parent.parent.parent  # <cache>/templates/minimal/<build>/
     cache = root / "cache"
-    (cache / "templates" / template.name).mkdir(parents=True)
-    (cache / "templates" / template.name / "current").symlink_to(template.path)
+    for pinned in (template, *others):
+        (cache / "templates" / pinned.name).mkdir(parents=True)
+        (cache / "templates" / pinned.name / "current").symlink_to(pinned.path)
+        (cache / "templates" / pinned.name).chmod(0o755)
     (cache / "microvm").symlink_to(shared / "microvm")
-    for d in (cache, cache / "templates", cache / "templates" / template.name):
+    for d in (cache, cache / "templates"):
         d.chmod(0o755)
     return cache
 

@@ -1,6 +1,7 @@
 """The shipped server end to end: one `wrenn server` process per module (`tests/server_process.py`),
 started as `make run` starts it, on the runtime the module names (`RUNTIME`, default namespace) with
-the module's extra settings (`SERVER_ENV`), and an admin account with an API key on it. Tests speak
+the module's extra settings (`SERVER_ENV`) and platform templates (`PLATFORM_TEMPLATES`, besides
+`minimal`), and an admin account with an API key on it. Tests speak
 HTTP, WebSockets and SSE to it, read its log, and act on the host only to force a failure.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from wrenn_platform.host_agent.images import build_template
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from ..server_process import Account, ServerProcess, create_account, open_dir, pinned_cache, start_server
@@ -43,7 +45,9 @@ class Shipped:
 def shipped(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> Iterator[Shipped]:
     root = open_dir(f"{request.module.__name__.rsplit('.', 1)[-1]}-")
     runtime = getattr(request.module, "RUNTIME", "namespace")
-    server = start_server(root / "data", runtime=runtime, cache_dir=pinned_cache(minimal_template, root),
+    # Platform templates besides `minimal` the module needs (`PLATFORM_TEMPLATES`), built or cached.
+    others = [build_template(name).info for name in getattr(request.module, "PLATFORM_TEMPLATES", ())]
+    server = start_server(root / "data", runtime=runtime, cache_dir=pinned_cache(minimal_template, root, *others),
                           env=getattr(request.module, "SERVER_ENV", None))
     try:
         shipped = Shipped(server, create_account(server), root)

@@ -1,46 +1,37 @@
-"""`code-runner-beta` capsules through the real server: `running` means Jupyter Server answers on 8888
-(the template's start command and readiness probe), without a token, with the `wrenn` kernelspec the
-published client asks for. Spoken to as that client does (`tests/jupyter.py`), at the capsule's address
-from this host (the port proxy is another piece of work): stdout/stderr, the last expression's value,
-a matplotlib PNG, a pandas HTML table, errors, state across cells, an interrupt, two kernels."""
+"""`code-runner-beta` capsules on the shipped server (`wrenn server` as `make run` starts it):
+`running` means Jupyter Server answers on 8888 (the template's start command and readiness probe),
+without a token, with the `wrenn` kernelspec the published client asks for. Spoken to as that client
+does (`tests/jupyter.py`), at the capsule's address from this host (the published client goes through
+the port proxy: `tests/compat/`): stdout/stderr, the last expression's value, a matplotlib PNG, a
+pandas HTML table, errors, state across cells, an interrupt, two kernels; no other capsule reaches it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from wrenn_platform.host_agent.templates import TemplateInfo
+from ..jupyter import Kernel
+from .conftest import Shipped, create_running, wait_status
 
-from ...jupyter import Kernel
-from ..capsules.conftest import Env, wait_status
-
+PLATFORM_TEMPLATES = ("code-runner-beta",)
 JUPYTER_PORT = 8888
-START_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
-def jupyter(env: Env, code_runner_template: TemplateInfo) -> Iterator[str]:
-    """One running code-runner capsule of team A; yields its Jupyter Server's base URL."""
-    with httpx.Client(base_url=env.url, headers=env.a.headers(), timeout=60) as api:
-        r = api.post("/v1/capsules", json={"template": "code-runner-beta"})
-        assert r.status_code == 202, r.text
-        capsule_id = r.json()["id"]
+def jupyter(shipped: Shipped) -> Iterator[str]:
+    """One running code-runner capsule; yields its Jupyter Server's base URL."""
+    with shipped.client() as api:
+        capsule = create_running(api, template="code-runner-beta")
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while (capsule := api.get(f"/v1/capsules/{capsule_id}").json())["status"] == "starting":
-                assert time.monotonic() < deadline, capsule
-                time.sleep(0.05)
-            assert capsule["status"] == "running", capsule
             yield f"http://{capsule['host_ip']}:{JUPYTER_PORT}"
         finally:
-            api.delete(f"/v1/capsules/{capsule_id}")
+            api.delete(f"/v1/capsules/{capsule['id']}")
 
 
 @pytest.fixture
@@ -127,17 +118,15 @@ async def test_two_kernels_side_by_side_keep_their_own_state(jupyter: str, http:
             await http.delete(f"{jupyter}/api/kernels/{k.id}")
 
 
-async def test_no_other_capsule_reaches_the_tokenless_jupyter(env: Env, jupyter: str) -> None:
+async def test_no_other_capsule_reaches_the_tokenless_jupyter(shipped: Shipped, jupyter: str) -> None:
     """Jupyter has no token inside the capsule: only the host (the platform's proxy) may reach it."""
-    async with env.client(env.a) as api:
-        r = await api.post("/v1/capsules", json={})
-        assert r.status_code == 202, r.text
-        neighbour = r.json()["id"]
+    with shipped.client() as api:
+        neighbour = create_running(api)
         try:
-            await wait_status(api, neighbour, "running")
-            r = await api.post(f"/v1/capsules/{neighbour}/exec", json={
+            r = api.post(f"/v1/capsules/{neighbour['id']}/exec", json={
                 "cmd": "curl", "args": ["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", f"{jupyter}/api"]})
             assert r.status_code == 200, r.text
             assert r.json()["exit_code"] != 0 and r.json()["stdout"] == "000", r.json()  # no answer at all
         finally:
-            await api.delete(f"/v1/capsules/{neighbour}")
+            api.delete(f"/v1/capsules/{neighbour['id']}")
+            wait_status(api, neighbour["id"], "stopped")
