@@ -595,6 +595,8 @@ class HostAgent:
 
 
 def _template_out(t: TemplateInfo) -> TemplateOut:
+    # What the template's capsules run, for whoever lists templates (the contract's metadata is str → str).
+    service = {"start_cmd": t.start.cmd, "start_user": t.start.user} if t.start is not None else {}
     return TemplateOut(name=t.name, type=t.type, vcpus=t.vcpus, memory_mb=t.memory_mb,
                        size_bytes=t.size_bytes, created_at=t.created_at, platform=t.platform,
-                       metadata=t.metadata)
+                       metadata={**t.metadata, **service})

@@ -44,6 +44,9 @@ async def test_every_capsule_of_the_template_runs_its_service_when_running(env: 
     assert build["status"] == "succeeded", (build["error"], build["logs"])
     assert "# starting the service as user: date +%s%N >> /srv/www/starts; cd /srv/www" in build["logs"]
     assert build["start"]["ready"]["http_port"] == 8000
+    listed = {t["name"]: t for t in (await api.get("/v1/snapshots")).json()}
+    assert listed[name]["metadata"]["start_cmd"].startswith("date +%s%N >> /srv/www/starts;"), listed[name]
+    assert listed[name]["metadata"]["start_user"] == "user"
     snapshot = f"{name}-snap"
     try:
         cap = await create_running(api, template=name)
