@@ -30,6 +30,7 @@ Routes (JSON bodies are the models in `wrenn_platform.wire.agent`; errors `{"err
     GET    /v1/capsules/{id}/metrics?range=
     GET    /v1/templates?team_id=               DELETE /v1/templates/{team_id}/{name}
     WS     /v1/events?after=<seq>               (server → client: {"type": "event", "token": <JWT>})
+    WS     /v1/capsules/{id}/ports/{port}/tunnel  (binary: a TCP connection to the port, see `ports.py`)
 
 WebSocket message tables are the public contract's, so the control plane relays them as they are.
 """
@@ -46,7 +47,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wrenn_platform.host_agent import channels
+from wrenn_platform.host_agent import channels, ports
 from wrenn_platform.host_agent.auth import HostKey, TokenError
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import (
@@ -235,6 +236,10 @@ def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
     async def remove(capsule_id: str, req: PathRequest) -> Response:
         await agent.remove(capsule_id, req.path)
         return Response(status_code=204)
+
+    @app.websocket("/v1/capsules/{capsule_id}/ports/{port}/tunnel")
+    async def port_tunnel(ws: WebSocket, capsule_id: str, port: int) -> None:
+        await ports.tunnel(ws, agent, capsule_id, port)
 
     # ---- autonomous events ----------------------------------------------------------------------
 

@@ -1,0 +1,151 @@
+"""The control plane's side of reaching a capsule's port through the host agent that owns it.
+
+`port_link(client)` gives, for an agent client, a `PortLink` whose `open(capsule_id, port)`
+returns an `Upstream`: a byte stream to the port (`reader` a `StreamReader`, `write` + `drain`,
+`close`).
+
+- the embedded agent (`LocalAgentClient`): a direct TCP connection from this process to the
+  slot's address (`host_agent.ports.port_address`, which also counts as activity): the short path;
+- a remote agent (`HttpAgentClient`): the agent's tunnel WebSocket (`wire.ports.tunnel_path`),
+  signed with the host's key like every other agent call.
+
+Errors are the agent wire's: `NotFound`, `Conflict`, `BadRequest`, `PortClosed`, or `AgentError`
+("host agent unreachable: ...").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Protocol
+
+import websockets
+
+from wrenn_platform.host_agent import ports
+from wrenn_platform.host_agent.auth import HostKey, bearer
+from wrenn_platform.host_agent.client import AgentClient, HttpAgentClient, LocalAgentClient
+from wrenn_platform.wire.agent import AgentError, error_from_body
+from wrenn_platform.wire.ports import PortClosed, tunnel_path
+
+_LIMIT = 64 * 1024
+_OPEN_TIMEOUT_S = 10.0
+
+
+class Upstream(Protocol):
+    reader: asyncio.StreamReader
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+
+class PortLink(Protocol):
+    def touch(self, capsule_id: str, port: int) -> None:
+        """Check the capsule is running here and count a request as activity (a no-op where the
+        agent sees the traffic itself)."""
+        ...
+
+    async def open(self, capsule_id: str, port: int) -> Upstream: ...
+
+
+class TcpUpstream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self._writer = writer
+        self.write = writer.write
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing() or self.reader.at_eof()
+
+
+class LocalPorts:
+    def __init__(self, client: LocalAgentClient) -> None:
+        self.agent = client.agent
+
+    def touch(self, capsule_id: str, port: int) -> None:
+        ports.port_address(self.agent, capsule_id, port)
+
+    async def open(self, capsule_id: str, port: int) -> Upstream:
+        reader, writer = await ports.connect(self.agent, capsule_id, port)
+        return TcpUpstream(reader, writer)
+
+
+class TunnelUpstream:
+    """A tunnel WebSocket seen as a byte stream: received messages feed `reader`."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.reader = asyncio.StreamReader(limit=_LIMIT)
+        self._ws = ws
+        self._out: list[bytes] = []
+        self._pump = asyncio.create_task(self._receive())
+
+    async def _receive(self) -> None:
+        try:
+            async for msg in self._ws:
+                self.reader.feed_data(msg if isinstance(msg, bytes) else msg.encode())
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.reader.feed_eof()
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    async def drain(self) -> None:
+        if self._out:
+            data, self._out = b"".join(self._out), []
+            await self._ws.send(data)
+
+    def close(self) -> None:
+        self._pump.cancel()
+        task = asyncio.ensure_future(self._ws.close())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def is_closing(self) -> bool:
+        return self.reader.at_eof() or self._pump.done()
+
+
+class TunnelPorts:
+    def __init__(self, client: HttpAgentClient) -> None:
+        self._ws_base = "ws" + client.base_url[len("http"):]
+        self._key: HostKey = client.key
+
+    def touch(self, capsule_id: str, port: int) -> None:
+        pass  # the agent counts the tunnel's traffic
+
+    async def open(self, capsule_id: str, port: int) -> Upstream:
+        try:
+            ws = await websockets.connect(
+                self._ws_base + tunnel_path(capsule_id, port),
+                additional_headers=bearer(self._key.control_plane_token()),
+                open_timeout=_OPEN_TIMEOUT_S + ports.CONNECT_TIMEOUT_S, max_size=None, compression=None)
+        except websockets.InvalidStatus as exc:
+            resp = exc.response
+            body: object = bytes(resp.body or b"").decode(errors="replace")
+            with contextlib.suppress(ValueError):
+                body = json.loads(str(body))
+            if isinstance(body, dict) and body.get("error", {}).get("code") == PortClosed.code:
+                raise PortClosed(str(body["error"].get("message", ""))) from exc
+            raise error_from_body(resp.status_code, body) from exc
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise AgentError(f"host agent unreachable: {exc}") from exc
+        return TunnelUpstream(ws)
+
+
+def port_link(client: AgentClient) -> PortLink:
+    if isinstance(client, LocalAgentClient):
+        return LocalPorts(client)
+    if isinstance(client, HttpAgentClient):
+        return TunnelPorts(client)
+    raise AgentError(f"no port link for {type(client).__name__}")
