@@ -19,6 +19,7 @@ from . import routes
 from .db.engine import make_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .errors import install_error_handlers
+from .proxy.middleware import PortProxyMiddleware
 from .services import start_services
 from .settings import Settings
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     install_error_handlers(app)
+    app.add_middleware(PortProxyMiddleware, settings=settings, state=app.state)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

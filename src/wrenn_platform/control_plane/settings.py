@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     build_poll_seconds: float = Field(2.0, description="How often the template build worker looks for builds "
                                       "queued through another replica.")
 
+    proxy_domain: str = Field("", description="Domain of capsule port URLs `{port}-{capsule_id}.DOMAIN` (a port "
+                              "in it is ignored); empty = the public URL's host, `localhost` when that is an IP.")
+    proxy_resume_timeout_seconds: float = Field(30.0, description="Longest a request to a paused capsule's port "
+                                                "waits for the capsule to resume (then 504).")
+
     events_keepalive_seconds: float = Field(30.0, description="Interval of the `: keepalive` comment on SSE streams.")
     events_poll_seconds: float = Field(1.0, description="How often the event relay and SSE hubs look at the outbox "
                                        "when no bus message woke them.")

@@ -21,6 +21,9 @@ from ..db.models import Capsule
 from ..generation_cache import GenerationCache
 
 TTL_SECONDS = 2.0
+# Create-time metadata that makes the port proxy require an API key of the capsule's team.
+PROXY_AUTH_LABEL = "wrenn.proxy_auth"
+PROXY_AUTH_API_KEY = "api_key"
 _MAX_ENTRIES = 50_000
 
 
@@ -28,6 +31,7 @@ _MAX_ENTRIES = 50_000
 class RunningCapsule:
     team_id: str
     host_id: str | None
+    proxy_key_required: bool = False  # the port proxy's opt-in (`proxy/gate.py`); fixed at create
 
 
 class RunningCache(GenerationCache[str, RunningCapsule]):
@@ -39,7 +43,12 @@ class RunningCache(GenerationCache[str, RunningCapsule]):
     def remember(self, capsule: Capsule, generation: int) -> None:
         """Remember a capsule read after `generation` was taken, if running and nothing committed since."""
         if capsule.status == "running":
-            self.put(capsule.id, RunningCapsule(capsule.team_id, capsule.host_id), generation)
+            self.put(capsule.id, running_view(capsule), generation)
+
+
+def running_view(capsule: Capsule) -> RunningCapsule:
+    labels = capsule.labels or {}
+    return RunningCapsule(capsule.team_id, capsule.host_id, labels.get(PROXY_AUTH_LABEL) == PROXY_AUTH_API_KEY)
 
 
 # What an entry holds: writes of other columns (last_active_at from the reconciler...) keep it.

@@ -155,8 +155,7 @@ class CapsuleService:
         return capsule
 
     async def resume(self, db: AsyncSession, capsule: Capsule) -> Capsule:
-        await self._transition(db, capsule, states.RESUMABLE, "resuming", "resume")
-        self._spawn(capsule.id, capsule.host_id, "resuming", "running", lambda c: c.resume(capsule.id))
+        await self.start_resume(db, capsule)
         return capsule
 
     async def settled(self, db: AsyncSession, capsule: Capsule) -> Capsule:
@@ -168,6 +167,11 @@ class CapsuleService:
         await asyncio.wait({task}, timeout=self.settings.lifecycle_settle_seconds)
         await db.refresh(capsule)
         return capsule
+
+    async def start_resume(self, db: AsyncSession, capsule: Capsule) -> asyncio.Task[None]:
+        """`resume`, handing back the task that drives it (done once the record says the outcome)."""
+        await self._transition(db, capsule, states.RESUMABLE, "resuming", "resume")
+        return self._spawn(capsule.id, capsule.host_id, "resuming", "running", lambda c: c.resume(capsule.id))
 
     async def ping(self, db: AsyncSession, capsule: Capsule) -> None:
         states.require(capsule, states.RUNNING, "ping")
@@ -190,7 +194,7 @@ class CapsuleService:
 
     # ---- background driving -----------------------------------------------------------------------
 
-    def _spawn(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> None:
+    def _spawn(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> asyncio.Task[None]:
         task = asyncio.create_task(self._drive(capsule_id, host_id, transient, target, op),
                                    name=f"capsule-{transient}-{capsule_id}")
         self._tasks.add(task)
@@ -199,6 +203,7 @@ class CapsuleService:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: self._latest.pop(capsule_id, None) if self._latest.get(capsule_id) is t
                                else None)
+        return task
 
     async def _drive(self, capsule_id: str, host_id: str | None, transient: str, target: str, op: Op) -> None:
         try:
