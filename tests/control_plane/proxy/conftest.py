@@ -72,7 +72,8 @@ class Server:
         raise AssertionError("no VmRSS")
 
 
-def _start(root: Path, cache_dir: Path, extra_env: dict[str, str] | None = None) -> tuple[int, subprocess.Popen[bytes], Path]:
+def _start(root: Path, cache_dir: Path,
+           extra_env: dict[str, str] | None = None) -> tuple[int, subprocess.Popen[bytes], Path]:
     port = _free_port()
     log_path = root / "server.log"
     env = {**os.environ, "WRENN_CACHE_DIR": str(cache_dir), "WRENN_HOST_HEARTBEAT_SECONDS": "1",
@@ -105,7 +106,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="package")
 def server(minimal_template: TemplateInfo) -> Iterator[Server]:
     with scratch_root() as root:
-        port, proc, log_path = _start(root, cache_dir_of(minimal_template), {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20"})
+        port, proc, log_path = _start(root, cache_dir_of(minimal_template),
+                                      {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20"})
         try:
             database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
             a = asyncio.run(_make_tenant(database_url, with_session=False))
@@ -139,7 +141,8 @@ async def start_servers(api: httpx.AsyncClient, capsule_id: str) -> None:
                           files={"file": ("app.py", APP.read_bytes())}, data={"path": "/tmp/app.py"})
     assert resp.status_code == 204, resp.text
     resp = await api.post(f"/v1/capsules/{capsule_id}/files/write",
-                          files={"file": ("index.txt", b"served by http.server\n")}, data={"path": "/tmp/site/index.txt"})
+                          files={"file": ("index.txt", b"served by http.server\n")},
+                          data={"path": "/tmp/site/index.txt"})
     assert resp.status_code == 204, resp.text
     for cmd, args in (("python3", ["/tmp/app.py", str(APP_PORT)]),
                       ("python3", ["-m", "http.server", str(STATIC_PORT), "--directory", "/tmp/site"])):
