@@ -112,9 +112,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _frame(self, opcode: int, data: bytes) -> None:
         n = len(data)
-        size = bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n)
-        if n >= 65536:
-            size = bytes([127]) + struct.pack("!Q", n)
+        size = bytes([127]) + struct.pack("!Q", n)
+        if n < 65536:
+            size = bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n)
         self.wfile.write(bytes([0x80 | opcode]) + size + data)
         self.wfile.flush()
 
