@@ -24,6 +24,7 @@ _BLOCK = bytes(range(256)) * 4096  # 1 MiB
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are separate writes: no 40 ms delayed-ACK stall between them
 
     def log_message(self, format: str, *args: object) -> None:
         pass
