@@ -67,5 +67,5 @@ def server(
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False,
-        loop=LOOP, http=HTTP,
+        loop=LOOP, http=HTTP, server_header=False,  # the port proxy passes on the capsule's own `server`
     )

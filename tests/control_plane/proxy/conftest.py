@@ -72,7 +72,7 @@ class Server:
         raise AssertionError("no VmRSS")
 
 
-def _start(root: Path, cache_dir: Path,
+def start_server(root: Path, cache_dir: Path,
            extra_env: dict[str, str] | None = None) -> tuple[int, subprocess.Popen[bytes], Path]:
     port = _free_port()
     log_path = root / "server.log"
@@ -93,7 +93,7 @@ def _start(root: Path, cache_dir: Path,
         time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -106,7 +106,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="package")
 def server(minimal_template: TemplateInfo) -> Iterator[Server]:
     with scratch_root() as root:
-        port, proc, log_path = _start(root, cache_dir_of(minimal_template),
+        port, proc, log_path = start_server(root, cache_dir_of(minimal_template),
                                       {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20"})
         try:
             database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
@@ -116,7 +116,7 @@ def server(minimal_template: TemplateInfo) -> Iterator[Server]:
             yield srv
             _destroy_all(srv)
         finally:
-            _stop(proc)
+            stop_server(proc)
 
 
 def _destroy_all(srv: Server) -> None:

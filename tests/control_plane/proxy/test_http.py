@@ -36,6 +36,8 @@ async def test_keep_alive_headers_and_the_api_key_stays_out(server: Server, serv
     assert seen["host"] == server.host(served, APP_PORT)  # the capsule sees the name the client used
     assert seen["x-custom"] == "kept" and seen["authorization"] == "Bearer app-token"
     assert "x-api-key" not in seen  # a Wrenn credential never reaches code in the capsule
+    servers = r.headers.get_list("server")  # the capsule's own, once (not the proxy's too)
+    assert len(servers) == 1 and servers[0].startswith("BaseHTTP"), servers
     assert seen["x-forwarded-for"] == "127.0.0.1"
 
 

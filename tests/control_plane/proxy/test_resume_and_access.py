@@ -1,5 +1,5 @@
 """Auto-resume and access through the port proxy: a paused capsule is resumed by requests to its
-port (concurrent requests, one resume) and answers them; a capsule created with
+port (concurrent requests, one resume) and answers them, or says 504 past the bound; a capsule created with
 `wrenn.proxy_auth: api_key` answers only requests carrying an API key of its own team."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import re
 import httpx
 import pytest
 
-from ..capsules.conftest import wait_status
-from .conftest import APP_PORT, Server, create_capsule, start_servers
+from wrenn_platform.host_agent.templates import TemplateInfo
+
+from ..capsules.conftest import _make_tenant, cache_dir_of, scratch_root, wait_status
+from .conftest import APP_PORT, Server, create_capsule, start_server, start_servers, stop_server
 
 pytestmark = pytest.mark.root
 
@@ -52,3 +54,38 @@ async def test_opt_in_requires_an_api_key_of_the_team(server: Server, api_a: htt
         assert (await c.get("/")).status_code == 401
         assert (await api_a.get(f"/v1/capsules/{capsule_id}")).json()["status"] == "paused"
         assert (await c.get("/", headers={"X-API-Key": server.a.api_key})).status_code == 200
+
+
+async def test_unknown_access_rule_is_refused_at_create(api_a: httpx.AsyncClient) -> None:
+    r = await api_a.post("/v1/capsules", json={"metadata": {"wrenn.proxy_auth": "password"}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    assert "wrenn.proxy_auth" in r.json()["error"]["message"]
+
+
+def test_a_resume_longer_than_the_bound_is_504(minimal_template: TemplateInfo) -> None:
+    """With a bound too short for any resume, the request gets 504; the resume it started still
+    completes (the capsule is not left half-way)."""
+    with scratch_root() as root:
+        port, proc, _ = start_server(root, cache_dir_of(minimal_template),
+                                     {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "0.001"})
+        try:
+            database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
+            tenant = asyncio.run(_make_tenant(database_url, with_session=False))
+            asyncio.run(_timeout_scenario(f"http://127.0.0.1:{port}", port, tenant.api_key))
+        finally:
+            stop_server(proc)
+
+
+async def _timeout_scenario(url: str, port: int, key: str) -> None:
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=60) as api:
+        capsule_id = await create_capsule(api)
+        try:
+            assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
+            await wait_status(api, capsule_id, "paused")
+            async with httpx.AsyncClient(base_url=url, headers={"Host": f"{APP_PORT}-{capsule_id}.localhost"}) as c:
+                r = await c.get("/")
+            assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout", r.text
+            await wait_status(api, capsule_id, "running")
+        finally:
+            await api.delete(f"/v1/capsules/{capsule_id}")
+            await wait_status(api, capsule_id, "stopped")

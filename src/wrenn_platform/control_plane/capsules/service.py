@@ -34,11 +34,11 @@ from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, capsule_metad
 from ..auth.principal import Principal
 from ..db.models import Capsule, Template
 from ..db.types import utcnow
-from ..errors import not_found
+from ..errors import bad_request, not_found
 from ..settings import Settings
 from . import states
 from .agents import AgentRegistry, agent_errors
-from .running_cache import RunningCache
+from .running_cache import PROXY_AUTH_API_KEY, PROXY_AUTH_LABEL, RunningCache
 from .scheduler import pick_host
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,10 @@ class CapsuleService:
     # ---- life cycle -------------------------------------------------------------------------------
 
     async def create(self, db: AsyncSession, principal: Principal, req: CreateCapsuleRequest) -> Capsule:
+        proxy_auth = (req.metadata or {}).get(PROXY_AUTH_LABEL)
+        if proxy_auth is not None and proxy_auth != PROXY_AUTH_API_KEY:
+            raise bad_request(f"metadata {PROXY_AUTH_LABEL}: {proxy_auth!r} is not a proxy access rule "
+                              f"(the one there is: {PROXY_AUTH_API_KEY!r})")
         snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
                                                             Template.name == req.template))).scalar_one_or_none()
         host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
