@@ -72,8 +72,8 @@ class Server:
         raise AssertionError("no VmRSS")
 
 
-def start_server(root: Path, cache_dir: Path,
-           extra_env: dict[str, str] | None = None) -> tuple[int, subprocess.Popen[bytes], Path]:
+def start_server(root: Path, cache_dir: Path, extra_env: dict[str, str] | None = None,
+                 runtime: str = "namespace") -> tuple[int, subprocess.Popen[bytes], Path]:
     port = _free_port()
     log_path = root / "server.log"
     env = {**os.environ, "WRENN_CACHE_DIR": str(cache_dir), "WRENN_HOST_HEARTBEAT_SECONDS": "1",
@@ -81,7 +81,7 @@ def start_server(root: Path, cache_dir: Path,
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "wrenn_platform.cli.main", "server", "--data-dir", str(root / "data"),
-             "--port", str(port), "--runtime", "namespace", "--insecure-cookies"],
+             "--port", str(port), "--runtime", runtime, "--insecure-cookies"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while True:

@@ -1,0 +1,77 @@
+"""The port proxy on the microvm runtime: `wrenn server` (a process, embedded agent on microvm)
+reaches a server listening in a VM through the slot's address, and a request to the paused VM's
+port resumes it and is answered. One VM (TCG boots cost seconds).
+
+Pausing a VM under `wrenn server` (uvloop) needs the QMP fd fix of commit 68f4437 (branch
+h1-server); without it the pause fails ("PseudoSocket has no attribute _sock") and so does this test."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.control_plane.capsules.conftest import _make_tenant, cache_dir_of, scratch_root, wait_status
+from tests.control_plane.proxy.conftest import create_capsule, start_server, stop_server, wait_listening
+from wrenn_platform.host_agent.runtime.microvm import disk
+from wrenn_platform.host_agent.templates import TemplateInfo
+
+pytestmark = [pytest.mark.vm, pytest.mark.root]
+
+API_DEFAULT_DISK_MB = 5120
+# A server that imports only `socket`: the stdlib http.server costs ~11 s of imports under TCG.
+SERVER = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8000))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 7\\r\\nConnection: close\\r\\n\\r\\nfrom vm")
+    c.close()
+"""
+
+
+def test_proxy_and_auto_resume_on_microvm(minimal_template: TemplateInfo) -> None:
+    cache_dir = cache_dir_of(minimal_template)
+    disk.ensure_base_image(cache_dir / "microvm", minimal_template.path, API_DEFAULT_DISK_MB)
+    with scratch_root() as root:
+        port, proc, log_path = start_server(root, cache_dir, {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "60"},
+                                     runtime="microvm")
+        try:
+            database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
+            tenant = asyncio.run(_make_tenant(database_url, with_session=False))
+            try:
+                asyncio.run(_scenario(f"http://127.0.0.1:{port}", port, tenant.api_key))
+            except AssertionError:
+                print(log_path.read_text()[-6000:])  # the server's side of a failure
+                raise
+        finally:
+            stop_server(proc)
+
+
+async def _scenario(url: str, port: int, key: str) -> None:
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=120) as api:
+        capsule_id = await create_capsule(api)
+        try:
+            info = (await api.get(f"/v1/capsules/{capsule_id}")).json()
+            assert info["metadata"].get("vmm_version") or info["guest_ip"] == "192.168.127.2", info
+            r = await api.post(f"/v1/capsules/{capsule_id}/exec",
+                               json={"cmd": "python3", "args": ["-c", SERVER], "background": True})
+            assert r.status_code == 202, r.text
+            await wait_listening(api, capsule_id, 8000, within=120)
+            async with httpx.AsyncClient(base_url=url, headers={"Host": f"8000-{capsule_id}.localhost:{port}"},
+                                         timeout=120) as c:
+                first = await c.get("/")
+                assert first.status_code == 200 and first.text == "from vm", first.text
+                assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
+                await wait_status(api, capsule_id, "paused", within=60)
+                woken = await c.get("/")
+            assert woken.status_code == 200 and woken.text == "from vm", woken.text
+            assert (await api.get(f"/v1/capsules/{capsule_id}")).json()["status"] == "running"
+        finally:
+            await api.delete(f"/v1/capsules/{capsule_id}")
+            await wait_status(api, capsule_id, "stopped", within=60)
