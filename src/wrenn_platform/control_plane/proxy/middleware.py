@@ -174,7 +174,7 @@ def _api_error(exc: AgentError) -> ApiError:
 
 
 async def _answer(scope: Scope, send: Send, exc: ApiError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message)).encode()
+    body = json.dumps(error_body(exc.code, exc.message), separators=(",", ":")).encode()  # as the API's
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     with contextlib.suppress(Exception):  # the client may be gone, or the response already begun
         if scope["type"] == "websocket":
