@@ -107,7 +107,8 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 def server(minimal_template: TemplateInfo) -> Iterator[Server]:
     with scratch_root() as root:
         port, proc, log_path = start_server(root, cache_dir_of(minimal_template),
-                                      {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20"})
+                                      {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20",
+                                             "WRENN_CAPSULE_MIN_TIMEOUT_SEC": "2"})
         try:
             database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
             a = asyncio.run(_make_tenant(database_url, with_session=False))

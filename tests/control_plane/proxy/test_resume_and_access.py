@@ -89,3 +89,15 @@ async def _timeout_scenario(url: str, port: int, key: str) -> None:
         finally:
             await api.delete(f"/v1/capsules/{capsule_id}")
             await wait_status(api, capsule_id, "stopped")
+
+
+async def test_proxy_traffic_keeps_the_capsule_active(server: Server, api_a: httpx.AsyncClient) -> None:
+    """A capsule whose web app is in use is not auto-paused; once the requests stop, it is."""
+    capsule_id = await create_capsule(api_a, timeout_sec=3)  # the server's minimum is 2 s here
+    await start_servers(api_a, capsule_id)
+    async with server.proxied(capsule_id, APP_PORT) as c:
+        for _ in range(14):  # 7 s of traffic, more than twice the timeout
+            assert (await c.get("/")).status_code == 200
+            await asyncio.sleep(0.5)
+    assert (await api_a.get(f"/v1/capsules/{capsule_id}")).json()["status"] == "running"
+    await wait_status(api_a, capsule_id, "paused", within=15)
