@@ -8,7 +8,8 @@ agent, namespace runtime, SQLite) in its own process, one capsule running the te
 `capsule_app.py` (stdlib HTTP/1.1 server with keep-alive) on port 8000, then prints:
 - latency of `GET /` (22-byte body) on one keep-alive connection, sequential, direct and proxied
   in alternating blocks: min/median/p99/max and the difference of the medians;
-- `wrk` with C keep-alive connections for S seconds, direct then proxied: requests/s, p50/p99;
+- `wrk` with C keep-alive connections for S seconds, direct then proxied: requests/s, p50/p99, and
+  the `wrenn server` process's CPU per request (what the proxy costs, whatever else loads the machine);
 - auto-resume: pause through the API, then a GET through the proxy on a new connection until the
   first byte of the response; baseline: the same GET to the running capsule.
 """
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _measure import percentile  # bench/ is sys.path[0]
+from _measure import cpu_seconds, percentile  # bench/ is sys.path[0]
 from api_bench import make_work_dir, prepare_database  # bench/ is sys.path[0]
 from load_client import ensure_wrk  # bench/ is sys.path[0]
 
@@ -126,11 +127,13 @@ def latency(direct: KeepAliveClient, proxied: KeepAliveClient, samples: int) -> 
     return times["direct"], times["proxy"]
 
 
-def wrk(url: str, host: str | None, connections: int, seconds: float) -> dict[str, float]:
+def wrk(url: str, host: str | None, connections: int, seconds: float, server_pid: int) -> dict[str, float]:
     argv = [ensure_wrk(), "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--latency", url]
     if host:
         argv[1:1] = ["-H", f"Host: {host}"]
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    server_cpu = cpu_seconds(server_pid) - cpu_before
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
@@ -138,8 +141,10 @@ def wrk(url: str, host: str | None, connections: int, seconds: float) -> dict[st
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50": ms("50%"), "p99": ms("99%"), "errors": float(errors.group(1)) if errors else 0.0,
+            "server_cpu_us": server_cpu / requests * 1e6, "p50": ms("50%"), "p99": ms("99%"),
+            "errors": float(errors.group(1)) if errors else 0.0,
             "socket_errors": 1.0 if socket_errors else 0.0}
 
 
@@ -205,9 +210,10 @@ async def main() -> None:
 
             for name, url, h in (("direct", f"http://{host_ip}:{APP_PORT}/", None),
                                  ("proxy", f"http://127.0.0.1:{port}/", host)):
-                r = wrk(url, h, args.connections, args.seconds)
+                r = wrk(url, h, args.connections, args.seconds, proc.pid)
                 print(f"wrk {name:<7} {args.connections} conns {args.seconds:g} s: {r['rate']:9.1f} req/s  "
-                      f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  non-2xx {r['errors']:.0f}"
+                      f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  non-2xx {r['errors']:.0f}  "
+                      f"wrenn server CPU {r['server_cpu_us']:.0f} us/request"
                       f"{'  SOCKET ERRORS' if r['socket_errors'] else ''}", flush=True)
 
             woken, running = await resumes(api, cid, port, host, args.resumes)
