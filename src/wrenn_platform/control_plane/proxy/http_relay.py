@@ -60,8 +60,10 @@ def request_head(scope: Scope) -> tuple[bytes, bool, bool]:
         if name == b"content-length" and value != b"0":
             has_body = True
         parts += (name, b": ", value, b"\r\n")
-    if chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
+    if chunked:  # the body is re-framed chunked: a Content-Length beside it would make the framing ambiguous
+        head = b"".join(parts).split(b"\r\n")
+        parts = [b"\r\n".join(line for line in head if not line.lower().startswith(b"content-length:")),
+                 b"transfer-encoding: chunked\r\n"]
     client = scope.get("client")
     if client:
         parts += (b"x-forwarded-for: ", client[0].encode("ascii"), b"\r\n")
