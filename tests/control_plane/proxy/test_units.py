@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from wrenn_platform.control_plane.proxy.hostnames import HostMatcher, proxy_domain
-from wrenn_platform.control_plane.proxy.http_relay import UpstreamBroken, read_head, request_head
+from wrenn_platform.control_plane.proxy.http_relay import UpstreamBroken, host_only_cookie, read_head, request_head
 
 
 def test_proxy_domain_and_host_matching() -> None:
@@ -71,3 +71,9 @@ async def test_response_heads() -> None:
     for broken in (b"", b"HTTP/1.1 200 OK\r\nContent-", b"SSH-2.0-OpenSSH_9.2\r\n\r\n"):
         with pytest.raises(UpstreamBroken):
             await read_head(_reader(broken), "GET")
+
+
+def test_capsule_cookies_stay_with_the_capsule_host() -> None:
+    assert host_only_cookie(b"sid=1; Path=/; HttpOnly") == b"sid=1; Path=/; HttpOnly"
+    assert host_only_cookie(b"wrenn_csrf=x; Domain=localhost; Path=/") == b"wrenn_csrf=x; Path=/"
+    assert host_only_cookie(b"a=domain; DOMAIN=.example.com") == b"a=domain"

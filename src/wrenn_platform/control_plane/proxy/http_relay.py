@@ -5,7 +5,8 @@ capsule side), so neither a large upload nor a large download is held whole, and
 a streamed response (Server-Sent Events...) goes out as it arrives. The response's framing is
 read from its head: Content-Length, chunked, or until the capsule closes (then the connection is
 not reused). Hop-by-hop headers are dropped both ways; the client's `X-API-Key` never reaches
-the capsule.
+the capsule, and a capsule's cookies lose any `Domain` (host-only: they cannot be set for the API's
+domain, a parent of every capsule host).
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ async def read_head(reader: asyncio.StreamReader, method: str) -> ResponseHead:
             keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
         if name in _DROP_FROM_RESPONSE:
             continue
+        if name == b"set-cookie":
+            value = host_only_cookie(value)
         headers.append((name, value))
     if method == "HEAD" or status in _NO_BODY_STATUS:
         length, chunked = 0, False
@@ -132,6 +135,15 @@ async def read_head(reader: asyncio.StreamReader, method: str) -> ResponseHead:
     elif length is None:
         keep_alive = False  # the body ends when the capsule closes the connection
     return ResponseHead(status, headers, length, chunked, keep_alive)
+
+
+def host_only_cookie(value: bytes) -> bytes:
+    """A Set-Cookie without its Domain attribute: a capsule's cookie stays with the capsule's own
+    host and cannot reach the API or other capsules under the same parent domain."""
+    if b"domain" not in value.lower():
+        return value
+    attributes = value.split(b";")
+    return b";".join([attributes[0], *(a for a in attributes[1:] if not a.strip().lower().startswith(b"domain"))])
 
 
 async def send_response(head: ResponseHead, reader: asyncio.StreamReader, send: Send) -> None:

@@ -24,6 +24,8 @@ from websockets.uri import parse_uri
 
 from wrenn_platform.host_agent.port_link import Upstream
 
+from .http_relay import host_only_cookie
+
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # as the ASGI server's own limit toward the client
 _CHUNK = 64 * 1024
 # Set by the protocol object itself, or meaningless once relayed.
@@ -94,11 +96,11 @@ async def relay_websocket(scope: Scope, receive: Receive, send: Send, upstream: 
     response, early = await _read_handshake(protocol, upstream)
     if protocol.state is not State.OPEN:
         keep = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.raw_items()
-                if k.lower() in ("content-type", "www-authenticate", "location", "set-cookie")]
+                if k.lower() in ("content-type", "www-authenticate", "location")]
         await deny(scope, send, response.status_code if response.status_code != 101 else 502, keep,
                     bytes(response.body or b""))
         return
-    cookies = [(b"set-cookie", v.encode("latin-1")) for v in response.headers.get_all("Set-Cookie")]
+    cookies = [(b"set-cookie", host_only_cookie(v.encode("latin-1"))) for v in response.headers.get_all("Set-Cookie")]
     await send({"type": "websocket.accept", "subprotocol": protocol.subprotocol, "headers": cookies})
     to_client = asyncio.create_task(_capsule_to_client(protocol, upstream, send, early))
     to_capsule = asyncio.create_task(_client_to_capsule(protocol, upstream, receive))
