@@ -19,7 +19,7 @@ from . import routes
 from .db.engine import make_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .errors import install_error_handlers
-from .proxy.middleware import PortProxyMiddleware
+from .proxy.middleware import ControlPlaneApp, port_hosts
 from .services import start_services
 from .settings import Settings
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.ready = False
         await engine.dispose()
 
-    app = FastAPI(
+    app = ControlPlaneApp(
         title="Wrenn API",
         description="AI agent execution platform API.",
         version="0.2.0",
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     install_error_handlers(app)
-    app.add_middleware(PortProxyMiddleware, settings=settings, state=app.state)
+    app.port_hosts = port_hosts(settings)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
