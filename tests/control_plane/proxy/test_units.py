@@ -1,14 +1,21 @@
 """The proxy's pure parts in process: which Host names a capsule port, the request head sent to
-the capsule, and how a response head from it is read (framing, keep-alive, what is dropped)."""
+the capsule, how a response head from it is read (framing, keep-alive, what is dropped), and the
+wait for a record that lags behind its host."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
+from wrenn_platform.control_plane.capsules.running_cache import RunningCapsule
+from wrenn_platform.control_plane.errors import ApiError
 from wrenn_platform.control_plane.proxy.hostnames import HostMatcher, proxy_domain
 from wrenn_platform.control_plane.proxy.http_relay import UpstreamBroken, host_only_cookie, read_head, request_head
+from wrenn_platform.control_plane.proxy.middleware import PortProxy
+from wrenn_platform.control_plane.proxy.pool import UpstreamPool
+from wrenn_platform.wire.agent import Conflict
 
 
 def test_proxy_domain_and_host_matching() -> None:
@@ -77,3 +84,48 @@ def test_capsule_cookies_stay_with_the_capsule_host() -> None:
     assert host_only_cookie(b"sid=1; Path=/; HttpOnly") == b"sid=1; Path=/; HttpOnly"
     assert host_only_cookie(b"wrenn_csrf=x; Domain=localhost; Path=/") == b"wrenn_csrf=x; Path=/"
     assert host_only_cookie(b"a=domain; DOMAIN=.example.com") == b"a=domain"
+
+
+class _Link:
+    """A host that has the capsule paused for its first `refusals` connections."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+
+    def touch(self, capsule_id: str, port: int) -> None:
+        pass
+
+    async def open(self, capsule_id: str, port: int) -> object:
+        if self.refusals:
+            self.refusals -= 1
+            raise Conflict(f"capsule {capsule_id} is paused, not running")
+        return "connection"
+
+
+class _Gate:
+    def __init__(self, timeout_s: float) -> None:
+        self.settings = SimpleNamespace(proxy_resume_timeout_seconds=timeout_s)
+        self.settled = 0
+
+    async def admit(self, capsule_id: str, scope: object) -> RunningCapsule:
+        return RunningCapsule("team-a", "host-1")
+
+    async def settle(self, capsule_id: str, scope: object) -> RunningCapsule:
+        self.settled += 1  # the real one reads the record and resumes a paused capsule
+        return RunningCapsule("team-a", "host-1")
+
+
+def _proxy(link: _Link, gate: _Gate) -> PortProxy:
+    proxy = PortProxy.__new__(PortProxy)
+    proxy.gate, proxy.pool = gate, UpstreamPool()  # type: ignore[assignment]
+    proxy._link = lambda host_id: link  # type: ignore[assignment, method-assign, return-value]
+    return proxy
+
+
+async def test_a_host_that_paused_the_capsule_before_the_record_says_so_is_waited_for() -> None:
+    gate = _Gate(timeout_s=5)
+    _, upstream, reused = await _proxy(_Link(refusals=3), gate)._connect({}, "cl-a", 8000, websocket=True)
+    assert upstream == "connection" and not reused and gate.settled == 3
+    with pytest.raises(ApiError) as refused:
+        await _proxy(_Link(refusals=1000), _Gate(timeout_s=0.2))._connect({}, "cl-a", 8000, websocket=True)
+    assert refused.value.status == 409

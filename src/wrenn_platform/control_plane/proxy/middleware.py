@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +40,7 @@ from .ws_relay import HandshakeFailed, deny, relay_websocket
 log = logging.getLogger(__name__)
 
 _SWEEP_S = 10.0
+_RECHECK_S = 0.05
 
 
 class PortProxy:
@@ -62,18 +64,9 @@ class PortProxy:
         try:
             try:
                 check_port(port)
-                running = await self.gate.admit(capsule_id, scope)
-                link = self._link(running.host_id)
-                if websocket:
-                    upstream = await link.open(capsule_id, port)
-                else:
-                    upstream, reused = await self._checkout(link, (capsule_id, port))
-            except Conflict:  # the agent has it paused while our records said running: settle, once
-                running = await self.gate.settle(capsule_id, scope)
-                link = self._link(running.host_id)
-                upstream, reused = await link.open(capsule_id, port), False
             except AgentError as exc:
                 raise _api_error(exc) from exc
+            link, upstream, reused = await self._connect(scope, capsule_id, port, websocket)
             if websocket:
                 await self._websocket(scope, receive, send, upstream, capsule_id, port)
             else:
@@ -82,6 +75,27 @@ class PortProxy:
             if exc.status >= 500:
                 log.warning("port proxy %s:%s: %s %s", capsule_id, port, exc.status, exc.message)
             await _answer(scope, send, exc)
+
+    async def _connect(self, scope: Scope, capsule_id: str, port: int,
+                       websocket: bool) -> tuple[PortLink, Upstream, bool]:
+        """A connection to the port (kept or new, for HTTP; new, for a WebSocket) and its link."""
+        running = await self.gate.admit(capsule_id, scope)
+        deadline = time.monotonic() + self.gate.settings.proxy_resume_timeout_seconds
+        while True:
+            link = self._link(running.host_id)
+            try:
+                if websocket:
+                    return link, await link.open(capsule_id, port), False
+                return link, *(await self._checkout(link, (capsule_id, port)))
+            except Conflict as exc:
+                # The host has it paused (its inactivity timeout) before the record says so: wait for
+                # the record to catch up, then `settle` resumes it.
+                if time.monotonic() >= deadline:
+                    raise _api_error(exc) from exc
+                await asyncio.sleep(_RECHECK_S)
+                running = await self.gate.settle(capsule_id, scope)
+            except AgentError as exc:
+                raise _api_error(exc) from exc
 
     async def _checkout(self, link: PortLink, key: Key) -> tuple[Upstream, bool]:
         upstream = self.pool.checkout(key)
