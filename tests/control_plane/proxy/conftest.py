@@ -1,5 +1,6 @@
-"""The port proxy end to end: `wrenn server` as a process (as `make run` starts it: embedded
-agent, namespace runtime, SQLite, the built `minimal` template), two tenants with API keys, and a
+"""The port proxy end to end: `wrenn server` as a process (`tests/server_process.py`, as `make run`
+starts it: embedded agent, namespace runtime, SQLite, the built `minimal` template), two accounts
+(admins of two teams) with API keys, and a
 capsule of team A running `capsule_app.py` on port 8000 and `python3 -m http.server` on 8001.
 Requests go to the server's own port with a `Host: {port}-{id}.localhost:{server port}` header,
 or to that name itself (resolved to loopback by libnss-myhostname)."""
@@ -8,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,7 +21,8 @@ import pytest
 
 from wrenn_platform.host_agent.templates import TemplateInfo
 
-from ..capsules.conftest import Tenant, _make_tenant, cache_dir_of, scratch_root, wait_status
+from ...server_process import Account, ServerProcess, create_account, open_dir, pinned_cache, start_server
+from ..capsules.conftest import wait_status
 
 pytestmark = pytest.mark.root
 
@@ -32,24 +30,19 @@ APP = Path(__file__).with_name("capsule_app.py")
 APP_PORT, STATIC_PORT = 8000, 8001
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    database_url: str
-    a: Tenant
-    b: Tenant
+    process: ServerProcess
+    a: Account
+    b: Account
+
+    @property
+    def port(self) -> int:
+        return self.process.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.process.url
 
     def host(self, capsule_id: str, port: int) -> str:
         return f"{port}-{capsule_id}.localhost:{self.port}"
@@ -59,73 +52,58 @@ class Server:
         return httpx.AsyncClient(base_url=self.url, headers={"Host": self.host(capsule_id, port), **(headers or {})},
                                  timeout=60)
 
-    def api(self, tenant: Tenant) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=tenant.headers(), timeout=60)
+    def api(self, account: Account) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=account.headers(), timeout=60)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log_text()
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        assert self.process.proc is not None
+        for line in Path(f"/proc/{self.process.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
 
-def start_server(root: Path, cache_dir: Path, extra_env: dict[str, str] | None = None,
-                 runtime: str = "namespace") -> tuple[int, subprocess.Popen[bytes], Path]:
-    port = _free_port()
-    log_path = root / "server.log"
-    env = {**os.environ, "WRENN_CACHE_DIR": str(cache_dir), "WRENN_HOST_HEARTBEAT_SECONDS": "1",
-           "WRENN_RECONCILE_INTERVAL_SECONDS": "1", **(extra_env or {})}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wrenn_platform.cli.main", "server", "--data-dir", str(root / "data"),
-             "--port", str(port), "--runtime", runtime, "--insecure-cookies"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, log_path.read_text()[-3000:]
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return port, proc, log_path
-        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-        time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+@contextlib.contextmanager
+def proxy_server(template: TemplateInfo, runtime: str = "namespace",
+                 env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`wrenn server` (tests/server_process.py) with two accounts, each an admin of its own team;
+    every capsule destroyed and nothing left mounted afterwards."""
+    root = open_dir("proxy-")
+    process = start_server(root / "data", runtime=runtime, cache_dir=pinned_cache(template, root), env=env)
+    try:
+        srv = Server(process, create_account(process), create_account(process))
+        yield srv
+        _destroy_all(srv)
+    finally:
+        process.stop()
+    leftover = [line for line in Path("/proc/self/mounts").read_text().splitlines() if f" {root}/" in line]
+    if not leftover:
+        shutil.rmtree(root, ignore_errors=True)
+    assert not leftover, f"mounts left under {root}: {leftover}"
 
 
 @pytest.fixture(scope="package")
 def server(minimal_template: TemplateInfo) -> Iterator[Server]:
-    with scratch_root() as root:
-        port, proc, log_path = start_server(root, cache_dir_of(minimal_template),
-                                      {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20",
-                                             "WRENN_CAPSULE_MIN_TIMEOUT_SEC": "2"})
-        try:
-            database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
-            a = asyncio.run(_make_tenant(database_url, with_session=False))
-            b = asyncio.run(_make_tenant(database_url, with_session=False))
-            srv = Server(port, proc, log_path, database_url, a, b)
-            yield srv
-            _destroy_all(srv)
-        finally:
-            stop_server(proc)
+    with proxy_server(minimal_template, env={"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "20",
+                                             "WRENN_CAPSULE_MIN_TIMEOUT_SEC": "2"}) as srv:
+        yield srv
 
 
 def _destroy_all(srv: Server) -> None:
     with httpx.Client(base_url=srv.url, timeout=60) as c:
-        for tenant in (srv.a, srv.b):
-            for cap in c.get("/v1/capsules", headers=tenant.headers()).json():
+        for account in (srv.a, srv.b):
+            for cap in c.get("/v1/capsules", headers=account.headers()).json():
                 if cap["status"] not in ("stopped", "stopping"):
-                    c.delete(f"/v1/capsules/{cap['id']}", headers=tenant.headers())
+                    c.delete(f"/v1/capsules/{cap['id']}", headers=account.headers())
+        deadline = time.monotonic() + 60
+        for account in (srv.a, srv.b):
+            for cap in c.get("/v1/capsules", headers=account.headers()).json():
+                while cap["status"] == "stopping" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    cap = c.get(f"/v1/capsules/{cap['id']}", headers=account.headers()).json()
 
 
 async def create_capsule(api: httpx.AsyncClient, **body: Any) -> str:

@@ -12,8 +12,8 @@ import pytest
 
 from wrenn_platform.host_agent.templates import TemplateInfo
 
-from ..capsules.conftest import _make_tenant, cache_dir_of, scratch_root, wait_status
-from .conftest import APP_PORT, Server, create_capsule, start_server, start_servers, stop_server
+from ..capsules.conftest import wait_status
+from .conftest import APP_PORT, Server, create_capsule, proxy_server, start_servers
 
 pytestmark = pytest.mark.root
 
@@ -65,30 +65,19 @@ async def test_unknown_access_rule_is_refused_at_create(api_a: httpx.AsyncClient
 def test_a_resume_longer_than_the_bound_is_504(minimal_template: TemplateInfo) -> None:
     """With a bound too short for any resume, the request gets 504; the resume it started still
     completes (the capsule is not left half-way)."""
-    with scratch_root() as root:
-        port, proc, _ = start_server(root, cache_dir_of(minimal_template),
-                                     {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "0.001"})
-        try:
-            database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
-            tenant = asyncio.run(_make_tenant(database_url, with_session=False))
-            asyncio.run(_timeout_scenario(f"http://127.0.0.1:{port}", port, tenant.api_key))
-        finally:
-            stop_server(proc)
+    with proxy_server(minimal_template, env={"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "0.001"}) as srv:
+        asyncio.run(_timeout_scenario(srv))
 
 
-async def _timeout_scenario(url: str, port: int, key: str) -> None:
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=60) as api:
+async def _timeout_scenario(srv: Server) -> None:
+    async with srv.api(srv.a) as api:
         capsule_id = await create_capsule(api)
-        try:
-            assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
-            await wait_status(api, capsule_id, "paused")
-            async with httpx.AsyncClient(base_url=url, headers={"Host": f"{APP_PORT}-{capsule_id}.localhost"}) as c:
-                r = await c.get("/")
-            assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout", r.text
-            await wait_status(api, capsule_id, "running")
-        finally:
-            await api.delete(f"/v1/capsules/{capsule_id}")
-            await wait_status(api, capsule_id, "stopped")
+        assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
+        await wait_status(api, capsule_id, "paused")
+        async with srv.proxied(capsule_id, APP_PORT) as c:
+            r = await c.get("/")
+        assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout", r.text
+        await wait_status(api, capsule_id, "running")
 
 
 async def test_proxy_traffic_keeps_the_capsule_active(server: Server, api_a: httpx.AsyncClient) -> None:

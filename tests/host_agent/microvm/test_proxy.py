@@ -12,8 +12,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.control_plane.capsules.conftest import _make_tenant, cache_dir_of, scratch_root, wait_status
-from tests.control_plane.proxy.conftest import create_capsule, start_server, stop_server, wait_listening
+from tests.control_plane.capsules.conftest import cache_dir_of, wait_status
+from tests.control_plane.proxy.conftest import Server, create_capsule, proxy_server, wait_listening
 from wrenn_platform.host_agent.runtime.microvm import disk
 from wrenn_platform.host_agent.templates import TemplateInfo
 
@@ -36,42 +36,31 @@ while True:
 
 
 def test_proxy_and_auto_resume_on_microvm(minimal_template: TemplateInfo) -> None:
-    cache_dir = cache_dir_of(minimal_template)
-    disk.ensure_base_image(cache_dir / "microvm", minimal_template.path, API_DEFAULT_DISK_MB)
-    with scratch_root() as root:
-        port, proc, log_path = start_server(root, cache_dir, {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "60"},
-                                     runtime="microvm")
+    disk.ensure_base_image(cache_dir_of(minimal_template) / "microvm", minimal_template.path, API_DEFAULT_DISK_MB)
+    with proxy_server(minimal_template, "microvm", {"WRENN_PROXY_RESUME_TIMEOUT_SECONDS": "60"}) as srv:
         try:
-            database_url = f"sqlite+aiosqlite:///{root / 'data' / 'wrenn.db'}"
-            tenant = asyncio.run(_make_tenant(database_url, with_session=False))
-            try:
-                asyncio.run(_scenario(f"http://127.0.0.1:{port}", port, tenant.api_key))
-            except AssertionError:
-                print(log_path.read_text()[-6000:])  # the server's side of a failure
-                raise
-        finally:
-            stop_server(proc)
+            asyncio.run(_scenario(srv))
+        except AssertionError:
+            print(srv.log()[-6000:])  # the server's side of a failure
+            raise
 
 
-async def _scenario(url: str, port: int, key: str) -> None:
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=120) as api:
+async def _scenario(srv: Server) -> None:
+    async with srv.api(srv.a) as api:
+        api.timeout = httpx.Timeout(120)
         capsule_id = await create_capsule(api)
-        try:
-            info = (await api.get(f"/v1/capsules/{capsule_id}")).json()
-            assert info["metadata"].get("vmm_version") or info["guest_ip"] == "192.168.127.2", info
-            r = await api.post(f"/v1/capsules/{capsule_id}/exec",
-                               json={"cmd": "python3", "args": ["-c", SERVER], "background": True})
-            assert r.status_code == 202, r.text
-            await wait_listening(api, capsule_id, 8000, within=120)
-            async with httpx.AsyncClient(base_url=url, headers={"Host": f"8000-{capsule_id}.localhost:{port}"},
-                                         timeout=120) as c:
-                first = await c.get("/")
-                assert first.status_code == 200 and first.text == "from vm", first.text
-                assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
-                await wait_status(api, capsule_id, "paused", within=60)
-                woken = await c.get("/")
-            assert woken.status_code == 200 and woken.text == "from vm", woken.text
-            assert (await api.get(f"/v1/capsules/{capsule_id}")).json()["status"] == "running"
-        finally:
-            await api.delete(f"/v1/capsules/{capsule_id}")
-            await wait_status(api, capsule_id, "stopped", within=60)
+        info = (await api.get(f"/v1/capsules/{capsule_id}")).json()
+        assert info["metadata"]["runtime"] == "microvm", info
+        r = await api.post(f"/v1/capsules/{capsule_id}/exec",
+                           json={"cmd": "python3", "args": ["-c", SERVER], "background": True})
+        assert r.status_code == 202, r.text
+        await wait_listening(api, capsule_id, 8000, within=120)
+        async with srv.proxied(capsule_id, 8000) as c:
+            c.timeout = httpx.Timeout(120)
+            first = await c.get("/")
+            assert first.status_code == 200 and first.text == "from vm", first.text
+            assert (await api.post(f"/v1/capsules/{capsule_id}/pause")).status_code == 202
+            await wait_status(api, capsule_id, "paused", within=60)
+            woken = await c.get("/")
+        assert woken.status_code == 200 and woken.text == "from vm", woken.text
+        assert (await api.get(f"/v1/capsules/{capsule_id}")).json()["status"] == "running"
