@@ -1,9 +1,6 @@
 """The port proxy on the microvm runtime: `wrenn server` (a process, embedded agent on microvm)
 reaches a server listening in a VM through the slot's address, and a request to the paused VM's
-port resumes it and is answered. One VM (TCG boots cost seconds).
-
-Pausing a VM under `wrenn server` (uvloop) needs the QMP fd fix of commit 68f4437 (branch
-h1-server); without it the pause fails ("PseudoSocket has no attribute _sock") and so does this test."""
+port resumes it and is answered. One VM (TCG boots cost seconds)."""
 
 from __future__ import annotations
 
