@@ -35,6 +35,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from wrenn_platform.host_agent import channels
 from wrenn_platform.host_agent.auth import HostKey, TokenError, bearer
+from wrenn_platform.host_agent.port_link import PortLink, TunnelPorts
+from wrenn_platform.host_agent.ports import LocalPorts
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import (
     AgentError,
@@ -98,6 +100,7 @@ class AgentClient(Protocol):
     async def make_dir(self, capsule_id: str, path: str) -> FileEntry: ...
     async def remove(self, capsule_id: str, path: str) -> None: ...
     def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]: ...
+    def port_link(self) -> PortLink: ...  # capsule ports, for the port proxy (`port_link.py`)
     async def aclose(self) -> None: ...
 
 
@@ -238,6 +241,9 @@ class LocalAgentClient:
     def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]:
         return self.agent.events.subscribe(after)
 
+    def port_link(self) -> PortLink:
+        return LocalPorts(self.agent)
+
     async def aclose(self) -> None:
         pass
 
@@ -276,6 +282,9 @@ class HttpAgentClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def port_link(self) -> PortLink:
+        return TunnelPorts(self.base_url, self.key)
 
     async def _call(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
                     seconds: float | None = None) -> httpx.Response:

@@ -1,13 +1,14 @@
-"""The control plane's side of reaching a capsule's port through the host agent that owns it.
+"""The agent link's part for capsule ports: how the control plane reaches a capsule's port through
+the host agent that owns it. Every agent client has `port_link()`, a `PortLink` whose
+`open(capsule_id, port)` returns an `Upstream`: a byte stream to the port (`reader` a
+`StreamReader`, `write` + `drain`, `close`).
 
-`port_link(client)` gives, for an agent client, a `PortLink` whose `open(capsule_id, port)`
-returns an `Upstream`: a byte stream to the port (`reader` a `StreamReader`, `write` + `drain`,
-`close`).
+- the embedded agent (`LocalAgentClient`): `host_agent.ports.LocalPorts`, a direct TCP connection
+  from this process to the slot's address (the short path), as a `TcpUpstream`;
+- a remote agent (`HttpAgentClient`): `TunnelPorts` here, the agent's tunnel WebSocket
+  (`wire.ports.tunnel_path`) signed with the host's key like every other agent call.
 
-- the embedded agent (`LocalAgentClient`): a direct TCP connection from this process to the
-  slot's address (`host_agent.ports.port_address`, which also counts as activity): the short path;
-- a remote agent (`HttpAgentClient`): the agent's tunnel WebSocket (`wire.ports.tunnel_path`),
-  signed with the host's key like every other agent call.
+This module imports neither the control plane nor the agent: it belongs with the agent client.
 
 Errors are the agent wire's: `NotFound`, `Conflict`, `BadRequest`, `PortClosed`, or `AgentError`
 ("host agent unreachable: ...").
@@ -22,11 +23,9 @@ from typing import Protocol
 
 import websockets
 
-from wrenn_platform.host_agent import ports
 from wrenn_platform.host_agent.auth import HostKey, bearer
-from wrenn_platform.host_agent.client import AgentClient, HttpAgentClient, LocalAgentClient
 from wrenn_platform.wire.agent import AgentError, error_from_body
-from wrenn_platform.wire.ports import PortClosed, tunnel_path
+from wrenn_platform.wire.ports import CONNECT_TIMEOUT_S, PortClosed, tunnel_path
 
 _LIMIT = 64 * 1024
 _OPEN_TIMEOUT_S = 10.0
@@ -69,18 +68,6 @@ class TcpUpstream:
         return self._writer.is_closing() or self.reader.at_eof()
 
 
-class LocalPorts:
-    def __init__(self, client: LocalAgentClient) -> None:
-        self.agent = client.agent
-
-    def touch(self, capsule_id: str, port: int) -> None:
-        ports.port_address(self.agent, capsule_id, port)
-
-    async def open(self, capsule_id: str, port: int) -> Upstream:
-        reader, writer = await ports.connect(self.agent, capsule_id, port)
-        return TcpUpstream(reader, writer)
-
-
 class TunnelUpstream:
     """A tunnel WebSocket seen as a byte stream: received messages feed `reader`."""
 
@@ -117,9 +104,11 @@ class TunnelUpstream:
 
 
 class TunnelPorts:
-    def __init__(self, client: HttpAgentClient) -> None:
-        self._ws_base = "ws" + client.base_url[len("http"):]
-        self._key: HostKey = client.key
+    """A remote agent's ports, at `base_url` (`http://host:port`), signing with `key`."""
+
+    def __init__(self, base_url: str, key: HostKey) -> None:
+        self._ws_base = "ws" + base_url[len("http"):]
+        self._key = key
 
     def touch(self, capsule_id: str, port: int) -> None:
         pass  # the agent counts the tunnel's traffic
@@ -129,7 +118,7 @@ class TunnelPorts:
             ws = await websockets.connect(
                 self._ws_base + tunnel_path(capsule_id, port),
                 additional_headers=bearer(self._key.control_plane_token()),
-                open_timeout=_OPEN_TIMEOUT_S + ports.CONNECT_TIMEOUT_S, max_size=None, compression=None)
+                open_timeout=_OPEN_TIMEOUT_S + CONNECT_TIMEOUT_S, max_size=None, compression=None)
         except websockets.InvalidStatus as exc:
             resp = exc.response
             body: object = bytes(resp.body or b"").decode(errors="replace")
@@ -141,11 +130,3 @@ class TunnelPorts:
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise AgentError(f"host agent unreachable: {exc}") from exc
         return TunnelUpstream(ws)
-
-
-def port_link(client: AgentClient) -> PortLink:
-    if isinstance(client, LocalAgentClient):
-        return LocalPorts(client)
-    if isinstance(client, HttpAgentClient):
-        return TunnelPorts(client)
-    raise AgentError(f"no port link for {type(client).__name__}")

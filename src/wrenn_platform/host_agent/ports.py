@@ -3,6 +3,8 @@
 - `port_address(agent, capsule_id, port)`: where this host connects to the port (the slot's
   host-side address, which both runtimes route to the capsule); the capsule must be running, and
   asking counts as activity for its TTL. The embedded server's proxy calls it in process.
+- `LocalPorts(agent)`: the embedded agent's `PortLink` (`LocalAgentClient.port_link()`): those
+  connections, made in the server's own process;
 - `tunnel(ws, agent, capsule_id, port)`: the agent API's `WS /v1/capsules/{id}/ports/{port}/tunnel`
   (authenticated by the host key like every agent route) for a remote control plane: one TCP
   connection to the port, relayed as binary WebSocket messages until either side ends; traffic
@@ -19,13 +21,13 @@ from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from wrenn_platform.host_agent.port_link import TcpUpstream, Upstream
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import AgentError, Conflict
-from wrenn_platform.wire.ports import PortClosed, check_port, closed_message
+from wrenn_platform.wire.ports import CONNECT_TIMEOUT_S, PortClosed, check_port, closed_message
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 64 * 1024
 
 
@@ -48,6 +50,17 @@ async def connect(agent: HostAgent, capsule_id: str, port: int) -> tuple[asyncio
         raise PortClosed(closed_message(capsule_id, port, f"no answer within {CONNECT_TIMEOUT_S:g} s")) from exc
     except OSError as exc:
         raise PortClosed(closed_message(capsule_id, port, exc.strerror or str(exc))) from exc
+
+
+class LocalPorts:
+    def __init__(self, agent: HostAgent) -> None:
+        self.agent = agent
+
+    def touch(self, capsule_id: str, port: int) -> None:
+        port_address(self.agent, capsule_id, port)
+
+    async def open(self, capsule_id: str, port: int) -> Upstream:
+        return TcpUpstream(*await connect(self.agent, capsule_id, port))
 
 
 async def tunnel(ws: WebSocket, agent: HostAgent, capsule_id: str, port: int) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from wrenn_platform.wire.agent import AgentError, BadRequest
 
 ENVD_PORT = 49983  # the capsule agent's own port: reached through the API, never through the proxy
+CONNECT_TIMEOUT_S = 5.0  # a port that does not accept a connection in this time counts as closed
 
 
 class PortClosed(AgentError):

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from wrenn_platform.host_agent.client import AgentClient
-from wrenn_platform.host_agent.port_link import PortLink, Upstream, port_link
+from wrenn_platform.host_agent.port_link import PortLink, Upstream
 from wrenn_platform.wire.agent import AgentError, Conflict
 from wrenn_platform.wire.ports import PortClosed, check_port
 
@@ -54,7 +54,7 @@ class PortProxy:
         client = self.capsules.agents.get(host_id)
         known = self._links.get(host_id)
         if known is None or known[0] is not client:  # first use, or the host's client was replaced
-            known = self._links[host_id] = (client, port_link(client))
+            known = self._links[host_id] = (client, client.port_link())
         return known[1]
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, port: int, capsule_id: str) -> None:
