@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _SWEEP_S = 10.0
 _RECHECK_S = 0.05
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # safe to send again
 
 
 class PortProxy:
@@ -136,7 +137,7 @@ class PortProxy:
                 try:
                     head = await read_head(upstream.reader, scope["method"])
                 except UpstreamBroken:
-                    if not (reused and not has_body):
+                    if not (reused and not has_body and scope["method"] in _IDEMPOTENT):
                         raise
                     upstream.close()  # a kept connection the capsule had closed: one fresh try
                     try:
