@@ -48,6 +48,14 @@ def test_request_head_drops_hop_by_hop_and_the_api_key() -> None:
     assert (has_body, chunked) == (True, False)
 
 
+def test_forwarded_headers_are_kept_only_behind_a_trusted_proxy() -> None:
+    headers = [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"https")]
+    trusted, _, _ = request_head(_scope(headers), trust_forwarded=True)
+    assert b"x-forwarded-for: 203.0.113.7, 10.0.0.9\r\n" in trusted and b"x-forwarded-proto: https\r\n" in trusted
+    direct, _, _ = request_head(_scope([(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"ftp")]))
+    assert b"203.0.113.7" not in direct and b"x-forwarded-proto: https\r\n" in direct  # the scope's own scheme
+
+
 def test_a_chunked_request_carries_no_content_length() -> None:
     head, has_body, chunked = request_head(_scope([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")]))
     assert (has_body, chunked) == (True, True)

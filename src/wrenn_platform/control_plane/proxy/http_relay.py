@@ -46,17 +46,24 @@ class ResponseHead:
     keep_alive: bool
 
 
-def request_head(scope: Scope) -> tuple[bytes, bool, bool]:
-    """The request's head for the capsule, whether it has a body, and whether that body is chunked."""
+def request_head(scope: Scope, trust_forwarded: bool = False) -> tuple[bytes, bool, bool]:
+    """The request's head for the capsule, whether it has a body, and whether that body is chunked.
+    `trust_forwarded` (`WRENN_TRUST_PROXY_HEADERS`: a trusted reverse proxy is in front): the
+    client's X-Forwarded-For is extended and its X-Forwarded-Proto kept, instead of replaced."""
     target = scope.get("raw_path") or scope["path"].encode()
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
     parts = [scope["method"].encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     has_body = chunked = False
+    forwarded_for = forwarded_proto = b""
     for name, value in scope["headers"]:
         if name in _DROP_FROM_REQUEST:
             if name == b"transfer-encoding":
                 has_body = chunked = True
+            elif name == b"x-forwarded-for":
+                forwarded_for = value
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
             continue
         if name == b"content-length" and value != b"0":
             has_body = True
@@ -66,9 +73,14 @@ def request_head(scope: Scope) -> tuple[bytes, bool, bool]:
         parts = [b"\r\n".join(line for line in head if not line.lower().startswith(b"content-length:")),
                  b"transfer-encoding: chunked\r\n"]
     client = scope.get("client")
-    if client:
-        parts += (b"x-forwarded-for: ", client[0].encode("ascii"), b"\r\n")
-    parts += (b"x-forwarded-proto: ", scope.get("scheme", "http").encode("ascii"), b"\r\n\r\n")
+    peer = client[0].encode("ascii") if client else b""
+    if not trust_forwarded:
+        forwarded_for, forwarded_proto = b"", b""
+    chain = b", ".join(v for v in (forwarded_for, peer) if v)
+    if chain:
+        parts += (b"x-forwarded-for: ", chain, b"\r\n")
+    proto = forwarded_proto or scope.get("scheme", "http").encode("ascii")
+    parts += (b"x-forwarded-proto: ", proto, b"\r\n\r\n")
     return b"".join(parts), has_body, chunked
 
 

@@ -111,7 +111,7 @@ class PortProxy:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, link: PortLink, key: Key,
                     upstream: Upstream, reused: bool) -> None:
-        head_bytes, has_body, chunked = request_head(scope)
+        head_bytes, has_body, chunked = request_head(scope, self.gate.settings.trust_proxy_headers)
         upstream.write(head_bytes)
         request_task = asyncio.current_task()
         assert request_task is not None
