@@ -67,12 +67,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def proxy_server(template: TemplateInfo, runtime: str = "namespace",
-                 env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`wrenn server` (tests/server_process.py) with two accounts, each an admin of its own team;
-    every capsule destroyed and nothing left mounted afterwards."""
+def proxy_server(template: TemplateInfo, runtime: str = "namespace", env: dict[str, str] | None = None,
+                 others: tuple[TemplateInfo, ...] = ()) -> Iterator[Server]:
+    """`wrenn server` (tests/server_process.py) with two accounts, each an admin of its own team, and
+    the platform templates `others` besides `minimal`; every capsule destroyed and nothing left
+    mounted afterwards."""
     root = open_dir("proxy-")
-    process = start_server(root / "data", runtime=runtime, cache_dir=pinned_cache(template, root), env=env)
+    process = start_server(root / "data", runtime=runtime, cache_dir=pinned_cache(template, root, *others), env=env)
     try:
         srv = Server(process, create_account(process), create_account(process))
         yield srv
