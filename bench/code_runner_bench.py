@@ -1,6 +1,7 @@
 """`code-runner-beta` through the real server (`wrenn server`'s HTTP stack in its own process, namespace
 runtime), Jupyter spoken to at the capsule's address from this host as the published client speaks it
-(`tests/jupyter.py`; the port proxy is not in this measurement).
+(`tests/jupyter.py`), and the warm round trips again through the port proxy
+(`http://8888-{id}.localhost:{port}`, as the published client reaches it).
 
     .venv/bin/python bench/code_runner_bench.py [--fresh 5] [--samples 300]
 
@@ -10,7 +11,8 @@ Needs root and the built `minimal` and `code-runner-beta` templates. Prints min/
   the start command warms, else POST /api/kernels) → `1+1` over the kernel WebSocket answers `2`;
   beside it, in the same run, a `minimal` capsule's REST create → first exec (the platform's floor);
 - `1+1` round trip on a warm kernel (execute_request → IOPub `idle`), p50/p99; beside it the
-  kernel protocol's floor, a `kernel_info_request` round trip on the same WebSocket.
+  kernel protocol's floor, a `kernel_info_request` round trip on the same WebSocket; both again
+  through the port proxy.
 """
 
 from __future__ import annotations
@@ -125,6 +127,15 @@ async def main() -> None:
             print(summary("kernel_info round trip (floor)", floors, "ms"))
             print(f"{'':36} p50 {percentile(floors, 0.5):.2f} ms, p99 {percentile(floors, 0.99):.2f} ms; "
                   f"ratio 1+1/floor (p50) {percentile(runs, 0.5) / percentile(floors, 0.5):.2f}")
+
+            # The same through the port proxy, as the published client reaches Jupyter.
+            port = url.rsplit(":", 1)[1]
+            proxied = f"http://{JUPYTER_PORT}-{capsule['id']}.localhost:{port}"
+            runs_p, floors_p = await warm_round_trips(http, proxied, args.samples)
+            print(summary("warm 1+1 through the port proxy", runs_p, "ms"))
+            print(f"{'':36} p50 {percentile(runs_p, 0.5):.2f} ms, p99 {percentile(runs_p, 0.99):.2f} ms; "
+                  f"proxy - direct (p50) {percentile(runs_p, 0.5) - percentile(runs, 0.5):.2f} ms")
+            print(summary("kernel_info through the port proxy", floors_p, "ms"))
     finally:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=60) as api:
             await api_destroy(api, made)
