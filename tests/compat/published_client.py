@@ -1,0 +1,110 @@
+"""The published `wrenn` client (PyPI, pinned) in a virtual environment of its own, and a runner
+for client scripts in it.
+
+The client cannot be imported here: the name `wrenn` belongs to it, and it lives in another
+interpreter's site-packages. A test hands it a script; the script drives the server the way a user
+would and prints what it saw as one JSON line, which the test asserts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLIENT_REQUIREMENT = "wrenn==0.3.0"
+# 0.3.0 declares Python >= 3.12 but runs on 3.11 (it only uses what 3.11 has): the project's interpreter.
+PIP_INSTALL = ["install", "-q", "--ignore-requires-python", CLIENT_REQUIREMENT]
+CACHE_DIR = Path(os.environ.get("WRENN_CACHE_DIR", "/var/cache/wrenn"))
+
+# Every script starts with this: `emit(**observations)` prints the one JSON line the test reads.
+PRELUDE = """\
+import json as _json
+
+
+def emit(**observations):
+    print("\\n" + _json.dumps(observations, default=str))
+
+"""
+
+
+def client_venv_dir(cache_dir: Path = CACHE_DIR) -> Path:
+    return cache_dir / "clients" / CLIENT_REQUIREMENT.replace("==", "-")
+
+
+def ensure_client_venv(cache_dir: Path = CACHE_DIR) -> Path:
+    """The client venv's python, made once (under a lock, built aside and renamed into place)."""
+    venv = client_venv_dir(cache_dir)
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists():
+            return python
+        building = venv.parent / f".{venv.name}.building"
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
+        pip = subprocess.run([str(building / "bin" / "python"), "-m", "pip", *PIP_INSTALL],
+                             capture_output=True, text=True)
+        if pip.returncode != 0:
+            raise RuntimeError(f"pip install {CLIENT_REQUIREMENT} failed:\n{pip.stdout}\n{pip.stderr}")
+        # Only `bin/python -m ...` is used, which does not care where the venv was made.
+        building.rename(venv)
+        stamp.write_text(CLIENT_REQUIREMENT + "\n")
+        return python
+
+
+class ClientScriptFailed(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class PublishedClient:
+    """Runs scripts with the published client against one server, as one API key."""
+
+    python: Path
+    base_url: str
+    api_key: str
+
+    def env(self) -> dict[str, str]:
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("WRENN_")}
+        return {**inherited, "WRENN_BASE_URL": self.base_url, "WRENN_API_KEY": self.api_key}
+
+    def run(self, script: str, timeout: float = 180) -> dict[str, Any]:
+        """Run `script` (dedented) in the client's venv; return what it `emit`ted."""
+        source = PRELUDE + textwrap.dedent(script)
+        done = subprocess.run([str(self.python), "-c", source], env=self.env(), capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise ClientScriptFailed(f"client script exited {done.returncode}:\n{done.stderr[-4000:]}\n"
+                                     f"stdout:\n{done.stdout[-2000:]}")
+        last = done.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+        try:
+            observed = json.loads(last)
+        except json.JSONDecodeError as exc:
+            raise ClientScriptFailed(f"client script printed no observations:\n{done.stdout[-2000:]}") from exc
+        assert isinstance(observed, dict)
+        return observed
+
+    @contextlib.contextmanager
+    def popen(self, script: str) -> Iterator[subprocess.Popen[str]]:
+        """A client script left running (an event stream), killed on exit."""
+        proc = subprocess.Popen([str(self.python), "-u", "-c", PRELUDE + textwrap.dedent(script)], env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
