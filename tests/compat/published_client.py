@@ -84,16 +84,23 @@ class PublishedClient:
     def run(self, script: str, timeout: float = 180) -> dict[str, Any]:
         """Run `script` (dedented) in the client's venv; return what it `emit`ted."""
         source = PRELUDE + textwrap.dedent(script)
-        done = subprocess.run([str(self.python), "-c", source], env=self.env(), capture_output=True,
-                              text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise ClientScriptFailed(f"client script exited {done.returncode}:\n{done.stderr[-4000:]}\n"
-                                     f"stdout:\n{done.stdout[-2000:]}")
-        last = done.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+        proc = subprocess.Popen([str(self.python), "-c", source], env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            raise ClientScriptFailed(f"client script still running after {timeout} s:\n{stderr[-4000:]}\n"
+                                     f"stdout:\n{stdout[-2000:]}") from None
+        if proc.returncode != 0:
+            raise ClientScriptFailed(f"client script exited {proc.returncode}:\n{stderr[-4000:]}\n"
+                                     f"stdout:\n{stdout[-2000:]}")
+        last = stdout.rstrip("\n").rsplit("\n", 1)[-1]
         try:
             observed = json.loads(last)
         except json.JSONDecodeError as exc:
-            raise ClientScriptFailed(f"client script printed no observations:\n{done.stdout[-2000:]}") from exc
+            raise ClientScriptFailed(f"client script printed no observations:\n{stdout[-2000:]}") from exc
         assert isinstance(observed, dict)
         return observed
 
