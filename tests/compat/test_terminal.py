@@ -83,7 +83,8 @@ def test_reconnect_by_tag_after_the_connection_dropped(client: PublishedClient, 
     # The first client process dies with its terminal open (no kill sent): the shell lives on.
     first = in_capsule(client, capsule_id, """
         import os, sys
-        term = capsule.pty().__enter__()
+        session = capsule.pty()  # entered, never left: the connection is cut when the process dies
+        term = session.__enter__()
         term.write(b"echo kept > /tmp/pty-state; echo written\\n")
         read_until(term, b"written")
         emit(tag=term.tag, pid=term.pid)
