@@ -93,10 +93,15 @@ async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, caps
     return template_out(row)
 
 
+async def team_template(db: AsyncSession, team_id: str, name: str) -> TemplateRow | None:
+    found: TemplateRow | None = (await db.execute(select(TemplateRow).where(
+        TemplateRow.team_id == team_id, TemplateRow.name == name))).scalar_one_or_none()
+    return found
+
+
 async def remove(svc: CapsuleService, db: AsyncSession, team_id: str, name: str) -> None:
     """Delete the team's template `name`: its files on the host that holds them, then its record."""
-    row = (await db.execute(select(TemplateRow).where(TemplateRow.team_id == team_id,
-                                                      TemplateRow.name == name))).scalar_one_or_none()
+    row = await team_template(db, team_id, name)
     if row is None:
         raise not_found(f"template {name!r} not found")
     client = svc.agents.get(row.host_id)

@@ -1,7 +1,8 @@
 """`/v1/snapshots`: live snapshots of running capsules into team templates, listing, deletion.
 
 A snapshot's files live on the host of the capsule it was taken from; capsules created from it are
-placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409. Taking and deleting
+placed on that host (`capsules.scheduler`). Names are immutable: reusing one is a 409 (unless
+`?overwrite=true`, the published client's extension, replaces the team's snapshot). Taking and deleting
 one are `capsules/snapshots.take` and `remove`, which the admin routes and builds call too.
 """
 
@@ -18,7 +19,7 @@ from wrenn_platform.wire.api.capsules import CreateSnapshotRequest, Template
 from ..auth.principal import Principal, require_key_or_session
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService
-from ..capsules.snapshots import platform_templates, remove, take, template_out
+from ..capsules.snapshots import platform_templates, remove, take, team_template, template_out
 from ..db.models import Template as TemplateRow
 from ..deps import get_db
 from ..errors import responses
@@ -28,7 +29,12 @@ router = APIRouter(tags=["snapshots"])
 
 @router.post("/v1/snapshots", status_code=201, responses=responses(409))
 async def create_snapshot(body: CreateSnapshotRequest, principal: Principal = Depends(require_key_or_session),
-                          db: AsyncSession = Depends(get_db), svc: CapsuleService = Depends(get_capsules)) -> Template:
+                          db: AsyncSession = Depends(get_db), svc: CapsuleService = Depends(get_capsules),
+                          overwrite: bool = Query(False, include_in_schema=False)) -> Template:
+    # `?overwrite=true` is the published client's (`create_snapshot(overwrite=True)`), not the contract's:
+    # the team's snapshot of that name is deleted first, as DELETE /v1/snapshots/{name} would.
+    if overwrite and body.name and await team_template(db, principal.team_id, body.name) is not None:
+        await remove(svc, db, principal.team_id, body.name)
     return await take(svc, db, principal, body.sandbox_id, body.name)
 
 
