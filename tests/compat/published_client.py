@@ -83,7 +83,17 @@ class PublishedClient:
 
     def run(self, script: str, timeout: float = 180) -> dict[str, Any]:
         """Run `script` (dedented) in the client's venv; return what it `emit`ted."""
-        source = PRELUDE + textwrap.dedent(script)
+        stdout = self.output_of(PRELUDE + textwrap.dedent(script), timeout)
+        last = stdout.rstrip("\n").rsplit("\n", 1)[-1]
+        try:
+            observed = json.loads(last)
+        except json.JSONDecodeError as exc:
+            raise ClientScriptFailed(f"client script printed no observations:\n{stdout[-2000:]}") from exc
+        assert isinstance(observed, dict)
+        return observed
+
+    def output_of(self, source: str, timeout: float = 180) -> str:
+        """What the Python program `source`, run in the client's venv, prints (it must exit 0)."""
         proc = subprocess.Popen([str(self.python), "-c", source], env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
@@ -96,13 +106,7 @@ class PublishedClient:
         if proc.returncode != 0:
             raise ClientScriptFailed(f"client script exited {proc.returncode}:\n{stderr[-4000:]}\n"
                                      f"stdout:\n{stdout[-2000:]}")
-        last = stdout.rstrip("\n").rsplit("\n", 1)[-1]
-        try:
-            observed = json.loads(last)
-        except json.JSONDecodeError as exc:
-            raise ClientScriptFailed(f"client script printed no observations:\n{stdout[-2000:]}") from exc
-        assert isinstance(observed, dict)
-        return observed
+        return stdout
 
     @contextlib.contextmanager
     def popen(self, script: str) -> Iterator[subprocess.Popen[str]]:
