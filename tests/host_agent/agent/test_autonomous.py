@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from pathlib import Path
 
@@ -41,8 +42,13 @@ async def next_event(events: object, within: float) -> SandboxEvent:
     return await asyncio.wait_for(anext(events), within)  # type: ignore[call-overload]
 
 
-async def test_metrics_sampled_into_every_range(http: HttpAgentClient) -> None:
+async def test_metrics_sampled_into_every_range(http: HttpAgentClient, served: Served) -> None:
     info = await http.create(CreateCapsuleRequest(vcpus=1))
+    # The burn starts after the first sample, so every CPU-second of it falls between two samples.
+    for _ in range(300):
+        if (await http.metrics(info.id, "10m")).points:
+            break
+        await asyncio.sleep(0.1)
     # Burn exactly 1.5 CPU-seconds (however loaded the host is) and hold 32 MiB.
     bg = await http.exec(info.id, ExecRequest(
         cmd="python3", args=["-c", "import time; b = bytearray(32 << 20)\n"
@@ -56,13 +62,20 @@ async def test_metrics_sampled_into_every_range(http: HttpAgentClient) -> None:
             break
     await asyncio.sleep(1.0)
     m = await http.metrics(info.id, "10m")
+    accounted = served.agent.runtime.sample(info.id).cpu_seconds  # the capsule's own (cgroup) CPU time
     assert m.sandbox_id == info.id and m.range == "10m"
     assert len(m.points) >= 4
     assert all(0.0 <= p.cpu_pct <= 100.0 for p in m.points)
-    # The samples integrate to the CPU time the capsule used (1.5 s burnt + start-up), within the
-    # slack of sampling intervals stretched by a busy host.
-    cpu_seconds = sum(p.cpu_pct for p in m.points) / 100 * 0.5
-    assert 1.0 <= cpu_seconds <= 2.5, cpu_seconds
+    # The samples integrate to the CPU time the capsule used: each percentage is over the interval
+    # since the sample before it, whose length a busy host stretches — so integrate over the recorded
+    # (sub-second) sample times, not a nominal 0.5 s. Between the first and the last sample the
+    # capsule burnt at least the 1.5 s, and at most what its cgroup accounted in all.
+    recorded = served.agent.metrics.query(info.id, "10m", time.time())
+    assert recorded is not None
+    assert [p.cpu_pct for p in m.points] == [round(p.cpu_pct, 2) for p in recorded[:len(m.points)]]
+    cpu_seconds = sum(p.cpu_pct / 100 * info.vcpus * (p.timestamp - before.timestamp)
+                      for before, p in itertools.pairwise(recorded))
+    assert 1.5 * 0.95 <= cpu_seconds <= accounted * 1.05, (cpu_seconds, accounted)
     assert max(p.mem_bytes for p in m.points) > 32 << 20
     now = time.time()
     assert all(now - 600 <= p.timestamp_unix <= now + 1 for p in m.points)
