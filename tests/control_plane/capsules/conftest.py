@@ -267,6 +267,23 @@ def _destroy_all(environment: Env) -> None:
                 assert cap["status"] in ("stopped", "error", "missing"), cap
 
 
+@dataclass(frozen=True)
+class Pace:
+    """Deadlines scaled to a step measured in the same test, so that a busy machine stretches them
+    as it stretches the work: a step measured at k times its `nominal_s` (its time on an idle
+    machine) makes every later deadline k times longer, never shorter than written."""
+
+    measured_s: float
+    nominal_s: float
+
+    @property
+    def factor(self) -> float:
+        return max(1.0, self.measured_s / self.nominal_s)
+
+    def within(self, seconds: float) -> float:
+        return seconds * self.factor
+
+
 async def wait_status(client: httpx.AsyncClient, capsule_id: str, *wanted: str,
                       within: float = READY_TIMEOUT_S) -> dict[str, Any]:
     deadline = time.monotonic() + within

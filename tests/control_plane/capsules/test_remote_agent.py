@@ -28,6 +28,7 @@ from wrenn_platform.wire.agent import AgentError
 
 from ..admin_capsules.conftest import _make_admin
 from .conftest import (
+    READY_TIMEOUT_S,
     ServerThread,
     _make_tenant,
     cache_dir_of,
@@ -132,7 +133,7 @@ async def _scenario(rig: Rig, proc: subprocess.Popen[bytes], host_id: str, liste
         assert host["address"] == listen and host["memory_mb"] > 0
         first_beat = host["last_heartbeat_at"]
 
-        capsule_id = await _create_when_reachable(api, log)
+        capsule_id, _ = await _create_when_reachable(api, log)
         try:
             r = await api.post(f"/v1/capsules/{capsule_id}/exec", json={"cmd": "sh", "args": ["-c", "echo hi"]})
             assert r.status_code == 200 and r.json()["stdout"] == "hi\n", r.text
@@ -156,17 +157,20 @@ async def _scenario(rig: Rig, proc: subprocess.Popen[bytes], host_id: str, liste
         assert proc.poll() is None, log.read_text()
 
 
-async def _create_when_reachable(api: httpx.AsyncClient, log: Path) -> str:
-    """The server adds the new host's client on its next reconcile pass (every second here)."""
+async def _create_when_reachable(api: httpx.AsyncClient, log: Path,
+                                 within: float = READY_TIMEOUT_S) -> tuple[str, float]:
+    """A running capsule, and how long it took from its 202 to `running`. The server adds the new
+    host's client on its next reconcile pass (every second here)."""
     deadline = time.monotonic() + 30
     while True:
         r = await api.post("/v1/capsules", json={})
         if r.status_code == 202:
             capsule_id = str(r.json()["id"])
-            if (await wait_status(api, capsule_id, "running", "error"))["status"] == "error":
+            accepted = time.monotonic()
+            if (await wait_status(api, capsule_id, "running", "error", within=within))["status"] == "error":
                 agent_log = await asyncio.to_thread(log.read_text)
                 raise AssertionError(f"the create failed on the agent: {agent_log[-3000:]}")
-            return capsule_id
+            return capsule_id, time.monotonic() - accepted
         assert r.json()["error"]["code"] == "no_host_available", r.text
         assert time.monotonic() < deadline, r.text
         await asyncio.sleep(0.3)

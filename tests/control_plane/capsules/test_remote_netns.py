@@ -22,6 +22,8 @@ from wrenn_platform.host_agent.templates import TemplateInfo
 
 from ..admin_capsules.conftest import _make_admin
 from .conftest import (
+    READY_TIMEOUT_S,
+    Pace,
     ServerThread,
     _make_tenant,
     cache_dir_of,
@@ -33,6 +35,8 @@ from .conftest import (
 from .test_remote_agent import Rig, _create_host, _create_when_reachable, agent_process
 
 pytestmark = pytest.mark.root
+
+CREATE_HANG_GUARD_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -111,22 +115,25 @@ async def _scenario(rig: Rig, proc: subprocess.Popen[bytes], link: Link, host_id
     async with rig.api() as api, rig.admin() as admin:
         await _host_status(admin, host_id, "online", log)
         assert (await admin.get(f"/v1/hosts/{host_id}")).json()["address"].startswith(link.ns_ip + ":")
-        capsule_id = await _create_when_reachable(api, log)
+        # The first capsule's start is the measured baseline (a hang guard, not a deadline); what
+        # follows gets deadlines scaled by how much slower than idle (~0.5 s) it was.
+        capsule_id, took = await _create_when_reachable(api, log, within=CREATE_HANG_GUARD_S)
+        pace = Pace(measured_s=took, nominal_s=0.5)
         try:
             await _exec_ok(api, capsule_id)
             link.set(up=False)
             try:
-                await _host_status(admin, host_id, "unreachable", log, within=20)
-                await _host_status(admin, host_id, "offline", log, within=20)
-                await wait_status(api, capsule_id, "missing", within=10)
+                await _host_status(admin, host_id, "unreachable", log, within=pace.within(20))
+                await _host_status(admin, host_id, "offline", log, within=pace.within(20))
+                await wait_status(api, capsule_id, "missing", within=pace.within(10))
                 r = await api.post("/v1/capsules", json={})
                 assert r.status_code == 502 and r.json()["error"]["code"] == "no_host_available"
             finally:
                 link.set(up=True)
-            await _host_status(admin, host_id, "online", log, within=30)
-            await wait_status(api, capsule_id, "running", within=30)
+            await _host_status(admin, host_id, "online", log, within=pace.within(30))
+            await wait_status(api, capsule_id, "running", within=pace.within(30))
             await _exec_ok(api, capsule_id)
         finally:
             assert (await api.delete(f"/v1/capsules/{capsule_id}")).status_code == 202
-            await wait_status(api, capsule_id, "stopped")
+            await wait_status(api, capsule_id, "stopped", within=pace.within(READY_TIMEOUT_S))
         assert proc.poll() is None, log.read_text()
