@@ -210,7 +210,7 @@ async def test_foreground_timeout_kills(client: EnvdClient) -> None:
     with pytest.raises(EnvdError) as exc:
         await client.run("sleep", ["30"], timeout=0.5, tag="slow")
     assert exc.value.code == "deadline_exceeded"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 15  # cut at its 0.5 s timeout, well before the 30 s it wanted
     assert "slow" not in {p.tag for p in await client.list_processes()}
 
 
@@ -225,6 +225,6 @@ async def test_signal_reaches_the_whole_process_group(client: EnvdClient) -> Non
 
 async def test_grandchild_holding_stdout_does_not_hang(client: EnvdClient) -> None:
     t0 = time.monotonic()
-    result = await client.run("sh", ["-c", "sleep 5 & echo started"])
+    result = await client.run("sh", ["-c", "sleep 20 & echo started"])
     assert result.stdout == b"started\n" and result.exit_code == 0
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 10  # did not wait for the grandchild's 20 s

@@ -44,7 +44,7 @@ async def test_exec_timeout(api: httpx.AsyncClient, shared_capsule: str) -> None
                        json={"cmd": "sleep", "args": ["30"], "timeout_sec": 1})
     assert r.status_code == 200, r.text
     assert r.json()["exit_code"] != 0
-    assert 900 <= r.json()["duration_ms"] < 5_000
+    assert 900 <= r.json()["duration_ms"] < 15_000  # cut at its 1 s timeout, well before the 30 s it wanted
 
 
 async def test_background_process_list_stream_and_kill(api: httpx.AsyncClient, shared_capsule: str) -> None:

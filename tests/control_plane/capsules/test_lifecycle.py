@@ -12,7 +12,6 @@ from .conftest import Env, create_running, destroy, wait_status
 
 
 async def test_create_runs_and_destroy_keeps_the_record(api: httpx.AsyncClient) -> None:
-    started = time.monotonic()
     resp = await api.post("/v1/capsules", json={"vcpus": 2, "memory_mb": 256, "disk_size_mb": 512,
                                                 "timeout_sec": 5, "metadata": {"owner": "tests"}})
     assert resp.status_code == 202, resp.text
@@ -21,8 +20,7 @@ async def test_create_runs_and_destroy_keeps_the_record(api: httpx.AsyncClient) 
     assert body["id"].startswith("cl-")
     assert (body["template"], body["vcpus"], body["memory_mb"], body["disk_size_mb"]) == ("minimal", 2, 256, 512)
     assert body["timeout_sec"] == 60  # positive values below 60 are clamped to 60
-    cap = await wait_status(api, body["id"], "running")
-    assert time.monotonic() - started < 10
+    cap = await wait_status(api, body["id"], "running")  # how fast: bench/api_bench.py, not a test
     assert cap["guest_ip"] and cap["host_ip"] and cap["started_at"]
     assert cap["metadata"]["owner"] == "tests"
     listed = {c["id"]: c for c in (await api.get("/v1/capsules")).json()}
