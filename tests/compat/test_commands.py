@@ -130,12 +130,25 @@ def test_git_helpers(client: PublishedClient, capsule_id: str) -> None:
         git.set_config("remote.origin.url", "/root/bare.git", cwd="/root/repo")
         git.push("origin", "main", set_upstream=True, cwd="/root/repo")
         git.clone("/root/bare.git", "/root/clone")
+        capsule.files.write("/root/clone/later.txt", "later\n")
+        git.add(["later.txt"], cwd="/root/clone")
+        git.commit("later", cwd="/root/clone")
+        git.push(cwd="/root/clone")
+        git.pull("origin", "main", ff_only=True, cwd="/root/repo")
+        pulled = capsule.files.read("/root/repo/later.txt")
+        capsule.files.write("/root/repo/README.md", "changed\n")
+        git.restore(["README.md"], worktree=True, cwd="/root/repo")
+        restored = capsule.files.read("/root/repo/README.md")
+        git.reset(mode="hard", ref="HEAD~1", cwd="/root/repo")
+        reset_gone = capsule.files.exists("/root/repo/later.txt")
+        git.pull(cwd="/root/repo")
         after = git.status(cwd="/root/repo")
         emit(initial_branch=committed.branch, untracked=before.has_untracked,
              branches=sorted((b.name, b.is_current) for b in branches),
              name=git.get_config("user.name", scope="global"), remote=git.remote_get("origin", cwd="/root/repo"),
              clean=after.is_clean, upstream=after.upstream,
-             cloned=capsule.files.read("/root/clone/README.md"))
+             cloned=capsule.files.read("/root/clone/README.md"), pulled=pulled, restored=restored,
+             reset_gone=reset_gone)
     """)
     assert seen["initial_branch"] == "main"  # issue 12, item 5: the template's git starts on `main`
     assert seen["untracked"] is True
@@ -144,3 +157,4 @@ def test_git_helpers(client: PublishedClient, capsule_id: str) -> None:
     assert seen["remote"] == "/root/bare.git"
     assert seen["clean"] is True and seen["upstream"] == "origin/main"
     assert seen["cloned"] == "hello\n"
+    assert (seen["pulled"], seen["restored"], seen["reset_gone"]) == ("later\n", "hello\n", False)
