@@ -1,11 +1,11 @@
 """The published `wrenn` client (0.3.0, from PyPI, in its own venv under the build cache) against
-`wrenn server` run as `make run` runs it: one server per test module, one API key on it.
+`wrenn server` run as `make run` runs it (`tests/server_process.py`): one server per test module,
+one account with an API key on it.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +13,8 @@ import pytest
 
 from wrenn_platform.host_agent.templates import TemplateInfo
 
+from ..server_process import ServerProcess, create_account, open_dir, pinned_cache, running_server
 from .published_client import PublishedClient, ensure_client_venv
-from .shipped_server import ShippedServer, shipped_server
-
-# Capsule processes run as unprivileged uids that must traverse to their files: not pytest's 0700 tmp.
-TEST_ROOT = Path("/tmp/wrenn-compat-tests")
 
 
 @pytest.fixture(scope="session")
@@ -26,17 +23,15 @@ def client_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(minimal_template: TemplateInfo) -> Iterator[ShippedServer]:
-    TEST_ROOT.mkdir(mode=0o755, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="server-", dir=TEST_ROOT))
-    root.chmod(0o755)
+def server(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> Iterator[ServerProcess]:
+    root = open_dir(f"compat-{request.module.__name__.rsplit('.', 1)[-1]}-")
     try:
-        with shipped_server(root) as running:
+        with running_server(root / "data", cache_dir=pinned_cache(minimal_template, root)) as running:
             yield running
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def client(server: ShippedServer, client_python: Path) -> PublishedClient:
-    return PublishedClient(python=client_python, base_url=server.url, api_key=server.create_api_key())
+def client(server: ServerProcess, client_python: Path) -> PublishedClient:
+    return PublishedClient(python=client_python, base_url=server.url, api_key=create_account(server).api_key)
