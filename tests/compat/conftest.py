@@ -35,3 +35,18 @@ def server(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> It
 @pytest.fixture(scope="module")
 def client(server: ServerProcess, client_python: Path) -> PublishedClient:
     return PublishedClient(python=client_python, base_url=server.url, api_key=create_account(server).api_key)
+
+
+@pytest.fixture(scope="module")
+def capsule_id(client: PublishedClient) -> Iterator[str]:
+    """A running capsule the module's tests share (each reaches it with `Capsule.connect`)."""
+    made = client.run("""
+        from wrenn import Capsule
+        emit(id=Capsule(wait=True).capsule_id)
+    """)
+    yield made["id"]
+    client.run(f"""
+        from wrenn import Capsule
+        Capsule.destroy({made["id"]!r})
+        emit()
+    """)

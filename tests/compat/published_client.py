@@ -81,9 +81,9 @@ class PublishedClient:
         inherited = {name: value for name, value in os.environ.items() if not name.startswith("WRENN_")}
         return {**inherited, "WRENN_BASE_URL": self.base_url, "WRENN_API_KEY": self.api_key}
 
-    def run(self, script: str, timeout: float = 180) -> dict[str, Any]:
-        """Run `script` (dedented) in the client's venv; return what it `emit`ted."""
-        stdout = self.output_of(PRELUDE + textwrap.dedent(script), timeout)
+    def run(self, script: str, timeout: float = 180, prelude: str = "") -> dict[str, Any]:
+        """Run `script` (dedented, after `prelude`) in the client's venv; return what it `emit`ted."""
+        stdout = self.output_of(PRELUDE + prelude + textwrap.dedent(script), timeout)
         last = stdout.rstrip("\n").rsplit("\n", 1)[-1]
         try:
             observed = json.loads(last)
@@ -91,6 +91,11 @@ class PublishedClient:
             raise ClientScriptFailed(f"client script printed no observations:\n{stdout[-2000:]}") from exc
         assert isinstance(observed, dict)
         return observed
+
+    def run_in(self, capsule_id: str, script: str, timeout: float = 180, prelude: str = "") -> dict[str, Any]:
+        """`run` with `capsule` bound to the existing capsule `capsule_id` (`Capsule.connect`)."""
+        connect = f"from wrenn import Capsule\ncapsule = Capsule.connect({capsule_id!r})\n"
+        return self.run(script, timeout, prelude=connect + prelude)
 
     def output_of(self, source: str, timeout: float = 180) -> str:
         """What the Python program `source`, run in the client's venv, prints (it must exit 0)."""

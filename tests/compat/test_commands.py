@@ -3,41 +3,15 @@ from the published client, in one capsule the module shares (reached again by `C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from .published_client import PublishedClient
 
 pytestmark = pytest.mark.root
 
-CONNECT = """
-from wrenn import Capsule
-capsule = Capsule.connect({capsule_id!r})
-"""
-
-
-@pytest.fixture(scope="module")
-def capsule_id(client: PublishedClient) -> Iterator[str]:
-    made = client.run("""
-        from wrenn import Capsule
-        emit(id=Capsule(wait=True).capsule_id)
-    """)
-    yield made["id"]
-    client.run(f"""
-        from wrenn import Capsule
-        Capsule.destroy({made["id"]!r})
-        emit()
-    """)
-
-
-def in_capsule(client: PublishedClient, capsule_id: str, script: str) -> dict:
-    import textwrap
-    return client.run(CONNECT.format(capsule_id=capsule_id) + textwrap.dedent(script))
-
 
 def test_foreground_command_output_exit_code_env_and_cwd(client: PublishedClient, capsule_id: str) -> None:
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         ok = capsule.commands.run("echo out; echo err >&2; exit 3")
         env = capsule.commands.run("echo $GREETING; pwd", envs={"GREETING": "hi"}, cwd="/tmp")
         binary = capsule.commands.run("printf '\\\\377\\\\376'")
@@ -52,14 +26,14 @@ def test_foreground_command_output_exit_code_env_and_cwd(client: PublishedClient
 
 def test_commands_run_as_root_by_default(client: PublishedClient, capsule_id: str) -> None:
     """The upstream envd's default user, which the client's git helpers and its users assume (/root)."""
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         emit(whoami=capsule.commands.run("whoami; echo $HOME; cd && pwd").stdout)
     """)
     assert seen["whoami"] == "root\n/root\n/root\n"
 
 
 def test_foreground_timeout(client: PublishedClient, capsule_id: str) -> None:
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         import time
         started = time.monotonic()
         result = capsule.commands.run("sleep 30", timeout=1)
@@ -70,7 +44,7 @@ def test_foreground_timeout(client: PublishedClient, capsule_id: str) -> None:
 
 
 def test_background_list_connect_and_kill(client: PublishedClient, capsule_id: str) -> None:
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         handle = capsule.commands.run("for i in 1 2 3; do echo tick $i; sleep 0.3; done", background=True,
                                       tag="ticker")
         listed = {p.pid: p.tag for p in capsule.commands.list()}
@@ -97,7 +71,7 @@ def test_background_list_connect_and_kill(client: PublishedClient, capsule_id: s
 
 
 def test_streaming_command(client: PublishedClient, capsule_id: str) -> None:
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         shell = [(e.type, getattr(e, "data", None), getattr(e, "exit_code", None), getattr(e, "pid", None))
                  for e in capsule.commands.stream("echo one; echo two >&2; exit 4")]
         argv = [(e.type, getattr(e, "data", None)) for e in capsule.commands.stream("/bin/echo", ["a", "b"])]
@@ -112,7 +86,7 @@ def test_streaming_command(client: PublishedClient, capsule_id: str) -> None:
 
 
 def test_git_helpers(client: PublishedClient, capsule_id: str) -> None:
-    seen = in_capsule(client, capsule_id, """
+    seen = client.run_in(capsule_id, """
         git = capsule.git
         git.configure_user("Compat Test", "compat@example.com")
         git.init("/root/repo")

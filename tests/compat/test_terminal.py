@@ -4,8 +4,6 @@ control messages (start, connect, resize, kill) as JSON text frames; output arri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from .published_client import PublishedClient
@@ -29,24 +27,8 @@ def read_until(term, needle):
 """
 
 
-@pytest.fixture(scope="module")
-def capsule_id(client: PublishedClient) -> Iterator[str]:
-    made = client.run("""
-        from wrenn import Capsule
-        emit(id=Capsule(wait=True).capsule_id)
-    """)
-    yield made["id"]
-    client.run(f"""
-        from wrenn import Capsule
-        Capsule.destroy({made["id"]!r})
-        emit()
-    """)
-
-
 def in_capsule(client: PublishedClient, capsule_id: str, script: str) -> dict:
-    import textwrap
-    return client.run(f"from wrenn import Capsule\ncapsule = Capsule.connect({capsule_id!r})\n" + READ_UNTIL
-                      + textwrap.dedent(script), timeout=120)
+    return client.run_in(capsule_id, script, timeout=120, prelude=READ_UNTIL)
 
 
 def test_start_reports_pid_and_tag_and_kill_ends_it(client: PublishedClient, capsule_id: str) -> None:
