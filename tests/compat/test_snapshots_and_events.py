@@ -34,6 +34,11 @@ def test_snapshot_create_list_start_from_and_delete(client: PublishedClient) -> 
             child = Capsule(template="compat-snap", wait=True)
             inherited = child.files.read("/tmp/state.txt")
             child_template = child.get_info().template
+            try:
+                wrenn.snapshots.create(source.capsule_id, name="compat-snap", overwrite=True)
+                replaced_in_use = None
+            except WrennError as exc:
+                replaced_in_use = (exc.status_code, type(exc).__name__)
             child.destroy(wait=True)  # a snapshot in use by a capsule cannot be deleted
             wrenn.snapshots.delete("compat-snap")
             wrenn.snapshots.delete(unnamed.name)
@@ -45,7 +50,7 @@ def test_snapshot_create_list_start_from_and_delete(client: PublishedClient) -> 
                 deleted_again = exc.status_code
         emit(made=(made.name, made.type, made.platform), source_after=source_after, named_twice=named_twice,
              replaced=replaced.name, unnamed=unnamed.name, listed=listed, only_snapshots=only_snapshots,
-             inherited=inherited, child_template=child_template, after_delete=after_delete,
+             inherited=inherited, child_template=child_template, replaced_in_use=replaced_in_use, after_delete=after_delete,
              deleted_again=deleted_again)
     """, timeout=300)
     assert seen["made"] == ["compat-snap", "snapshot", False]
@@ -58,6 +63,7 @@ def test_snapshot_create_list_start_from_and_delete(client: PublishedClient) -> 
     assert seen["only_snapshots"] == sorted(["compat-snap", seen["unnamed"]])
     assert seen["inherited"] == "from the snapshot"
     assert seen["child_template"] == "compat-snap"
+    assert seen["replaced_in_use"] == [409, "WrennConflictError"]  # not while a capsule runs from it
     assert seen["after_delete"] == []
     assert seen["deleted_again"] == 404
 

@@ -54,16 +54,20 @@ async def platform_templates(svc: CapsuleService) -> list[Template]:
 
 
 async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-               name: str | None, start: StartCommand | None = None) -> Template:
+               name: str | None, start: StartCommand | None = None, overwrite: bool = False) -> Template:
     """Snapshot the principal's running capsule into template `name` (generated if None) of the
-    principal's team: 404 no such capsule, 409 not running or the name taken. With `start` (builds)
-    the agent starts that service and waits until it is ready first; the template runs it."""
+    principal's team: 404 no such capsule, 409 not running or the name taken — unless `overwrite`,
+    which first deletes the team's snapshot of that name as `remove` does (409 while it is in use).
+    With `start` (builds) the agent starts that service and waits until it is ready first; the
+    template runs it."""
     capsule = await svc.owned(db, principal, capsule_id)
     states.require(capsule, states.RUNNING, "snapshot")
     client = svc.agents.get(capsule.host_id)
     name = name or f"snap-{secrets.token_hex(4)}"
     if name in {t.name for t in await platform_templates(svc)}:
         raise conflict(f"template {name!r} already exists", code="already_exists")
+    if overwrite and await team_template(db, principal.team_id, name) is not None:
+        await remove(svc, db, principal.team_id, name)
     row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
                       source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
     db.add(row)

@@ -19,7 +19,7 @@ from wrenn_platform.wire.api.capsules import CreateSnapshotRequest, Template
 from ..auth.principal import Principal, require_key_or_session
 from ..capsules.lifespan import get_capsules
 from ..capsules.service import CapsuleService
-from ..capsules.snapshots import platform_templates, remove, take, team_template, template_out
+from ..capsules.snapshots import platform_templates, remove, take, template_out
 from ..db.models import Template as TemplateRow
 from ..deps import get_db
 from ..errors import responses
@@ -31,11 +31,8 @@ router = APIRouter(tags=["snapshots"])
 async def create_snapshot(body: CreateSnapshotRequest, principal: Principal = Depends(require_key_or_session),
                           db: AsyncSession = Depends(get_db), svc: CapsuleService = Depends(get_capsules),
                           overwrite: bool = Query(False, include_in_schema=False)) -> Template:
-    # `?overwrite=true` is the published client's (`create_snapshot(overwrite=True)`), not the contract's:
-    # the team's snapshot of that name is deleted first, as DELETE /v1/snapshots/{name} would.
-    if overwrite and body.name and await team_template(db, principal.team_id, body.name) is not None:
-        await remove(svc, db, principal.team_id, body.name)
-    return await take(svc, db, principal, body.sandbox_id, body.name)
+    # `?overwrite=true` is the published client's (`create_snapshot(overwrite=True)`), not the contract's.
+    return await take(svc, db, principal, body.sandbox_id, body.name, overwrite=overwrite)
 
 
 @router.get("/v1/snapshots")
