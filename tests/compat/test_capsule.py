@@ -79,6 +79,7 @@ def test_pause_resume_and_connect_resumes_a_paused_capsule(client: PublishedClie
 def test_metrics_stats_and_usage(client: PublishedClient) -> None:
     seen = client.run("""
         import time
+        from datetime import datetime, timedelta, timezone
         from wrenn import Capsule, WrennClient
 
         with Capsule(wait=True) as capsule, WrennClient() as wrenn:
@@ -90,19 +91,23 @@ def test_metrics_stats_and_usage(client: PublishedClient) -> None:
                     break
                 time.sleep(0.5)
             stats = wrenn.capsules.stats(range="5m")
-            usage = wrenn.capsules.usage()
+            today = datetime.now(timezone.utc).date()
+            usage = wrenn.capsules.usage(from_=today - timedelta(days=6), to=today)
             points = metrics.points or []
             emit(metrics_id=metrics.sandbox_id, id=capsule.capsule_id, range=metrics.range, points=len(points),
                  mem=[p.mem_bytes for p in points], stamps=[p.timestamp_unix for p in points],
-                 running_now=stats.current.running_count, usage_points=len(usage.points or []))
+                 running_now=stats.current.running_count, vcpus_now=stats.current.vcpus_reserved,
+                 usage_dates=[p.date for p in usage.points or []], usage_window=(usage.from_, usage.to), today=today)
     """)
     assert seen["metrics_id"] == seen["id"]
     assert seen["range"] == "10m"
     assert seen["points"] >= 1
     assert all(mem > 0 for mem in seen["mem"])
     assert seen["stamps"] == sorted(seen["stamps"])
-    assert seen["running_now"] >= 1
-    assert seen["usage_points"] >= 1
+    assert seen["running_now"] >= 1 and seen["vcpus_now"] >= 1
+    # A week of days asked for, a week of days answered, today last.
+    assert seen["usage_window"] == [seen["usage_dates"][0], seen["today"]]
+    assert len(seen["usage_dates"]) == 7 and seen["usage_dates"][-1] == seen["today"]
 
 
 def test_errors_arrive_as_the_clients_exceptions(client: PublishedClient) -> None:

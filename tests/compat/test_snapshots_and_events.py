@@ -50,8 +50,8 @@ def test_snapshot_create_list_start_from_and_delete(client: PublishedClient) -> 
                 deleted_again = exc.status_code
         emit(made=(made.name, made.type, made.platform), source_after=source_after, named_twice=named_twice,
              replaced=replaced.name, unnamed=unnamed.name, listed=listed, only_snapshots=only_snapshots,
-             inherited=inherited, child_template=child_template, replaced_in_use=replaced_in_use, after_delete=after_delete,
-             deleted_again=deleted_again)
+             inherited=inherited, child_template=child_template, replaced_in_use=replaced_in_use,
+             after_delete=after_delete, deleted_again=deleted_again)
     """, timeout=300)
     assert seen["made"] == ["compat-snap", "snapshot", False]
     assert seen["source_after"] == "running"  # a live snapshot: the source keeps running
