@@ -95,6 +95,11 @@ def agent(
             await host_agent.close()
 
     app = create_app(host_agent, key, lifespan=lifespan)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                           ws="websockets-sansio"))
-    asyncio.run(server.serve())
+    serving = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", ws="websockets-sansio")
+    # Listening before the lifespan starts: a joined agent's heartbeats (begun in the lifespan) make
+    # its host placeable at once, and uvicorn would bind only after the lifespan; a create placed in
+    # between was refused ("All connection attempts failed") and the capsule lost. Now it waits in
+    # the backlog until the server accepts.
+    sock = serving.bind_socket()
+    sock.listen(serving.backlog)
+    asyncio.run(uvicorn.Server(serving).serve(sockets=[sock]))
