@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from wrenn_platform.host_agent.runtimes import RUNTIME_CHOICES, refuse_unusable_paths
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -96,10 +101,14 @@ def agent(
 
     app = create_app(host_agent, key, lifespan=lifespan)
     serving = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", ws="websockets-sansio")
-    # Listening before the lifespan starts: a joined agent's heartbeats (begun in the lifespan) make
-    # its host placeable at once, and uvicorn would bind only after the lifespan; a create placed in
-    # between was refused ("All connection attempts failed") and the capsule lost. Now it waits in
-    # the backlog until the server accepts.
-    sock = serving.bind_socket()
-    sock.listen(serving.backlog)
-    asyncio.run(uvicorn.Server(serving).serve(sockets=[sock]))
+    asyncio.run(uvicorn.Server(serving).serve(sockets=[listening_socket(serving)]))
+
+
+def listening_socket(config: uvicorn.Config) -> socket.socket:
+    """The server's socket, listening before its lifespan starts. A joined agent's heartbeats (begun
+    in the lifespan) make its host placeable at once, and uvicorn binds only after the lifespan: a
+    create placed in between was refused ("All connection attempts failed") and the capsule lost.
+    Connections made meanwhile wait in the backlog until the server accepts them."""
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    return sock
