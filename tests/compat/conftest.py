@@ -1,19 +1,16 @@
 """The published `wrenn` client (0.3.0, from PyPI, in its own venv under the build cache) against
-`wrenn server` run as `make run` runs it (`tests/server_process.py`): one server per test module,
-one account with an API key on it.
+`wrenn server` run as `make run` runs it: the shipped-server suite's `shipped` fixture (one server
+per test module, an account with an API key, every capsule destroyed and no mount left at the end).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.templates import TemplateInfo
-
-from ..server_process import ServerProcess, create_account, open_dir, pinned_cache, running_server
+from ..e2e.conftest import Shipped, shipped  # noqa: F401  (the fixture, shared with tests/e2e)
 from .published_client import PublishedClient, ensure_client_venv
 
 
@@ -23,18 +20,8 @@ def client_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, minimal_template: TemplateInfo) -> Iterator[ServerProcess]:
-    root = open_dir(f"compat-{request.module.__name__.rsplit('.', 1)[-1]}-")
-    try:
-        with running_server(root / "data", cache_dir=pinned_cache(minimal_template, root)) as running:
-            yield running
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess, client_python: Path) -> PublishedClient:
-    return PublishedClient(python=client_python, base_url=server.url, api_key=create_account(server).api_key)
+def client(shipped: Shipped, client_python: Path) -> PublishedClient:  # noqa: F811
+    return PublishedClient(python=client_python, base_url=shipped.url, api_key=shipped.account.api_key)
 
 
 @pytest.fixture(scope="module")
