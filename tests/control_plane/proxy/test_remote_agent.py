@@ -43,7 +43,7 @@ def test_proxy_through_a_remote_agent(minimal_template: TemplateInfo) -> None:
 
 async def _scenario(rig: Rig, port: int) -> None:
     async with rig.api() as api:
-        capsule_id = await _create_when_reachable(api, rig.root / "agent.log")
+        capsule_id, _ = await _create_when_reachable(api, rig.root / "agent.log")
         try:
             await _through_the_tunnel(rig, api, capsule_id, port)
         finally:
