@@ -205,13 +205,14 @@ class HostAgent:
             id=capsule_id, team_id=req.team_id, runtime=self.runtime.name, template=req.template,
             template_dir=str(template.path), vcpus=req.vcpus, memory_mb=req.memory_mb,
             disk_size_mb=req.disk_size_mb, timeout_sec=self.settings.clamp_timeout(req.timeout_sec),
-            envd_access_token=secrets.token_urlsafe(24), env_vars=dict(req.env_vars), labels=dict(req.metadata),
+            envd_access_token=req.envd_access_token or secrets.token_urlsafe(24), env_vars=dict(req.env_vars),
+            labels=dict(req.metadata),
         )
         spec = CapsuleSpec(
             capsule_id=capsule_id, template=req.template, template_dir=template.path, vcpus=req.vcpus,
             memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
             envd_access_token=rec.envd_access_token, env_vars=dict(req.env_vars),
-            default_user=template.default_user or DEFAULT_USER,
+            default_user=req.default_user or template.default_user or DEFAULT_USER,
         )
         self._capsules[capsule_id] = rec
         async with self._lock(capsule_id):

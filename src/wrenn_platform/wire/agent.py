@@ -116,6 +116,10 @@ class CreateCapsuleRequest(BaseModel):
     timeout_sec: int = Field(0, ge=0, description="Inactivity auto-pause; 0 never, positive values clamped up.")
     env_vars: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict, description="Labels kept with the capsule.")
+    default_user: str | None = Field(None, description="Who envd runs processes as unless a call names a "
+                                     "user; None: the host's default.")
+    envd_access_token: str | None = Field(None, description="The capsule's envd token (the control plane "
+                                          "derives it, so it can hand it to E2B clients); None: generated here.")
 
 
 class CapsuleInfo(BaseModel):

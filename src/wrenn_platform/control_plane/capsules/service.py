@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,6 +39,7 @@ from ..auth.principal import Principal
 from ..db.models import Capsule, Template
 from ..db.types import utcnow
 from ..errors import bad_request, not_found
+from ..hosts.tokens import signing_secret
 from ..settings import Settings
 from . import states
 from .agents import AgentRegistry, agent_errors
@@ -44,6 +49,18 @@ from .scheduler import pick_host
 log = logging.getLogger(__name__)
 
 Op = Callable[[AgentClient], Awaitable[agent_wire.CapsuleInfo | None]]
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    env_vars: dict[str, str] = field(default_factory=dict)
+    default_user: str | None = None  # None: the host's default
+    ends_at: datetime | None = None  # an absolute end of life (`Capsule.ends_at`)
+    on_end: str = "kill"  # or "pause"
+
+
+def envd_access_token(secret: bytes, capsule_id: str) -> str:
+    return hmac.new(secret, b"envd-access-token:" + capsule_id.encode(), hashlib.sha256).hexdigest()
 
 
 def to_out(capsule: Capsule) -> CapsuleOut:
@@ -86,6 +103,11 @@ class CapsuleService:
     def lock(self, capsule_id: str) -> asyncio.Lock:
         return self._locks.setdefault(capsule_id, asyncio.Lock())
 
+    def envd_token(self, capsule_id: str) -> str:
+        """The capsule's envd access token: derived from the control plane's secret, so every replica
+        can hand it to an E2B client (`envdAccessToken`) without storing it."""
+        return envd_access_token(signing_secret(self.settings), capsule_id)
+
     # ---- lookups ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -117,7 +139,10 @@ class CapsuleService:
 
     # ---- life cycle -------------------------------------------------------------------------------
 
-    async def create(self, db: AsyncSession, principal: Principal, req: CreateCapsuleRequest) -> Capsule:
+    async def create(self, db: AsyncSession, principal: Principal, req: CreateCapsuleRequest,
+                     options: CreateOptions | None = None) -> Capsule:
+        """Record a new capsule and start it in the background (`options`: what only the E2B front door sets)."""
+        options = options or CreateOptions()
         proxy_auth = (req.metadata or {}).get(PROXY_AUTH_LABEL)
         if proxy_auth is not None and proxy_auth != PROXY_AUTH_API_KEY:
             raise bad_request(f"metadata {PROXY_AUTH_LABEL}: {proxy_auth!r} is not a proxy access rule "
@@ -130,13 +155,15 @@ class CapsuleService:
         timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
         capsule = Capsule(team_id=principal.team_id, host_id=host_id, status="starting", template=req.template,
                           vcpus=req.vcpus, memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
-                          timeout_sec=timeout, labels=dict(req.metadata or {}))
+                          timeout_sec=timeout, labels=dict(req.metadata or {}), ends_at=options.ends_at,
+                          on_end=options.on_end)
         db.add(capsule)
         await db.commit()
         agent_req = agent_wire.CreateCapsuleRequest(
             capsule_id=capsule.id, team_id=capsule.team_id, template=capsule.template, vcpus=capsule.vcpus,
             memory_mb=capsule.memory_mb, disk_size_mb=capsule.disk_size_mb, timeout_sec=capsule.timeout_sec,
-            metadata=dict(capsule.labels),
+            metadata=dict(capsule.labels), env_vars=dict(options.env_vars), default_user=options.default_user,
+            envd_access_token=self.envd_token(capsule.id),
         )
         self._spawn(capsule.id, host_id, "starting", "running", lambda c: c.create(agent_req))
         return capsule

@@ -180,8 +180,12 @@ class Capsule(Base):
     last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An absolute end of life (E2B's sandbox `timeout`), acted on by `e2b/lifetime.py`: at `ends_at`
+    # the capsule is destroyed (`on_end` "kill") or paused ("pause"). None: no absolute end.
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    on_end: Mapped[str] = mapped_column(String(8), default="kill")
 
-    __table_args__ = (Index("ix_capsules_team_status", "team_id", "status"),)
+    __table_args__ = (Index("ix_capsules_team_status", "team_id", "status"), Index("ix_capsules_ends_at", "ends_at"))
 
 
 class Template(Base):
