@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from wrenn_platform.wire.agent import AgentError, BadRequest
 
-ENVD_PORT = 49983  # the capsule agent's own port: reached through the API, never through the proxy
+ENVD_PORT = 49983  # the capsule agent's own port: E2B clients reach it through the proxy; envd checks their token
 CONNECT_TIMEOUT_S = 5.0  # a port that does not accept a connection in this time counts as closed
 
 
@@ -30,8 +30,6 @@ def tunnel_path(capsule_id: str, port: int) -> str:
 def check_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise BadRequest(f"invalid port {port}: 1-65535")
-    if port == ENVD_PORT:
-        raise BadRequest(f"port {ENVD_PORT} is the capsule agent's (envd) and is not exposed")
 
 
 def closed_message(capsule_id: str, port: int, why: str) -> str:

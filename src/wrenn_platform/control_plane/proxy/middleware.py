@@ -24,10 +24,11 @@ from starlette.types import Receive, Scope, Send
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.host_agent.port_link import PortLink, Upstream
 from wrenn_platform.wire.agent import AgentError, Conflict
-from wrenn_platform.wire.ports import PortClosed, check_port
+from wrenn_platform.wire.ports import ENVD_PORT, PortClosed, check_port
 
 from ..capsules.agents import to_api_error
 from ..capsules.service import CapsuleService
+from ..e2b.routing import e2b_refusal, header_target
 from ..errors import ApiError, error_body
 from ..services import service
 from ..settings import Settings
@@ -58,7 +59,9 @@ class PortProxy:
             known = self._links[host_id] = (client, client.port_link())
         return known[1]
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, port: int, capsule_id: str) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, port: int, capsule_id: str,
+                     e2b: bool = False) -> None:
+        """`e2b`: an E2B client's request (routed by its headers, or to envd), refused in E2B's words."""
         websocket = scope["type"] == "websocket"
         if websocket:
             await receive()  # websocket.connect
@@ -75,7 +78,7 @@ class PortProxy:
         except ApiError as exc:
             if exc.status >= 500:
                 log.warning("port proxy %s:%s: %s %s", capsule_id, port, exc.status, exc.message)
-            await _answer(scope, send, exc)
+            await _answer(scope, send, exc, e2b_refusal(exc, capsule_id) if e2b or port == ENVD_PORT else None)
 
     async def _connect(self, scope: Scope, capsule_id: str, port: int,
                        websocket: bool) -> tuple[PortLink, Upstream, bool]:
@@ -187,14 +190,15 @@ def _api_error(exc: AgentError) -> ApiError:
     return to_api_error(exc)
 
 
-async def _answer(scope: Scope, send: Send, exc: ApiError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message), separators=(",", ":")).encode()  # as the API's
+async def _answer(scope: Scope, send: Send, exc: ApiError, answer: tuple[int, bytes] | None = None) -> None:
+    status, body = answer or (exc.status, json.dumps(error_body(exc.code, exc.message),
+                                                     separators=(",", ":")).encode())  # as the API's
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     with contextlib.suppress(Exception):  # the client may be gone, or the response already begun
         if scope["type"] == "websocket":
-            await deny(scope, send, exc.status, headers, body)
+            await deny(scope, send, status, headers, body)
         else:
-            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
 
@@ -215,6 +219,11 @@ class ControlPlaneApp(FastAPI):
                         await self.state.port_proxy.handle(scope, receive, send, *target)
                         return
                     break
+            target = header_target(scope)  # E2B_SANDBOX_URL: routed by headers, whatever the Host
+            if target is not None:
+                scope["app"] = self
+                await self.state.port_proxy.handle(scope, receive, send, *target, e2b=True)
+                return
         await super().__call__(scope, receive, send)
 
 
