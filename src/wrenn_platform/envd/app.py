@@ -14,6 +14,7 @@ from .rpc_filesystem import FilesystemService
 from .rpc_process import ProcessService
 from .state import AgentState
 from .users import FsIdentities
+from .watchers import PollingWatchers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
     Unary = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
     Streaming = Callable[[Request, Response], Awaitable[None]]
 
-VERSION = "0.2.0"
+# The E2B envd version whose features this envd has (E2B's client gates features on it): commands'
+# stdin and CloseStdin (0.3.0, 0.5.2), the default user (0.4.0), octet-stream uploads (0.5.7). Not
+# file metadata (0.6.2), so not the watch-event entry info (0.6.3) either, which envd does have.
+VERSION = "0.5.7"
+
+
+_OPERATION = {"GET": "read", "POST": "write"}  # of a signed file URL
 
 
 class Envd:
@@ -39,6 +46,7 @@ class Envd:
         self.metrics = Metrics()
         process = ProcessService(self.processes, self.state)
         filesystem = FilesystemService(self.fs, self.state)
+        self.watchers = watchers = PollingWatchers(self.fs, self.state)
         self.files = FilesHandler(self.fs, self.state)
         self.after_first_request: Callable[[], None] | None = None  # run once the loop is idle
         self.unary: dict[str, Unary] = {
@@ -52,6 +60,9 @@ class Envd:
             "/filesystem.Filesystem/Move": filesystem.move,
             "/filesystem.Filesystem/Remove": filesystem.remove,
             "/filesystem.Filesystem/ListDir": filesystem.list_dir,
+            "/filesystem.Filesystem/CreateWatcher": watchers.create,
+            "/filesystem.Filesystem/GetWatcherEvents": watchers.events,
+            "/filesystem.Filesystem/RemoveWatcher": watchers.remove,
         }
         self.streaming: dict[str, Streaming] = {
             "/process.Process/Start": process.start,
@@ -74,7 +85,9 @@ class Envd:
             if path == "/health":
                 await response.send(204)
                 return
-            if not self.state.check_token(request.headers.get("x-access-token")):
+            if not self.state.check_token(request.headers.get("x-access-token")) and not (
+                path == "/files" and self.state.check_signature(request.query, _OPERATION.get(request.method, ""))
+            ):
                 await self._unauthenticated(request, response)
                 return
             if path in self.unary:
@@ -87,6 +100,8 @@ class Envd:
                 await self._init(request, response)
             elif path == "/metrics" and request.method == "GET":
                 await send_unary(response, self.metrics.snapshot())
+            elif path == "/envs" and request.method == "GET":
+                await send_unary(response, dict(self.state.env_vars))
             elif path == "/version":
                 await send_unary(response, {"version": VERSION})
             elif path_is_rpc(path):
@@ -164,6 +179,7 @@ class Envd:
         await response.send(204)
 
     def shutdown(self) -> None:
+        self.watchers.shutdown()
         self.processes.shutdown()
         self.fs.shutdown()
 

@@ -177,16 +177,25 @@ class ProcessService:
         await _start_output_stream(request, response)
         try:
             message = await read_envelope(request) or {}
+            deadline = _timeout_seconds(request)
             process = self.manager.select(message.get("process"), finished_too=True)
         except RpcError as exc:
             await response.end(end_stream(exc))
             return
-        await self._follow(process, request, response, None)
+        await self._follow(process, request, response, deadline, kill_at_deadline=False)
 
     async def _follow(
-        self, process: Process, request: Request, response: Response, deadline: float | None
+        self,
+        process: Process,
+        request: Request,
+        response: Response,
+        deadline: float | None,
+        kill_at_deadline: bool = True,
     ) -> None:
-        """Stream a process's events: start, everything kept in its log, then live, then end."""
+        """Stream a process's events: start, everything kept in its log, then live, then end.
+
+        At the deadline a `Start` stream kills the process (then ends with its end event); a
+        `Connect` stream just ends, `deadline_exceeded`, and the process runs on (as E2B's envd)."""
         reader = process.log.open_reader()
         process.attached += 1
         process.touch()
@@ -214,6 +223,11 @@ class ProcessService:
                     await _cancel(read)
                     if expires is not None and not timed_out and loop.time() >= expires:
                         timed_out = True
+                        if not kill_at_deadline:
+                            await _cancel(disconnected)
+                            await response.end(end_stream(
+                                RpcError("deadline_exceeded", f"stream ended after the {deadline:g} s timeout")))
+                            return
                         if process.running:
                             process.signal(signal.SIGKILL)
                     else:

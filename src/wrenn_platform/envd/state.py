@@ -8,8 +8,13 @@ import time
 # hmac's own fallback; `import hmac` (or secrets) would load OpenSSL's libcrypto into every envd.
 from _operator import _compare_digest
 
-from .connect import RpcError, b64decode
+from .connect import RpcError, b64decode, b64encode
 from .users import User, lookup_user
+
+try:  # the builtin module, not hashlib: that would load OpenSSL's libcrypto into every envd
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # Python 3.12+
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,6 +64,21 @@ class AgentState:
         if presented is None:
             return False
         return _compare_digest(presented.encode(), self.access_token.encode())
+
+    def check_signature(self, query: dict[str, str], operation: str) -> bool:
+        """E2B's signed file URL (`/files?...&signature=v1_...[&signature_expiration=T]`), standing in
+        for the token: base64(sha256("path:operation:username:token[:expiration]")), unpadded."""
+        signature = query.get("signature")
+        if self.access_token is None or not signature or not signature.startswith("v1_"):
+            return False
+        raw = f"{query.get('path', '')}:{operation}:{query.get('username', '')}:{self.access_token}"
+        expiration = query.get("signature_expiration")
+        if expiration is not None:
+            if not expiration.isdigit() or int(expiration) < time.time():
+                return False
+            raw += f":{expiration}"
+        expected = "v1_" + b64encode(_sha256(raw.encode()).digest()).decode().rstrip("=")
+        return _compare_digest(signature.encode(), expected.encode())
 
     def apply_init(self, body: dict[str, Any]) -> None:
         env_vars = body.get("envVars") or {}
