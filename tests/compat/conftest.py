@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..e2e.conftest import Shipped, shipped  # noqa: F401  (the fixture, shared with tests/e2e)
+from .e2b_client import E2bClient, ensure_e2b_venv
 from .published_client import PublishedClient, ensure_client_venv
 
 
@@ -37,3 +38,14 @@ def capsule_id(client: PublishedClient) -> Iterator[str]:
         Capsule.destroy({made["id"]!r})
         emit()
     """)
+
+
+@pytest.fixture(scope="session")
+def e2b_python() -> Path:
+    return ensure_e2b_venv()
+
+
+@pytest.fixture(scope="module")
+def e2b(shipped: Shipped, e2b_python: Path) -> E2bClient:  # noqa: F811
+    """E2B's client, configured by environment variables only, with the module's account's key."""
+    return E2bClient(python=e2b_python, base_url=shipped.url, api_key=shipped.account.api_key)

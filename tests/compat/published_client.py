@@ -23,7 +23,7 @@ from typing import Any
 
 CLIENT_REQUIREMENT = "wrenn==0.3.0"
 # 0.3.0 declares Python >= 3.12 but runs on 3.11 (it only uses what 3.11 has): the project's interpreter.
-PIP_INSTALL = ["install", "-q", "--ignore-requires-python", CLIENT_REQUIREMENT]
+PIP_INSTALL = ["install", "-q", "--ignore-requires-python"]
 CACHE_DIR = Path(os.environ.get("WRENN_CACHE_DIR", "/var/cache/wrenn"))
 
 # Every script starts with this: `emit(**observations)` prints the one JSON line the test reads.
@@ -37,13 +37,14 @@ def emit(**observations):
 """
 
 
-def client_venv_dir(cache_dir: Path = CACHE_DIR) -> Path:
-    return cache_dir / "clients" / CLIENT_REQUIREMENT.replace("==", "-")
+def client_venv_dir(cache_dir: Path = CACHE_DIR, requirements: tuple[str, ...] = (CLIENT_REQUIREMENT,)) -> Path:
+    return cache_dir / "clients" / "+".join(r.replace("==", "-") for r in requirements)
 
 
-def ensure_client_venv(cache_dir: Path = CACHE_DIR) -> Path:
-    """The client venv's python, made once (under a lock, built aside and renamed into place)."""
-    venv = client_venv_dir(cache_dir)
+def ensure_client_venv(cache_dir: Path = CACHE_DIR, requirements: tuple[str, ...] = (CLIENT_REQUIREMENT,)) -> Path:
+    """The venv's python with the pinned `requirements` (the published `wrenn` client by default),
+    made once (under a lock, built aside and renamed into place)."""
+    venv = client_venv_dir(cache_dir, requirements)
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -55,13 +56,13 @@ def ensure_client_venv(cache_dir: Path = CACHE_DIR) -> Path:
         shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
-        pip = subprocess.run([str(building / "bin" / "python"), "-m", "pip", *PIP_INSTALL],
+        pip = subprocess.run([str(building / "bin" / "python"), "-m", "pip", *PIP_INSTALL, *requirements],
                              capture_output=True, text=True)
         if pip.returncode != 0:
-            raise RuntimeError(f"pip install {CLIENT_REQUIREMENT} failed:\n{pip.stdout}\n{pip.stderr}")
+            raise RuntimeError(f"pip install {' '.join(requirements)} failed:\n{pip.stdout}\n{pip.stderr}")
         # Only `bin/python -m ...` is used, which does not care where the venv was made.
         building.rename(venv)
-        stamp.write_text(CLIENT_REQUIREMENT + "\n")
+        stamp.write_text("\n".join(requirements) + "\n")
         return python
 
 
