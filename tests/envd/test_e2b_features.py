@@ -39,6 +39,10 @@ def test_polling_watcher_reports_changes_between_calls(envd: EnvdProcess, workdi
     assert ("a.txt", "EVENT_TYPE_CREATE") in events and ("sub", "EVENT_TYPE_CREATE") in events
     (workdir / "sub" / "deep.txt").write_text("y")  # the new directory is watched from the last call on
     assert ("sub/deep.txt", "EVENT_TYPE_CREATE") in _events(envd, watcher_id)
+    (workdir / "quick" / "er").mkdir(parents=True)  # created before any call could watch it
+    (workdir / "quick" / "er" / "file").write_text("z")
+    quick = _events(envd, watcher_id)
+    assert ("quick/er", "EVENT_TYPE_CREATE") in quick and ("quick/er/file", "EVENT_TYPE_CREATE") in quick
     (workdir / "a.txt").unlink()
     assert _events(envd, watcher_id) == [("a.txt", "EVENT_TYPE_REMOVE")]
 

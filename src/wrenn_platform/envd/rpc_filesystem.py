@@ -120,7 +120,7 @@ class FilesystemService:
                 ready.clear()
                 while watcher.new_dirs:
                     with suppress(OSError):
-                        await self.fs.run(user, watcher.add_tree, watcher.new_dirs.pop())
+                        await self.fs.run(user, watcher.add_tree, watcher.new_dirs.pop(), True)
                 out: list[bytes] = []
                 while watcher.events:
                     name, kind = watcher.events.popleft()

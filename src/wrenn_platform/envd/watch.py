@@ -88,15 +88,22 @@ class Watcher:
         self.overflowed = False
         self.new_dirs: list[str] = []
 
-    def add_tree(self, directory: str) -> None:
-        """Blocking; run on the caller's identity thread."""
+    def add_tree(self, directory: str, report_existing: bool = False) -> None:
+        """Blocking; run on the caller's identity thread. `report_existing`: for a directory that
+        appeared under a recursive watch, what was created in it before its watch was added is
+        reported as created (`mkdir -p a/b && touch a/b/c` outruns any watcher)."""
         self._add(directory)
         if not self.recursive:
             return
-        for current, subdirs, _ in os.walk(directory):
+        for current, subdirs, files in os.walk(directory):
             for name in subdirs:
                 with suppress(OSError):  # unreadable or gone: not watched
                     self._add(os.path.join(current, name))
+            if report_existing:
+                for name in subdirs + files:
+                    if len(self.events) < MAX_QUEUED:
+                        relative = os.path.relpath(os.path.join(current, name), self.root)
+                        self.events.append((relative, "EVENT_TYPE_CREATE"))
 
     def _add(self, directory: str) -> None:
         wd = _check(

@@ -69,7 +69,7 @@ class PollingWatchers:
         watcher.read()
         while watcher.new_dirs:
             with suppress(OSError):  # gone again, or unreadable: not watched
-                await self.fs.run(polled.user, watcher.add_tree, watcher.new_dirs.pop())
+                await self.fs.run(polled.user, watcher.add_tree, watcher.new_dirs.pop(), True)
         events: list[dict[str, Any]] = []
         while watcher.events:
             name, kind = watcher.events.popleft()
