@@ -49,5 +49,8 @@ class E2bRoute(APIRoute):
                 return e2b_error(400, _validation_message(exc))
             except HTTPException as exc:
                 return e2b_error(exc.status_code, str(exc.detail))
+            except Exception:
+                log.exception("E2B %s %s failed", request.method, request.url.path)
+                return e2b_error(500, "internal error (logged by the server)")
 
         return answer

@@ -78,7 +78,9 @@ def sandbox_domain(settings: Settings) -> str:
 async def create_sandbox(body: models.NewSandbox, principal: Principal = Auth, db: AsyncSession = Db,
                          svc: CapsuleService = Svc,
                          settings: Settings = Depends(get_settings)) -> models.Sandbox:
-    request = CreateCapsuleRequest(template=template_name(body.template_id), timeout_sec=0,
+    template = template_name(body.template_id)
+    await _require_template(db, svc, principal, template, body.template_id)
+    request = CreateCapsuleRequest(template=template, timeout_sec=0,
                                    metadata=body.metadata or None)
     options = CreateOptions(env_vars=dict(body.env_vars or {}), default_user=DEFAULT_USER,
                             ends_at=lifetime.end_after(body.timeout), on_end="pause" if body.auto_pause else "kill")
@@ -90,6 +92,15 @@ async def create_sandbox(body: models.NewSandbox, principal: Principal = Auth, d
     return created(svc, capsule, sandbox_domain(settings))
 
 
+async def _require_template(db: AsyncSession, svc: CapsuleService, principal: Principal, name: str,
+                            asked: str) -> None:
+    """404 now for a template neither the platform nor the caller's team has (not a failed sandbox)."""
+    team = await db.execute(select(TemplateRow.id).where(TemplateRow.team_id == principal.team_id,
+                                                         TemplateRow.name == name))
+    if team.first() is None and name not in {t.name for t in await snapshots.platform_templates(svc)}:
+        raise ApiError(404, "not_found", f"template {asked!r} not found")
+
+
 @router.post("/v2/sandboxes/{sandbox_id}/connect", status_code=200)
 async def connect_sandbox(sandbox_id: str, body: models.ConnectSandbox, response: Response,
                           principal: Principal = Auth, db: AsyncSession = Db, svc: CapsuleService = Svc,
@@ -97,7 +108,7 @@ async def connect_sandbox(sandbox_id: str, body: models.ConnectSandbox, response
     """A running sandbox keeps its end unless `timeout` moves it later; a paused one is resumed
     (201) and lives `timeout` seconds (E2B's default when absent)."""
     await visible(db, principal, sandbox_id)
-    capsule = await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    capsule = await _settled(db, svc, sandbox_id)
     if capsule.status == "paused":
         await svc.resume(db, capsule)
         capsule = await lifetime.settled(svc, sandbox_id, _SETTLE_S)
@@ -173,7 +184,7 @@ async def set_timeout(sandbox_id: str, body: models.TimeoutRequest, principal: P
 async def pause_sandbox(sandbox_id: str, principal: Principal = Auth, db: AsyncSession = Db,
                         svc: CapsuleService = Svc) -> Response:
     await visible(db, principal, sandbox_id)
-    capsule = await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    capsule = await _settled(db, svc, sandbox_id)
     if capsule.status == "paused":
         raise ApiError(409, "conflict", f"sandbox {sandbox_id} is already paused")
     if capsule.status != "running":
@@ -185,6 +196,15 @@ async def pause_sandbox(sandbox_id: str, principal: Principal = Auth, db: AsyncS
                        f"{capsule.error or capsule.status}")
     await _set_end(db, sandbox_id, None)
     return Response(status_code=204)
+
+
+async def _settled(db: AsyncSession, svc: CapsuleService, sandbox_id: str) -> Capsule:
+    """The record once settled, loaded into the request's session (the service's calls need it there)."""
+    await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    capsule = await db.get(Capsule, sandbox_id, populate_existing=True)
+    if capsule is None:
+        raise not_found(sandbox_id)
+    return capsule
 
 
 async def _set_end(db: AsyncSession, sandbox_id: str, ends_at: datetime | None) -> None:
