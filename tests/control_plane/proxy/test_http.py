@@ -103,9 +103,13 @@ async def test_unknown_capsule_is_404_and_bad_port_400(server: Server) -> None:
     async with server.proxied("cl-0000000000000000", APP_PORT) as c:
         r = await c.get("/")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    async with server.proxied("cl-0000000000000000", 49983) as c:
+    async with server.proxied("cl-0000000000000000", 70000) as c:
         r = await c.get("/")
-    assert r.status_code == 400 and "49983" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "70000" in r.json()["error"]["message"]
+    # envd's port is E2B's (its clients reach envd through the proxy): refused in E2B's words
+    async with server.proxied("cl-0000000000000000", 49983) as c:
+        r = await c.get("/health")
+    assert r.status_code == 502 and "was not found" in r.json()["message"]
 
 
 async def test_nothing_listening_is_502_naming_the_port(server: Server, served: str) -> None:
