@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml
 	@$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The platform templates: `minimal` (capsules' default, ~45 s the first time) and `code-runner-beta`
-# (Jupyter, numpy, pandas, matplotlib; ~4 min and ~210 MB of .debs the first time); instant when cached.
+# The platform templates: `minimal` (capsules' default, ~45 s the first time), `code-runner-beta`
+# (Jupyter, numpy, pandas, matplotlib; ~4 min and ~210 MB of .debs the first time) and
+# `code-interpreter-v1` (code-runner-beta's base + E2B's code-interpreter server); instant when cached.
 template: deps $(STAMP)
 	@$(VENV)/bin/wrenn template build minimal --cache-dir $(CACHE_DIR)
 	@$(VENV)/bin/wrenn template build code-runner-beta --cache-dir $(CACHE_DIR)
+	@$(VENV)/bin/wrenn template build code-interpreter-v1 --cache-dir $(CACHE_DIR)
 
 run: template
 	$(VENV)/bin/wrenn server --data-dir $(DATA_DIR) --port $(PORT)

@@ -26,7 +26,9 @@ from wrenn_platform.host_agent.images import (
     prune,
     template_hash,
 )
+from wrenn_platform.host_agent.images.builder import _write_layer_file
 from wrenn_platform.host_agent.images.debootstrap import DebootstrapProgress
+from wrenn_platform.host_agent.images.recipe import CODE_INTERPRETER_SERVER, ImageFile
 from wrenn_platform.host_agent.templates import (
     InvalidTemplateName,
     TemplateExists,
@@ -473,7 +475,8 @@ def test_platform_names_are_reserved(store: TemplateStore) -> None:
 def test_cli_build_unknown_and_cached(minimal_template: TemplateInfo) -> None:
     runner = CliRunner()
     result = runner.invoke(template_app, ["build", "nope"])
-    assert result.exit_code == 2 and "known: code-runner-beta, minimal" in result.output
+    assert result.exit_code == 2
+    assert "known: code-interpreter-v1, code-runner-beta, minimal" in " ".join(result.output.split())
     result = runner.invoke(template_app, ["build", "minimal"])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output or "built" in result.output
@@ -518,3 +521,29 @@ def test_start_command_is_in_the_template_hash_not_the_base_layers(tmp_path: Pat
     code_runner = PLATFORM_RECIPES["code-runner-beta"]
     assert code_runner.start is not None and code_runner.start.ready is not None
     assert code_runner.start.ready.http_port == 8888 and code_runner.start.user == "user"
+
+
+def test_code_interpreter_builds_on_the_code_runner_base_layer(tmp_path: Path) -> None:
+    """`code-interpreter-v1` shares code-runner-beta's base layer (one debootstrap) and adds its
+    server in its own layer, written without touching the base tree it hard-links."""
+    envd = frozen_envd(tmp_path)
+    runner, interpreter = PLATFORM_RECIPES["code-runner-beta"], PLATFORM_RECIPES["code-interpreter-v1"]
+    assert interpreter.hash() == runner.hash()
+    assert base_layer_dir(tmp_path, interpreter) == base_layer_dir(tmp_path, runner)
+    assert template_hash(interpreter, envd) != template_hash(runner, envd)
+    changed = dataclasses.replace(interpreter, layer_files=(ImageFile(CODE_INTERPRETER_SERVER, "changed"),))
+    assert template_hash(changed, envd) != template_hash(interpreter, envd)
+    assert interpreter.start is not None and interpreter.start.ready is not None
+    assert interpreter.start.ready.http_port == 49999
+
+    base = tmp_path / "base"
+    (base / "usr").mkdir(parents=True)
+    shared = base / "usr" / "shared.py"
+    shared.write_text("base layer")
+    layer = tmp_path / "layer"
+    subprocess.run(["cp", "-a", "--link", str(base), str(layer)], check=True)
+    _write_layer_file(layer, ImageFile("/usr/shared.py", "the template's own"))
+    _write_layer_file(layer, ImageFile("/usr/local/lib/wrenn/new.py", "new", 0o755))
+    assert shared.read_text() == "base layer"  # not written through the hard link
+    assert (layer / "usr" / "shared.py").read_text() == "the template's own"
+    assert (layer / "usr/local/lib/wrenn/new.py").stat().st_mode & 0o777 == 0o755

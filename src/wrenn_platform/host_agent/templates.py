@@ -54,7 +54,7 @@ TemplateType = Literal["base", "snapshot"]
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 _TEAM_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,126}[A-Za-z0-9])?$")
 # Names of platform templates; a team template may not shadow them.
-PLATFORM_TEMPLATE_NAMES: frozenset[str] = frozenset({"minimal", "code-runner-beta"})
+PLATFORM_TEMPLATE_NAMES: frozenset[str] = frozenset({"minimal", "code-runner-beta", "code-interpreter-v1"})
 
 
 class TemplateError(Exception):

@@ -36,7 +36,7 @@ from typing import IO
 from wrenn_platform.host_agent.images.debootstrap import BuildError, configure, debootstrap
 from wrenn_platform.host_agent.images.envd_layer import DEFAULT_ENVD_SOURCE, envd_hash, install_envd
 from wrenn_platform.host_agent.images.progress import Reporter, SilentReporter
-from wrenn_platform.host_agent.images.recipe import ENVD_LAUNCHER, PLATFORM_RECIPES, BaseRecipe
+from wrenn_platform.host_agent.images.recipe import ENVD_LAUNCHER, PLATFORM_RECIPES, BaseRecipe, ImageFile
 from wrenn_platform.host_agent.templates import (
     CURRENT_LINK,
     DEFAULT_CACHE_DIR,
@@ -79,11 +79,13 @@ def template_hash(recipe: BaseRecipe, envd_source: Path = DEFAULT_ENVD_SOURCE) -
     blob = f"{recipe.hash()}\0{envd_hash(envd_source)}".encode()
     if recipe.start is not None:  # absent for templates without one, so their hash did not move
         blob += b"\0" + recipe.start.model_dump_json().encode()
+    for extra in recipe.layer_files:
+        blob += f"\0{extra.path}\0{extra.mode}\0".encode() + extra.content.encode()
     return hashlib.sha256(blob).hexdigest()[:_HASH_LEN]
 
 
 def base_layer_dir(cache_dir: Path, recipe: BaseRecipe) -> Path:
-    return cache_dir / "layers" / f"{recipe.name}-base" / base_hash(recipe)
+    return cache_dir / "layers" / f"{recipe.base_recipe.name}-base" / base_hash(recipe)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -241,6 +243,8 @@ def assemble_template(
         )
         reporter.phase("installing envd")
         install_envd(tmp / ROOTFS_DIR, envd_source)
+        for extra in recipe.layer_files:
+            _write_layer_file(tmp / ROOTFS_DIR, extra)
         reporter.phase("writing metadata")
         info = TemplateInfo(
             name=recipe.name,
@@ -272,6 +276,16 @@ def assemble_template(
         raise
     _point_current(template_root, digest)
     return read_info(final), True
+
+
+def _write_layer_file(rootfs: Path, extra: ImageFile) -> None:
+    """A recipe's own file on top of the shared base tree: unlinked first, so a hard link into the
+    base layer is replaced, never written through."""
+    target = rootfs / extra.path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    target.write_text(extra.content)
+    target.chmod(extra.mode)
 
 
 # -- the whole build ----------------------------------------------------------------------------
@@ -312,7 +326,7 @@ def build_template(
     ):
         log.write(f"wrenn template build {name} at {_now()}\n")
         try:
-            base_dir, built_base = build_base(recipe, cache_dir, log, reporter, force=force)
+            base_dir, built_base = build_base(recipe.base_recipe, cache_dir, log, reporter, force=force)
             log.write(f"base layer: {base_dir} ({'built' if built_base else 'cached'})\n")
             info, built = assemble_template(
                 recipe, base_dir, template_root, envd_source, reporter, force=force or built_base

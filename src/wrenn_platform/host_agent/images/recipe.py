@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from wrenn_platform.code_interpreter import SERVER_SOURCE
 from wrenn_platform.wire.start import ReadyCheck, StartCommand
 
 # Bump when the builder's logic changes the produced tree in a way the data below does not show.
@@ -86,6 +87,14 @@ class BaseRecipe:
     labels: dict[str, str] = field(default_factory=dict)
     # Metadata of the finished template, not of the base layer: part of the template hash only.
     start: StartCommand | None = None
+    # A recipe may build on another's base layer (`base`), adding `layer_files` in its own cheap
+    # layer: one debootstrap for both. Template hash only, like `start`.
+    base: BaseRecipe | None = None
+    layer_files: tuple[ImageFile, ...] = ()
+
+    @property
+    def base_recipe(self) -> BaseRecipe:
+        return self.base if self.base is not None else self
 
     def sources_list(self) -> str:
         return (
@@ -99,8 +108,11 @@ class BaseRecipe:
 
     def base_data(self) -> dict[str, Any]:
         """What determines the base layer (JSON-ready)."""
+        if self.base is not None:
+            return self.base.base_data()
         data = asdict(self)
-        data.pop("start")
+        for template_only in ("start", "base", "layer_files"):
+            data.pop(template_only)
         return data
 
     def hash(self) -> str:
@@ -203,4 +215,31 @@ CODE_RUNNER = BaseRecipe(
     ),
 )
 
-PLATFORM_RECIPES: dict[str, BaseRecipe] = {r.name: r for r in (MINIMAL, CODE_RUNNER)}
+CODE_INTERPRETER_PORT = 49999
+CODE_INTERPRETER_SERVER = "/usr/local/lib/wrenn/code_interpreter.py"
+
+# E2B's code-interpreter template: code-runner-beta's base, plus our server of E2B's protocol
+# (`code_interpreter/server.py`) on 49999 over Jupyter Server's kernels.
+CODE_INTERPRETER = BaseRecipe(
+    name="code-interpreter-v1",
+    suite=CODE_RUNNER.suite,
+    mirror=CODE_RUNNER.mirror,
+    security_mirror=CODE_RUNNER.security_mirror,
+    variant=CODE_RUNNER.variant,
+    arch=CODE_RUNNER.arch,
+    packages=CODE_RUNNER.packages,
+    files=CODE_RUNNER.files,
+    setup_script=CODE_RUNNER.setup_script,
+    labels={**CODE_RUNNER.labels, "code_interpreter_port": str(CODE_INTERPRETER_PORT)},
+    base=CODE_RUNNER,
+    layer_files=(ImageFile(CODE_INTERPRETER_SERVER, SERVER_SOURCE.read_text()),),
+    start=StartCommand(
+        cmd=f"jupyter-server >/tmp/jupyter-server.log 2>&1 & exec python3 {CODE_INTERPRETER_SERVER}",
+        user="user",
+        cwd="/home/user",
+        ready=ReadyCheck(http_port=CODE_INTERPRETER_PORT, http_path="/health", interval_sec=0.1, timeout_sec=2.0,
+                         retries=900),
+    ),
+)
+
+PLATFORM_RECIPES: dict[str, BaseRecipe] = {r.name: r for r in (MINIMAL, CODE_RUNNER, CODE_INTERPRETER)}
