@@ -26,6 +26,11 @@ def test_create_info_list_with_metadata_and_paging_then_kill(e2b: E2bClient) -> 
             pages.append(sorted(s.sandbox_id for s in paginator.next_items()))
         one = Sandbox.list(query=SandboxQuery(metadata={"run": run, "n": "1"})).next_items()
         paused_only = Sandbox.list(query=SandboxQuery(metadata={"run": run}, state=[SandboxState.PAUSED])).next_items()
+        by_template = len(Sandbox.list(query=SandboxQuery(metadata={"run": run}, template="base")).next_items())
+        other_template = len(Sandbox.list(query=SandboxQuery(metadata={"run": run}, template="code-runner-beta"))
+                             .next_items())
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        future = len(Sandbox.list(query=SandboxQuery(metadata={"run": run}, started_after=soon)).next_items())
         before = boxes[1].get_info().end_at
         boxes[1].set_timeout(3600)
         after = boxes[1].get_info().end_at
@@ -40,6 +45,7 @@ def test_create_info_list_with_metadata_and_paging_then_kill(e2b: E2bClient) -> 
              metadata=info.metadata, state=info.state.value, cpu=info.cpu_count, memory=info.memory_mb,
              lifetime=(info.end_at - info.started_at).total_seconds(), pages=pages,
              one=[(s.sandbox_id, s.metadata.get("n")) for s in one], paused_only=len(paused_only),
+             by_template=by_template, other_template=other_template, future=future,
              extended=(after - before).total_seconds(), killed=killed, again=again, gone=gone,
              running=boxes[0].is_running())
     """)
@@ -52,6 +58,7 @@ def test_create_info_list_with_metadata_and_paging_then_kill(e2b: E2bClient) -> 
     assert sorted(i for page in seen["pages"] for i in page) == ids and seen["other"] not in str(seen["pages"])
     assert len(seen["one"]) == 1 and seen["one"][0][1] == "1" and seen["one"][0][0] in ids
     assert seen["paused_only"] == 0
+    assert (seen["by_template"], seen["other_template"], seen["future"]) == (3, 0, 0)
     assert 3000 < seen["extended"] < 3600  # set_timeout: the end is now + 3600 s
     assert seen["killed"] == [True] * 4 and seen["again"] is False
     assert seen["gone"] == "SandboxNotFoundException" and seen["running"] is False

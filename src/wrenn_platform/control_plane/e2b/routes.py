@@ -139,13 +139,21 @@ async def list_sandboxes(response: Response, metadata: str | None = None,
                          limit: int = Query(_LIST_LIMIT, ge=1, le=_LIST_LIMIT),
                          next_token: str | None = Query(None, alias="nextToken"),
                          order: str = Query("desc", pattern="^(asc|desc)$"),
+                         template: str | None = None,
+                         started_after: datetime | None = Query(None, alias="startedAfter"),
                          principal: Principal = Auth, db: AsyncSession = Db) -> list[models.ListedSandbox]:
     wanted_meta = metadata_filter(metadata)
     wanted_states = state_filter(state_)
     offset = _offset(next_token)
     created_at = Capsule.created_at.asc() if order == "asc" else Capsule.created_at.desc()
-    rows = await db.execute(select(Capsule).where(Capsule.team_id == principal.team_id)
-                            .order_by(created_at, Capsule.id))
+    query = select(Capsule).where(Capsule.team_id == principal.team_id)
+    if template:
+        query = query.where(Capsule.template == template_name(template))
+    if started_after is not None:
+        if started_after.tzinfo is None:
+            started_after = started_after.replace(tzinfo=UTC)
+        query = query.where(Capsule.created_at >= started_after)
+    rows = await db.execute(query.order_by(created_at, Capsule.id))
     matching = [c for c in rows.scalars().all()
                 if state(c) in wanted_states and all((c.labels or {}).get(k) == v for k, v in wanted_meta.items())]
     page = matching[offset:offset + limit]
