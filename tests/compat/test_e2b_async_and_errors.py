@@ -101,6 +101,11 @@ def test_rest_errors_are_e2b_shaped_and_teams_are_apart(server: ShippedServer, e
         assert http.get("/health", headers=routed).status_code == 204
         assert http.get("/envs", headers=routed).status_code == 401
         assert http.get("/envs", headers={**routed, "X-Access-Token": sandbox["envdAccessToken"]}).status_code == 200
+        # the host form `{port}-{sandboxID}.{domain}` the client uses without E2B_SANDBOX_URL
+        assert sandbox["domain"] == f"localhost:{server.port}"
+        by_host = {"Host": f"49983-{sid}.{sandbox['domain']}", "X-Access-Token": sandbox["envdAccessToken"]}
+        assert http.get("/envs", headers=by_host).status_code == 200
+        assert http.get("/envs", headers={"Host": by_host["Host"]}).status_code == 401
         assert http.delete(f"/sandboxes/{sid}", headers=mine).status_code == 204
         gone = http.get("/health", headers=routed)
         assert "was not found" in _e2b_error(gone, 502)  # what E2B's client reads as "not running"
