@@ -39,8 +39,11 @@ def end_after(seconds: int) -> datetime:
     return utcnow() + timedelta(seconds=seconds)
 
 
-async def settled(capsules: CapsuleService, capsule_id: str, timeout_s: float) -> Capsule:
-    """The capsule's record once it has left every transient status (504 after `timeout_s`)."""
+async def wait_settled(capsules: CapsuleService, capsule_id: str, timeout_s: float) -> Capsule:
+    """The capsule's record once it has left every transient status (504 after `timeout_s`), read
+    from the database, so a change driven by another replica is waited for too. Unlike
+    `CapsuleService.settled` (the Wrenn API's short, configurable wait, after which it answers the
+    transient status), E2B's API answers only with the outcome."""
     deadline = time.monotonic() + timeout_s
     while True:
         async with capsules.sessionmaker() as db:

@@ -85,7 +85,7 @@ async def create_sandbox(body: models.NewSandbox, principal: Principal = Auth, d
     options = CreateOptions(env_vars=dict(body.env_vars or {}), default_user=DEFAULT_USER,
                             ends_at=lifetime.end_after(body.timeout), on_end="pause" if body.auto_pause else "kill")
     capsule = await svc.create(db, principal, request, options)
-    capsule = await lifetime.settled(svc, capsule.id, _SETTLE_S)
+    capsule = await lifetime.wait_settled(svc, capsule.id, _SETTLE_S)
     if capsule.status != "running":
         raise ApiError(500, "create_failed", f"sandbox {capsule.id} of template {body.template_id!r} failed to "
                        f"start: {capsule.error or capsule.status}")
@@ -111,7 +111,7 @@ async def connect_sandbox(sandbox_id: str, body: models.ConnectSandbox, response
     capsule = await _settled(db, svc, sandbox_id)
     if capsule.status == "paused":
         await svc.resume(db, capsule)
-        capsule = await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+        capsule = await lifetime.wait_settled(svc, sandbox_id, _SETTLE_S)
         if capsule.status != "running":
             raise ApiError(500, "resume_failed", f"sandbox {sandbox_id} could not be resumed: "
                            f"{capsule.error or capsule.status}")
@@ -175,7 +175,7 @@ def _offset(token: str | None) -> int:
 async def kill_sandbox(sandbox_id: str, principal: Principal = Auth, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
     await svc.destroy(db, await visible(db, principal, sandbox_id))
-    await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    await lifetime.wait_settled(svc, sandbox_id, _SETTLE_S)
     return Response(status_code=204)
 
 
@@ -198,7 +198,7 @@ async def pause_sandbox(sandbox_id: str, principal: Principal = Auth, db: AsyncS
     if capsule.status != "running":
         raise not_found(sandbox_id)
     await svc.pause(db, capsule)
-    capsule = await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    capsule = await lifetime.wait_settled(svc, sandbox_id, _SETTLE_S)
     if capsule.status != "paused":
         raise ApiError(500, "pause_failed", f"sandbox {sandbox_id} could not be paused: "
                        f"{capsule.error or capsule.status}")
@@ -208,7 +208,7 @@ async def pause_sandbox(sandbox_id: str, principal: Principal = Auth, db: AsyncS
 
 async def _settled(db: AsyncSession, svc: CapsuleService, sandbox_id: str) -> Capsule:
     """The record once settled, loaded into the request's session (the service's calls need it there)."""
-    await lifetime.settled(svc, sandbox_id, _SETTLE_S)
+    await lifetime.wait_settled(svc, sandbox_id, _SETTLE_S)
     capsule = await db.get(Capsule, sandbox_id, populate_existing=True)
     if capsule is None:
         raise not_found(sandbox_id)
