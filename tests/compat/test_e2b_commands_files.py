@@ -81,11 +81,16 @@ def test_files(e2b: E2bClient) -> None:
             sbx.files.write("/home/user/big.bin", blob)
             big = hashlib.sha256(bytes(sbx.files.read("/home/user/big.bin", format="bytes"))).hexdigest()
 
-            watch = sbx.files.watch_dir("/home/user/notes", recursive=True)
+            tagged = sbx.files.write("/home/user/tagged.txt", "t", metadata={"Owner": "alice"})
+            tagged_info = sbx.files.get_info("/home/user/tagged.txt")
+
+            watch = sbx.files.watch_dir("/home/user/notes", recursive=True, include_entry=True)
             sbx.files.write("/home/user/notes/watched.txt", "w")
             sbx.commands.run("mkdir -p /home/user/notes/sub && touch /home/user/notes/sub/x")
             time.sleep(0.3)
-            events = [(e.name, e.type.value) for e in watch.get_new_events()]
+            new_events = watch.get_new_events()
+            events = [(e.name, e.type.value) for e in new_events]
+            entry_sizes = {e.name: e.entry.size for e in new_events if e.entry is not None}
             watch.stop()
 
             headers = {"E2b-Sandbox-Id": sbx.sandbox_id}  # E2B_SANDBOX_URL routes by it
@@ -98,7 +103,8 @@ def test_files(e2b: E2bClient) -> None:
                  info=(info.name, info.type.value, info.size, info.path), moved=moved.path, exists=exists,
                  missing=missing, big=big == hashlib.sha256(blob).hexdigest(), events=events,
                  down=(down.status_code, down.text), up=up.status_code, uploaded=sbx.files.read("/home/user/up.txt"),
-                 unsigned=unsigned.status_code)
+                 unsigned=unsigned.status_code, tagged=tagged.metadata, tagged_info=tagged_info.metadata,
+                 entry_sizes=entry_sizes)
     """, timeout=300)
     assert seen["text"] == "alpha" and seen["raw"] == "00ff6279746573"
     assert (seen["made"], seen["made_again"]) == (True, False)
@@ -112,6 +118,8 @@ def test_files(e2b: E2bClient) -> None:
     assert seen["down"] == [200, "alpha"]
     assert seen["up"] == 200 and seen["uploaded"] == "uploaded"
     assert seen["unsigned"] == 401
+    assert seen["tagged"] == {"owner": "alice"} and seen["tagged_info"] == {"owner": "alice"}  # keys lowercased
+    assert seen["entry_sizes"].get("watched.txt") == 1
 
 
 def test_terminal(e2b: E2bClient) -> None:

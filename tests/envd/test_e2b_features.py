@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import struct
 import time
 from pathlib import Path
@@ -145,3 +146,26 @@ def test_connect_deadline_ends_the_stream_and_the_process_runs_on(envd: EnvdProc
             killed = httpx.post(f"{envd.url}/process.Process/SendSignal", json={
                 "process": {"tag": "e2b-deadline"}, "signal": "SIGNAL_SIGKILL"}, headers={"X-Access-Token": TOKEN})
             assert killed.status_code == 200
+
+
+def test_upload_metadata_is_kept_as_xattrs_and_listed(envd: EnvdProcess, workdir: Path) -> None:
+    target = workdir / "tagged.txt"
+    headers = {"X-Access-Token": TOKEN, "Content-Type": "application/octet-stream",
+               "X-Metadata-Owner": "alice", "X-Metadata-stage": "raw data"}
+    upload = httpx.post(f"{envd.url}/files", params={"path": str(target)}, content=b"x", headers=headers)
+    assert upload.status_code == 200, upload.text
+    assert upload.json()[0]["metadata"] == {"owner": "alice", "stage": "raw data"}  # keys lowercased
+    assert os.getxattr(target, "user.e2b.owner") == b"alice"
+    stat = _rpc(envd, "Stat", {"path": str(target)})
+    assert stat.json()["entry"]["metadata"] == {"owner": "alice", "stage": "raw data"}
+    listed = _rpc(envd, "ListDir", {"path": str(workdir)}).json()["entries"]
+    assert [e.get("metadata") for e in listed if e["name"] == "tagged.txt"] == [{"owner": "alice", "stage": "raw data"}]
+
+    plain = httpx.post(f"{envd.url}/files", params={"path": str(target)}, content=b"y",
+                       headers={"X-Access-Token": TOKEN, "Content-Type": "application/octet-stream"})
+    assert "metadata" not in plain.json()[0]  # a new upload replaces the file, and its metadata
+    assert "metadata" not in _rpc(envd, "Stat", {"path": str(target)}).json()["entry"]
+
+    bad = httpx.post(f"{envd.url}/files", params={"path": str(workdir / "bad")}, content=b"z",
+                     headers={**headers, "X-Metadata-Bad": "tab\there"})
+    assert bad.status_code == 400 and not (workdir / "bad").exists()

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     Streaming = Callable[[Request, Response], Awaitable[None]]
 
 # The E2B envd version whose features this envd has (E2B's client gates features on it): commands'
-# stdin and CloseStdin (0.3.0, 0.5.2), the default user (0.4.0), octet-stream uploads (0.5.7). Not
-# file metadata (0.6.2), so not the watch-event entry info (0.6.3) either, which envd does have.
-VERSION = "0.5.7"
+# stdin and CloseStdin (0.3.0, 0.5.2), the default user (0.4.0), octet-stream uploads (0.5.7), file
+# metadata (0.6.2), watch events with entry info (0.6.3). Not watching network mounts (0.6.4).
+VERSION = "0.6.3"
 
 
 _OPERATION = {"GET": "read", "POST": "write"}  # of a signed file URL

@@ -30,6 +30,26 @@ async def send_error(response: Response, error: RpcError) -> None:
     await response.send(status, body)
 
 
+METADATA_HEADER = "x-metadata-"
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~")
+
+
+def metadata_from_headers(headers: dict[str, str]) -> dict[str, str]:
+    """E2B's upload metadata: `X-Metadata-<key>: <value>` headers, keys lowercased (header names
+    are), keys HTTP tokens and values printable ASCII."""
+    metadata: dict[str, str] = {}
+    for name, value in headers.items():
+        if not name.startswith(METADATA_HEADER):
+            continue
+        key = name[len(METADATA_HEADER):]
+        if not key or not set(key) <= _TOKEN:
+            raise RpcError("invalid_argument", f"invalid metadata key {key!r}")
+        if not all(" " <= c <= "~" for c in value):
+            raise RpcError("invalid_argument", f"invalid metadata value for {key!r}: printable ASCII only")
+        metadata[key] = value
+    return metadata
+
+
 class FilesHandler:
     def __init__(self, fs: FsIdentities, state: AgentState) -> None:
         self.fs = fs
@@ -88,6 +108,7 @@ class FilesHandler:
         encoding = request.headers.get("content-encoding", "identity").lower()
         if encoding not in ("identity", "gzip"):
             raise RpcError("invalid_argument", f"unsupported Content-Encoding {encoding!r}")
+        metadata = metadata_from_headers(request.headers)
         written: list[dict[str, Any]] = []
         if content_type.lower().startswith("multipart/form-data"):
             if encoding != "identity":
@@ -97,18 +118,21 @@ class FilesHandler:
                 # The query's path names the first file (E2B sends it for single uploads).
                 target = path or resolve_path(filename, user, "file name")
                 path = None
-                written.append(await self._write(user, target, reader.part_data()))
+                written.append(await self._write(user, target, reader.part_data(), metadata))
         else:
             if path is None:
                 raise RpcError("invalid_argument", "path is required")
             chunks = request.iter_body(CHUNK)
-            written.append(await self._write(user, path, gunzip(chunks) if encoding == "gzip" else chunks))
-        body = [{"name": e["name"], "type": "file", "path": e["path"]} for e in written]
+            chunks = gunzip(chunks) if encoding == "gzip" else chunks
+            written.append(await self._write(user, path, chunks, metadata))
+        body = [{"name": e["name"], "type": "file", "path": e["path"],
+                 **({"metadata": e["metadata"]} if "metadata" in e else {})} for e in written]
         import json
 
         await response.send(200, json.dumps(body).encode())
 
-    async def _write(self, user: User, path: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+    async def _write(self, user: User, path: str, chunks: AsyncIterator[bytes],
+                     metadata: dict[str, str]) -> dict[str, Any]:
         """Stream `chunks` into a temporary file next to `path`, then rename it over `path`."""
         try:
             fd, temp = await self.fs.run(user, fsops.open_temp_for_write, path)
@@ -142,7 +166,7 @@ class FilesHandler:
                 raise from_os_error(exc, path) from None
             raise
         try:
-            return await self.fs.run(user, fsops.commit_temp, fd, temp, path)
+            return await self.fs.run(user, fsops.commit_temp, fd, temp, path, metadata)
         except OSError as exc:
             raise from_os_error(exc, path) from None
 

@@ -42,6 +42,9 @@ def entry_info(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
         "group": group_name(st.st_gid),
         "modifiedTime": rfc3339(st.st_mtime),
     }
+    metadata = read_metadata(path)
+    if metadata:
+        info["metadata"] = metadata
     if stat.S_ISLNK(mode):
         info["type"] = FILE_TYPES["link"]
         info["isSymlink"] = True
@@ -52,6 +55,24 @@ def entry_info(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
     else:
         info["type"] = FILE_TYPES["file"]
     return info
+
+
+METADATA_XATTR = "user.e2b."  # E2B's file metadata: one extended attribute per key
+
+
+def read_metadata(path: str) -> dict[str, str]:
+    """The file's `user.e2b.*` extended attributes, by key (none where xattrs are unsupported)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    found: dict[str, str] = {}
+    for name in names:
+        if name.startswith(METADATA_XATTR):
+            with suppress(OSError):
+                found[name[len(METADATA_XATTR):]] = os.getxattr(path, name, follow_symlinks=False).decode(
+                    "utf-8", "replace")
+    return found
 
 
 def stat_entry(path: str) -> dict[str, Any]:
@@ -192,9 +213,12 @@ def write_all(fd: int, pieces: list[bytes]) -> None:
             views[0] = views[0][written:]
 
 
-def commit_temp(fd: int, temp: str, path: str) -> dict[str, Any]:
-    """Close and rename the temporary file over `path`; on failure it is removed."""
+def commit_temp(fd: int, temp: str, path: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """Set `metadata` (as `user.e2b.*` xattrs), close and rename the temporary file over `path`; on
+    failure it is removed."""
     try:
+        for key, value in (metadata or {}).items():
+            os.setxattr(fd, METADATA_XATTR + key, value.encode())
         os.close(fd)
         os.rename(temp, path)
     except BaseException:
