@@ -23,7 +23,8 @@ def _template(code_interpreter_template: TemplateInfo) -> Iterator[None]:
 
 def test_run_code(e2b: E2bClient) -> None:
     seen = e2b.run("""
-        import base64
+        import base64, os
+        import httpx
         from e2b_code_interpreter import Sandbox
 
         with Sandbox.create(timeout=300) as sbx:
@@ -46,6 +47,10 @@ def test_run_code(e2b: E2bClient) -> None:
             after_restart = sbx.run_code("y", context=other)
             sbx.remove_code_context(other)
             remaining = [c.id for c in sbx.list_code_contexts()]
+            url, routed = os.environ["E2B_SANDBOX_URL"] + "/execute", {"E2b-Sandbox-Id": sbx.sandbox_id,
+                                                                       "E2b-Sandbox-Port": "49999"}
+            refused = [httpx.post(url, json={"code": "1"}, headers={**routed, **extra}).status_code
+                       for extra in ({}, {"X-Access-Token": "not-the-token"})]
             png = plot.results[0].png if plot.results else ""
             emit(text=first.text, stdout=first.logs.stdout, stderr=first.logs.stderr, count=second.execution_count,
                  second=second.text, error=(failed.error.name, failed.error.value, "ZeroDivisionError" in
@@ -54,7 +59,8 @@ def test_run_code(e2b: E2bClient) -> None:
                  png_magic=base64.b64decode(png)[:8].hex() if png else None,
                  html="<table" in (html.results[0].html or "") if html.results else False,
                  env=env.text, env_after=env_after.text, cwd=in_other.text, isolated=isolated.error.name,
-                 other=other.id, contexts=contexts, after_restart=after_restart.error.name, remaining=remaining)
+                 other=other.id, contexts=contexts, after_restart=after_restart.error.name, remaining=remaining,
+                 refused=refused)
     """, timeout=300)
     assert seen["text"] == "42" and seen["stdout"] == ["out\n"] and seen["stderr"] == ["err\n"]
     assert seen["second"] == "82" and seen["count"] == 2  # state and the execution count carry over
@@ -66,6 +72,7 @@ def test_run_code(e2b: E2bClient) -> None:
     assert seen["cwd"] == "'/tmp'" and seen["isolated"] == "NameError"  # a context is a kernel of its own
     assert seen["other"] in seen["contexts"] and len(seen["contexts"]) == 2
     assert seen["after_restart"] == "NameError" and seen["other"] not in seen["remaining"]
+    assert seen["refused"] == [401, 401]  # /execute needs the sandbox's envd token, checked by envd
 
 
 def test_run_code_async(e2b: E2bClient) -> None:

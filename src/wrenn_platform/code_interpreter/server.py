@@ -13,7 +13,10 @@ with the guest's Python and the Tornado that Jupyter Server brings. What E2B's
   `GET /contexts`; `DELETE /contexts/{id}`; `POST /contexts/{id}/restart` (state lost, cwd kept).
 - `GET /health` → 200 once the default context's kernel answers.
 
-Only Python: another `language` is a 400. An unknown context is a 404.
+Only Python: another `language` is a 400. An unknown context is a 404. `/execute` needs the
+sandbox's envd access token in `X-Access-Token` (E2B's client sends it): envd, on this capsule's
+port 49983, is asked whether it is its token (401 otherwise), since whoever knows a sandbox's id
+reaches this port through the platform's proxy.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tornado import httpclient, web, websocket
 from tornado.httpserver import HTTPServer
 
 JUPYTER = os.environ.get("WRENN_JUPYTER_URL", "http://127.0.0.1:8888")
+ENVD = os.environ.get("WRENN_ENVD_URL", "http://127.0.0.1:49983")
 KERNEL_NAME = os.environ.get("WRENN_KERNEL", "wrenn")
 PORT = int(os.environ.get("WRENN_CODE_INTERPRETER_PORT", "49999"))
 DEFAULT_CWD = "/home/user"
@@ -62,6 +66,25 @@ async def _jupyter(method: str, path: str, body: dict[str, Any] | None = None) -
     if response.code >= 400:
         raise HttpError(502, f"Jupyter {method} {path}: {response.code} {response.body.decode(errors='replace')}")
     return json.loads(response.body) if response.body else None
+
+
+_known_tokens: set[str] = set()
+
+
+async def token_accepted(token: str | None) -> bool:
+    """Whether envd takes `token` (its `/envs` answers 200 with it, 401 without); remembered."""
+    if token is not None and token in _known_tokens:
+        return True
+    headers = {"X-Access-Token": token} if token is not None else {}
+    response = await httpclient.AsyncHTTPClient().fetch(f"{ENVD}/envs", headers=headers, raise_error=False,
+                                                        request_timeout=10)
+    if response.code == 200:
+        if token is not None:
+            _known_tokens.add(token)
+        return True
+    if response.code != 401:
+        raise HttpError(502, f"envd answered {response.code} checking the access token")
+    return False
 
 
 class Kernel:
@@ -270,6 +293,8 @@ class Execute(Handler):
 
     async def post(self) -> None:
         try:
+            if not await token_accepted(self.request.headers.get("X-Access-Token")):
+                raise HttpError(401, "missing or wrong X-Access-Token (the sandbox's envd access token)")
             body = self._body()
             code = body.get("code")
             if not isinstance(code, str):
