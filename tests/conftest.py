@@ -23,10 +23,3 @@ def code_runner_template() -> TemplateInfo:
     """The platform template `code-runner-beta` (Jupyter Server on 8888, the `wrenn` kernel), cached
     like `minimal` (`make template` builds both)."""
     return build_template("code-runner-beta").info
-
-
-@pytest.fixture(scope="session")
-def code_interpreter_template() -> TemplateInfo:
-    """The platform template `code-interpreter-v1` (E2B's code-interpreter protocol on 49999):
-    code-runner-beta's base layer plus our server, so seconds once that is cached."""
-    return build_template("code-interpreter-v1").info

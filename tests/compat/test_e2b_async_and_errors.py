@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ..e2e.conftest import Shipped
+from ..server_process import create_account
 from .e2b_client import E2bClient
-from .shipped_server import ShippedServer
 
 pytestmark = pytest.mark.root
 
@@ -66,9 +67,9 @@ def _e2b_error(answer: httpx.Response, status: int) -> str:
     return str(body["message"])
 
 
-def test_rest_errors_are_e2b_shaped_and_teams_are_apart(server: ShippedServer, e2b: E2bClient) -> None:
-    other_key = server.create_api_key("e2b-other@example.com")
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+def test_rest_errors_are_e2b_shaped_and_teams_are_apart(shipped: Shipped, e2b: E2bClient) -> None:
+    other_key = create_account(shipped.server).api_key
+    with httpx.Client(base_url=shipped.url, timeout=120) as http:
         assert "X-API-KEY" in _e2b_error(http.get("/v2/sandboxes"), 401)
         _e2b_error(http.get("/v2/sandboxes", headers={"X-API-KEY": "wrn_nope"}), 401)
         mine = {"X-API-KEY": e2b.api_key}
@@ -102,7 +103,7 @@ def test_rest_errors_are_e2b_shaped_and_teams_are_apart(server: ShippedServer, e
         assert http.get("/envs", headers=routed).status_code == 401
         assert http.get("/envs", headers={**routed, "X-Access-Token": sandbox["envdAccessToken"]}).status_code == 200
         # the host form `{port}-{sandboxID}.{domain}` the client uses without E2B_SANDBOX_URL
-        assert sandbox["domain"] == f"localhost:{server.port}"
+        assert sandbox["domain"] == f"localhost:{shipped.server.port}"
         by_host = {"Host": f"49983-{sid}.{sandbox['domain']}", "X-Access-Token": sandbox["envdAccessToken"]}
         assert http.get("/envs", headers=by_host).status_code == 200
         assert http.get("/envs", headers={"Host": by_host["Host"]}).status_code == 401

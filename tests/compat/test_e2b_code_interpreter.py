@@ -5,20 +5,12 @@ matplotlib PNG, state across calls, env vars per execution, two contexts, sync a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from wrenn_platform.host_agent.templates import TemplateInfo
 
 from .e2b_client import E2bClient
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _template(code_interpreter_template: TemplateInfo) -> Iterator[None]:
-    yield  # built before the module's server starts, so the server finds it
+PLATFORM_TEMPLATES = ("code-interpreter-v1",)  # built (or cached) before the module's server starts
 
 
 def test_run_code(e2b: E2bClient) -> None:
