@@ -17,9 +17,3 @@ def minimal_template() -> TemplateInfo:
     """
     return build_template("minimal").info
 
-
-@pytest.fixture(scope="session")
-def code_runner_template() -> TemplateInfo:
-    """The platform template `code-runner-beta` (Jupyter Server on 8888, the `wrenn` kernel), cached
-    like `minimal` (`make template` builds both)."""
-    return build_template("code-runner-beta").info
