@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..body_limit import lift_body_limit
 from ..errors import ApiError, bad_request
 
 _MAX_FIELD_BYTES = 64 * 1024
@@ -114,6 +115,7 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
     declared = request.headers.get("content-length")
     if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise too_large(limit)
+    lift_body_limit(request)  # this upload counts its own bytes against `limit` (None: unbounded stream)
     parser = _Parser(boundary)
     body = request.stream()
     path = request.query_params.get("path") or None
