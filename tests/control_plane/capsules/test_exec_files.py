@@ -31,6 +31,32 @@ async def test_exec_bad_requests(api: httpx.AsyncClient, shared_capsule: str) ->
         assert r.status_code == 400, (path, r.text)
 
 
+async def test_hostile_input_is_400_not_5xx(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    """Values that once reached a 5xx: a NUL byte bound for execve or open (502), an integer beyond
+    the database's (500). Each is a 400 invalid_request naming the field."""
+    exec_cases = [
+        ({"cmd": "echo\x00x"}, "cmd"),
+        ({"cmd": "echo", "args": ["a", "b\x00"]}, "args"),
+        ({"cmd": "env", "background": True, "envs": {"A": "x\x00y"}}, "envs"),
+        ({"cmd": "env", "background": True, "envs": {"A\x00": "x"}}, "envs"),
+        ({"cmd": "pwd", "background": True, "cwd": "/tmp\x00"}, "cwd"),
+        ({"cmd": "true", "timeout_sec": 9223372036854775808}, "timeout_sec"),
+    ]
+    for body, field in exec_cases:
+        r = await api.post(f"/v1/capsules/{shared_capsule}/exec", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["code"] == "invalid_request" and field in r.json()["error"]["message"], r.text
+    for path in ("files/list", "files/mkdir", "files/remove", "files/read", "files/stream/read"):
+        r = await api.post(f"/v1/capsules/{shared_capsule}/{path}", json={"path": "/tmp/a\x00b"})
+        assert r.status_code == 400 and "path" in r.json()["error"]["message"], (path, r.text)
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write",
+                       files={"file": ("f", b"x")}, data={"path": "/tmp/a\x00b"})
+    assert r.status_code == 400 and "path" in r.json()["error"]["message"], r.text
+    for timeout in (9223372036854775808, 2**63 - 1, 365 * 24 * 3600 + 1):
+        r = await api.post("/v1/capsules", json={"template": "minimal", "timeout_sec": timeout})
+        assert r.status_code == 400 and "timeout_sec" in r.json()["error"]["message"], (timeout, r.text)
+
+
 async def test_exec_binary_output_is_base64(api: httpx.AsyncClient, shared_capsule: str) -> None:
     r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
                        json={"cmd": "printf", "args": ["\\377\\376abc"]})

@@ -134,6 +134,8 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
         raise bad_request("file: field required")
     if not path:
         raise bad_request("path: field required (before the file part)")
+    if "\x00" in path:
+        raise bad_request("path: must not contain a NUL byte")
 
     async def chunks() -> AsyncIterator[bytes]:
         total = 0
