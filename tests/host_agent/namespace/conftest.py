@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -92,6 +93,18 @@ async def sh(capsule: RunningCapsule, script: str, user: str = "user", within: f
     async with envd(capsule) as client:
         result = await client.run("/bin/sh", ["-c", script], user=user, timeout=within)
     return result.exit_code, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+# A TCP connect from inside, printing the errno. Refused by the host's rule (icmp admin-prohibited
+# → EHOSTUNREACH) it fails at once: not a timeout, and not a peer's own refusal (ECONNREFUSED),
+# which would mean the packet left.
+CONNECT = (
+    "python3 -c 'import socket,sys\n"
+    "s=socket.socket(); s.settimeout(3)\n"
+    'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("CONNECTED")\n'
+    'except OSError as e: print("FAILED", e.errno, e)\' {host} {port}'
+)
+REJECTED = f"FAILED {errno.EHOSTUNREACH} "
 
 
 def my_mounts(state_root: Path) -> list[str]:

@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MakeCapsule, sh
+from .conftest import CONNECT, MakeCapsule, sh
 
 pytestmark = pytest.mark.root
-
-CONNECT = (
-    "python3 -c 'import socket,sys\n"
-    "s=socket.socket(); s.settimeout(3)\n"
-    'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("CONNECTED")\n'
-    'except OSError as e: print("FAILED", e)\' {host} {port}'
-)
-
 
 def host_address() -> str:
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
