@@ -106,3 +106,31 @@ async def test_capsule_root_cannot_escape(make_capsule: MakeCapsule) -> None:
         capsule, "echo x > /etc/wrenn-test && chown user /etc/wrenn-test && ls -l /etc/wrenn-test", user="root"
     )
     assert code == 0 and " user " in out, (out, err)
+
+
+SYSCALL_PROBE = """python3 - <<'PY'
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+def call(nr, *args):
+    rc = libc.syscall(nr, *args)
+    return "ok" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+print("io_uring_setup", call(425, 8, params))
+print("io_uring_enter", call(426, 0, 0, 0, 0, None, 0))
+print("io_uring_register", call(427, 0, 0, None, 0))
+try:
+    socket.socket(40, socket.SOCK_STREAM); print("vsock ok")
+except OSError as e:
+    print("vsock", errno.errorcode[e.errno])
+print("getpid", call(39))
+PY"""
+
+
+async def test_seccomp_refuses_io_uring_and_vsock(make_capsule: MakeCapsule) -> None:
+    capsule = await make_capsule()
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, SYSCALL_PROBE, user=user)
+        assert code == 0, err
+        results = dict(line.split(" ", 1) for line in out.splitlines())
+        assert results == {"io_uring_setup": "EPERM", "io_uring_enter": "EPERM", "io_uring_register": "EPERM",
+                           "vsock": "EPERM", "getpid": "ok"}, (user, out)
