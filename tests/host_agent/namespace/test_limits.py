@@ -1,5 +1,5 @@
 """Limits hold inside a capsule and the host is unharmed: memory (OOM inside), CPU quota, pids
-(fork bomb contained), disk (ENOSPC inside)."""
+(fork bomb contained), open files per process, disk (ENOSPC inside)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,36 @@ async def test_memory_limit_ooms_inside_the_capsule(make_capsule: MakeCapsule) -
     assert cg.oom_kills() >= 1
     assert cg.memory_bytes() <= 128 * 1024 * 1024
     code, out, _ = await sh(capsule, "echo still-alive")  # envd survived
+    assert (code, out) == (0, "still-alive\n")
+
+
+FD_PROBE = """python3 - <<'PY'
+import errno, os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard * 4, hard * 4))
+    raised = "raised"
+except (ValueError, OSError):
+    raised = "refused"
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    stop = errno.errorcode[e.errno]
+print(soft, hard, raised, len(fds) + 3, stop)
+PY"""
+
+
+async def test_open_files_are_bounded_per_process(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
+    capsule = await make_capsule()
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, FD_PROBE, user=user)
+        assert code == 0, err
+        soft, hard, raised, opened, stop = out.split()
+        assert (int(soft), int(hard), raised, stop) == (runtime.nofile_max, runtime.nofile_max, "refused", "EMFILE")
+        assert int(opened) <= runtime.nofile_max, out
+    code, out, _ = await sh(capsule, "echo still-alive")
     assert (code, out) == (0, "still-alive\n")
 
 

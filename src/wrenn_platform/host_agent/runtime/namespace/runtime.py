@@ -22,6 +22,11 @@ from .layers import BadTemplate, template_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_MAX = 1024
+# Open files per capsule process (soft = hard: capsule root cannot raise a hard limit, that takes
+# CAP_SYS_RESOURCE in the host's user namespace). With `pids_max` it bounds the capsule's share of the
+# host's file table (fs.file-max), which every tenant shares; each open file is also charged to
+# the capsule's memory cgroup.
+DEFAULT_NOFILE_MAX = 4096
 _CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # also its hostname and cgroup name
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
@@ -53,11 +58,13 @@ class NamespaceRuntime:
         state_root: Path,
         *,
         pids_max: int = DEFAULT_PIDS_MAX,
+        nofile_max: int = DEFAULT_NOFILE_MAX,
         envd_command: tuple[str, ...] = ENVD_COMMAND,
         envd_timeout: float = 20.0,
     ) -> None:
         self.state_root = state_root.absolute()
         self.pids_max = pids_max
+        self.nofile_max = nofile_max
         self.envd_command = envd_command
         self.envd_timeout = envd_timeout
         self._capsules: dict[str, state.CapsuleState] = {}
@@ -214,6 +221,7 @@ class NamespaceRuntime:
                 env=self._env(spec),
                 pass_fds=(seccomp_fd,),
                 log_path=paths.console_log,
+                nofile_max=self.nofile_max,
             )
         finally:
             os.close(seccomp_fd)
