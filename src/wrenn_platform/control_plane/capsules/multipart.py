@@ -158,6 +158,10 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
             for piece in events.file_data:
                 yield count(piece)
             done = events.file_ended
+        if not done:
+            # Raised mid-stream, so the write to the capsule is abandoned and leaves nothing:
+            # the bytes so far are only part of the file.
+            raise bad_request("file: the upload ended before the part's closing boundary (truncated body)")
 
     upload = Upload(path=path, chunks=chunks(), limit=limit)
     return upload
