@@ -58,6 +58,33 @@ async def test_open_files_are_bounded_per_process(make_capsule: MakeCapsule, run
     assert (code, out) == (0, "still-alive\n")
 
 
+async def test_the_capsules_own_oom_spares_envd(make_capsule: MakeCapsule) -> None:
+    """tmpfs pages belong to no process: filling /dev/shm past the limit made the OOM killer pick by
+    size, and envd was the largest, so the capsule died. /dev/shm now holds at most half the memory,
+    and whatever envd starts is picked before envd (oom_score_adj 1000): the capsule still answers."""
+    capsule = await make_capsule(memory_mb=256)
+    # (set just after the start: a process that reads it in its very first instant may see 0)
+    code, out, _ = await sh(capsule, "sleep 0.2; cat /proc/1/oom_score_adj /proc/self/oom_score_adj; "
+                                     "sh -c 'cat /proc/self/oom_score_adj'; df -k /dev/shm | tail -1")
+    bwrap_adj, own_adj, grandchild_adj, *df = out.split()
+    assert (bwrap_adj, own_adj, grandchild_adj) == ("0", "1000", "1000"), out
+    assert int(df[1]) == 128 * 1024, out
+    for user in ("user", "root"):
+        code, out, _ = await sh(capsule, "head -c 400M /dev/zero > /dev/shm/fill; echo rc=$?", user=user, within=60)
+        assert "rc=1" in out  # ENOSPC at the cap, not an OOM
+        code, out, _ = await sh(capsule, "echo still-alive; rm -f /dev/shm/fill", user="root")
+        assert (code, out) == (0, "still-alive\n"), user
+    # memory only a process holds (a memfd written, never mapped: not in its RSS) beside a full
+    # /dev/shm: the OOM killer takes the process, not envd, and its memory comes back
+    hog = ("python3 -c 'import os\nfd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
+           "while True: os.write(fd, block)'")
+    code, out, _ = await sh(capsule, f"head -c 127M /dev/zero > /dev/shm/fill; {hog}; echo rc=$?", within=60)
+    assert "rc=137" in out, out  # SIGKILL from the capsule's OOM killer
+    assert cgroups.Cgroup(capsule.capsule_id).oom_kills() >= 1
+    code, out, _ = await sh(capsule, "echo still-alive; rm -f /dev/shm/fill", user="root")
+    assert (code, out) == (0, "still-alive\n")
+
+
 async def test_cpu_quota_caps_usage(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
     capsule = await make_capsule(vcpus=2)
     cpu_dir = Path("/sys/fs/cgroup/cpu/wrenn") / capsule.capsule_id

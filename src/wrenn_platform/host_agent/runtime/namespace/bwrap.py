@@ -26,9 +26,11 @@ CAPSULE_ROOT_CAPS = (
 )
 
 
-def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, ...] = ENVD_COMMAND) -> list[str]:
+def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, shm_bytes: int,
+               command: tuple[str, ...] = ENVD_COMMAND) -> list[str]:
     """`root` must be reachable by the capsule's root (host uid `base`): bwrap resolves it after
-    joining the capsule's user namespace."""
+    joining the capsule's user namespace. `/dev/shm` holds at most `shm_bytes`: its pages are
+    charged to the capsule's memory but belong to no process, so no OOM kill would give them back."""
     argv = [
         BWRAP,
         "--bind",
@@ -43,6 +45,10 @@ def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, .
         "/proc/sys",
         "--dev",
         "/dev",
+        "--perms",
+        "1777",  # like any Linux /dev/shm (POSIX shared memory of every user)
+        "--size",
+        str(shm_bytes),
         "--tmpfs",
         "/dev/shm",
         "--unshare-pid",

@@ -22,6 +22,7 @@ from .layers import BadTemplate, template_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_MAX = 1024
+MIB = 1024 * 1024
 # Open files per capsule process (soft = hard: capsule root cannot raise a hard limit, that takes
 # CAP_SYS_RESOURCE in the host's user namespace). With `pids_max` it bounds the capsule's share of the
 # host's file table (fs.file-max), which every tenant shares; each open file is also charged to
@@ -214,7 +215,7 @@ class NamespaceRuntime:
         seccomp_fd = seccomp.filter_fd()
         try:
             return launcher.launch(
-                bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, self.envd_command),
+                bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command),
                 netns=Path("/run/netns") / st.slot.netns,
                 userns_fd=userns_fd,
                 procs_files=cg.procs_files(),
