@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
+from wrenn_platform.host_agent.templates import TemplateInfo
+
 from .conftest import CONNECT, MakeCapsule, sh
 
 pytestmark = pytest.mark.root
@@ -134,3 +137,21 @@ async def test_seccomp_refuses_io_uring_and_vsock(make_capsule: MakeCapsule) -> 
         results = dict(line.split(" ", 1) for line in out.splitlines())
         assert results == {"io_uring_setup": "EPERM", "io_uring_enter": "EPERM", "io_uring_register": "EPERM",
                            "vsock": "EPERM", "getpid": "ok"}, (user, out)
+
+
+async def test_no_host_path_shows_inside(
+    make_capsule: MakeCapsule, runtime: NamespaceRuntime, minimal_template: TemplateInfo
+) -> None:
+    """bwrap is the capsule's PID 1 (its options now come from a memfd) and the overlay's layers are
+    named through /proc/self/fd: neither /proc/1/cmdline nor mountinfo tells where the host keeps
+    its data."""
+    capsule = await make_capsule()
+    host_paths = [str(runtime.state_root), str(minimal_template.path), "/var/", "/tmp/", "/run/"]
+    script = ("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done; "
+              "cat /proc/self/mountinfo /proc/1/mountinfo /proc/self/mounts")
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, script, user=user)
+        assert code == 0, err
+        assert "bwrap --args" in out and "overlay" in out  # what was read is what was meant
+        leaked = [p for p in host_paths if p in out]
+        assert not leaked, (user, leaked, out)

@@ -16,7 +16,7 @@ import wrenn_platform
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import cgroups, disk, launcher, probe, seccomp, snapshot, state, userns
-from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, bwrap_argv
+from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, args_fd, bwrap_argv
 from .layers import BadTemplate, template_layers
 
 log = logging.getLogger(__name__)
@@ -213,19 +213,23 @@ class NamespaceRuntime:
         cg = cgroups.Cgroup(spec.capsule_id)
         cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
         seccomp_fd = seccomp.filter_fd()
+        argv, argv_fd = args_fd(
+            bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command)
+        )
         try:
             return launcher.launch(
-                bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command),
+                argv,
                 netns=Path("/run/netns") / st.slot.netns,
                 userns_fd=userns_fd,
                 procs_files=cg.procs_files(),
                 env=self._env(spec),
-                pass_fds=(seccomp_fd,),
+                pass_fds=(seccomp_fd, argv_fd),
                 log_path=paths.console_log,
                 nofile_max=self.nofile_max,
             )
         finally:
             os.close(seccomp_fd)
+            os.close(argv_fd)
 
     async def _teardown(self, capsule_id: str, st: state.CapsuleState | None) -> None:
         """freeze, kill, thaw, wait empty; rmdir cgroups; unmount overlay, lowers, disk; rm -r."""
