@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -105,6 +106,13 @@ CONNECT = (
     'except OSError as e: print("FAILED", e.errno, e)\' {host} {port}'
 )
 REJECTED = f"FAILED {errno.EHOSTUNREACH} "
+
+
+def nft_rules() -> str:
+    """The shared table's rules, its sets left out: the blocked set follows the host's subnets, which
+    come and go with the host's links (and other test runs' veths on this shared machine)."""
+    table = subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
+    return table[table.find("\tchain "):]
 
 
 def my_mounts(state_root: Path) -> list[str]:

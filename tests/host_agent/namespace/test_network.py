@@ -20,7 +20,7 @@ from wrenn_platform.host_agent.network import allocate_slot, leases, nftables, r
 from wrenn_platform.host_agent.network.dns import upstream_dns_servers
 from wrenn_platform.host_agent.runtime.base import RunningCapsule
 
-from .conftest import CONNECT, REJECTED, MakeCapsule, sh
+from .conftest import CONNECT, REJECTED, MakeCapsule, nft_rules, sh
 
 pytestmark = pytest.mark.root
 
@@ -240,9 +240,9 @@ def test_leases_are_exclusive_across_processes(tmp_path: Path) -> None:
 
 async def test_slot_reuse_and_the_shared_table(owner: str) -> None:
     nftables.install()
-    before = nft_table()
+    before = nft_rules()
     slot = await allocate_slot(owner, "reuse")
-    assert nft_table() == before
+    assert nft_rules() == before
     assert slot.host_ip == slot.guest_ip and exists(f"/run/netns/{slot.netns}")
     await release_slot(slot)
     await release_slot(slot)  # idempotent
@@ -254,5 +254,5 @@ async def test_slot_reuse_and_the_shared_table(owner: str) -> None:
         await asyncio.wait_for(asyncio.open_connection(slot.host_ip, 49983), 2)
     assert failure.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
     nftables.install()  # a second agent starting: nothing changes
-    assert nft_table() == before
+    assert nft_rules() == before
     assert read("/proc/sys/net/ipv4/ip_forward") == "1"
