@@ -39,10 +39,6 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def nft_table() -> str:
-    return subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
-
-
 def host_addresses() -> list[str]:
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
     return [f.split()[3].split("/")[0] for f in out.splitlines() if not f.split()[1].startswith("wrns")]
