@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient
-from wrenn_platform.host_agent.network import allocate_slot, release_slot
+from wrenn_platform.host_agent.network import allocate_slot, nftables, release_slot
+from wrenn_platform.host_agent.network.dns import upstream_dns_servers
 from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot, RunningCapsule
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
@@ -106,6 +108,22 @@ CONNECT = (
     'except OSError as e: print("FAILED", e.errno, e)\' {host} {port}'
 )
 REJECTED = f"FAILED {errno.EHOSTUNREACH} "
+
+
+async def connect_under_this_version(run: Callable[[str], Awaitable[tuple[int, str, str]]], host: str,
+                                     port: int) -> str:
+    """CONNECT (through `run`, a shell in the capsule) while this version's nftables table is the
+    installed one: test runs of other versions on this shared machine reinstall theirs (the newest
+    install wins), so a probe that ran under another table is repeated."""
+    ours = nftables.table_version(upstream_dns_servers(), nftables.host_networks())
+    for _ in range(10):
+        await asyncio.to_thread(nftables.install)
+        if nftables.installed_version() != ours:
+            continue
+        _code, out, err = await run(CONNECT.format(host=host, port=port))
+        if nftables.installed_version() == ours:
+            return out + err
+    raise AssertionError("another version's table kept replacing this one")
 
 
 def nft_rules() -> str:

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from wrenn_platform.host_agent.network import allocate_slot, leases, nftables, release_slot
-from wrenn_platform.host_agent.network.dns import upstream_dns_servers
-from wrenn_platform.host_agent.runtime.base import RunningCapsule
 
-from .conftest import CONNECT, REJECTED, MakeCapsule, nft_rules, sh
+from .conftest import REJECTED, MakeCapsule, connect_under_this_version, nft_rules, sh
 
 pytestmark = pytest.mark.root
 
@@ -150,30 +148,14 @@ async def test_the_hosts_own_subnets_are_unreachable_whatever_their_range(make_c
         out, _ = await probe.communicate()
         assert probe.returncode == 0 and out.startswith(b"peer="), "the host must reach its neighbour"
         capsule = await make_capsule()  # allocating its slot rebuilds the table with the new subnet
-        out_text = await connect_under_this_version(capsule, neighbour, PORT)
+        assert "192.0.4.0/24" in nftables.blocked_destinations(nftables.host_networks())
+        out_text = await connect_under_this_version(lambda script: sh(capsule, script), neighbour, PORT)
         assert out_text.startswith(REJECTED), out_text
         # the host's real LAN (here a documentation range, as on the machine the finding came from)
         for address in host_addresses():
             gateway = str(next(ipaddress.ip_network(f"{address}/24", strict=False).hosts()))
-            out_text = await connect_under_this_version(capsule, gateway, 80)
+            out_text = await connect_under_this_version(lambda script: sh(capsule, script), gateway, 80)
             assert out_text.startswith(REJECTED), (gateway, out_text)
-
-
-async def connect_under_this_version(capsule: RunningCapsule, host: str, port: int) -> str:
-    """CONNECT from the capsule while this version's table is the installed one: test runs of other
-    versions on this shared machine reinstall theirs (the newest install wins), so a probe that
-    ran under another table is repeated."""
-    servers, nets = upstream_dns_servers(), nftables.host_networks()
-    assert "192.0.4.0/24" in nftables.blocked_destinations(nets)
-    ours = nftables.table_version(servers, nets)
-    for _ in range(10):
-        await asyncio.to_thread(nftables.install)
-        if nftables.installed_version() != ours:
-            continue
-        _code, out, err = await sh(capsule, CONNECT.format(host=host, port=port))
-        if nftables.installed_version() == ours:
-            return out + err
-    raise AssertionError("another version's table kept replacing this one")
 
 
 # IANA IPv4 special-purpose address registry (2024): (block, globally reachable).
