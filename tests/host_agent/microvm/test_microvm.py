@@ -5,9 +5,10 @@ cold boot with metadata; exec (env, users, exit codes); files; PTY (input, resiz
 limits (memory, vcpus, disk size) and the QEMU process's confinement; metrics; pause → resume
 keeping a running process, files, address and clock; snapshot → new capsules restored from it
 (no boot, own token, diverged RNG, pausable); adoption by a restarted agent; destroy and failed
-creates leaving nothing behind. Left to the namespace runtime's run of the suite because each would
-need several more boots under TCG: network egress/isolation rules (the slot's rules are the same
-code for both runtimes), many-capsule concurrency, TTLs.
+creates leaving nothing behind; the guest's OOM sparing envd; the host's LAN out of reach. Left to
+the namespace runtime's run of the suite because each would need several more boots under TCG:
+the rest of the network egress/isolation rules (the slot's rules are the same code for both
+runtimes), many-capsule concurrency, TTLs.
 
 One VM is cold-booted for the module and shared in file order: the tests that pause it or
 destroy it come last.
