@@ -125,12 +125,11 @@ async def test_an_api_key_past_its_requests_per_second_gets_429(app: FastAPI) ->
         assert set(statuses) == {200}, statuses
 
 
-@pytest.mark.postgres
-async def test_replicas_take_turns_on_the_last_place(database_url: str, settings: Settings, backend: str) -> None:
+# Row locks: PostgreSQL only (SQLite is the one-process embedded server, held by the process lock).
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_replicas_take_turns_on_the_last_place(database_url: str, settings: Settings) -> None:
     """Two replicas (two engines, no shared process lock) check the same team at once: the second
     waits on the team's row until the first has committed its capsule, then sees it and refuses."""
-    if backend != "postgres":
-        pytest.skip("row locks: PostgreSQL only (SQLite is the one-process embedded server)")
     application = create_app(settings.model_copy(update={"team_max_capsules": 1}))
     async with application.router.lifespan_context(application):
         team_id, _ = await _team_with_key(application)
