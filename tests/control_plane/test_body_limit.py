@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from ..server_process import running_server
 from .conftest import LoggedInUser, UserFactory
 
-WRENN = str(Path(sys.executable).with_name("wrenn"))
 MIB = 1024 * 1024
 
 
@@ -36,12 +30,6 @@ async def test_json_body_over_the_limit_is_413(make_user: UserFactory) -> None:
     assert small.status_code == 400 and small.json()["error"]["code"] == "invalid_request"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -50,34 +38,11 @@ def _rss_bytes(pid: int) -> int:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
+def server(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """`wrenn server` as `make run` starts it (no embedded agent): (pid, port)."""
-    port = _free_port()
-    env = {**os.environ, "WRENN_EMBEDDED_AGENT": "false"}
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            WRENN, "server", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--insecure-cookies",
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(300):
-                assert process.returncode is None, log_path.read_text()
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("wrenn server did not become healthy")
-        yield process.pid, port
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
+    with running_server(tmp_path / "data", env={"WRENN_EMBEDDED_AGENT": "false"}) as process:
+        assert process.proc is not None
+        yield process.proc.pid, process.port
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
