@@ -96,7 +96,9 @@ def start_server(work: Path, database_url: str, keep_alive_s: int) -> tuple[subp
     env = {**os.environ, "WRENN_PORT": str(port), "WRENN_DATA_DIR": str(work / "server"),
            "WRENN_DATABASE_URL": database_url, "WRENN_RUNTIME": "namespace", "WRENN_EMBEDDED_AGENT": "true",
            "WRENN_CACHE_DIR": str(DEFAULT_CACHE_DIR), "WRENN_SECURE_COOKIES": "false",
-           "BENCH_KEEP_ALIVE": str(keep_alive_s)}
+           "BENCH_KEEP_ALIVE": str(keep_alive_s),
+           # the bench measures the API, not the team limits: one key and team drive all the load
+           "WRENN_API_KEY_REQUESTS_PER_SECOND": "0", "WRENN_TEAM_MAX_CAPSULES": "0"}
     popen = subprocess.Popen([sys.executable, "-c", LAUNCH], env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1500):

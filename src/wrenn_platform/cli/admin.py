@@ -10,11 +10,12 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from wrenn_platform.control_plane import team_limits
 from wrenn_platform.control_plane.audit.actor import OPERATOR, acting_as
 from wrenn_platform.control_plane.auth.accounts import create_user
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
-from wrenn_platform.control_plane.db.models import Team, User
+from wrenn_platform.control_plane.db.models import Team, TeamLimit, User
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.errors import ApiError, not_found
 from wrenn_platform.control_plane.hosts import placement
@@ -157,3 +158,73 @@ async def _placement(settings: Settings, team_id: str, tags: list[str] | None) -
             return f"team {team_id}: new capsules go only to hosts tagged {', '.join(now)}"
     finally:
         await engine.dispose()
+
+
+def _limit_option(name: str, what: str) -> Any:
+    return typer.Option(None, f"--{name.replace('_', '-')}", min=0, help=f"{what}; 0 = no limit.")
+
+
+@admin_app.command("team-limits")
+def team_limits_command(
+    team_id: str = typer.Argument(..., help="The team's id (team-…)."),
+    max_capsules: int | None = _limit_option("max_capsules", "Capsules on hosts at once"),
+    max_vcpus: int | None = _limit_option("max_vcpus", "vCPUs of those capsules together"),
+    max_memory_mb: int | None = _limit_option("max_memory_mb", "Their memory together (MB)"),
+    max_disk_mb: int | None = _limit_option("max_disk_mb", "Their disk together (MB)"),
+    max_snapshots: int | None = _limit_option("max_snapshots", "Snapshot templates"),
+    api_key_requests_per_second: int | None = _limit_option("api_key_requests_per_second",
+                                                            "Requests per second per API key"),
+    default: list[str] | None = typer.Option(
+        None, "--default", help="Give this limit (e.g. max_capsules) back to the platform default; repeatable."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="WRENN_DATA_DIR", help="As for `wrenn server`."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="WRENN_DATABASE_URL", help="As for `wrenn server`."
+    ),
+) -> None:
+    """Show or set a team's limits (defaults: the WRENN_TEAM_MAX_* settings), with the team's current use.
+
+    A command on the database: the API contract has no route for it yet.
+    """
+    given = {"max_capsules": max_capsules, "max_vcpus": max_vcpus, "max_memory_mb": max_memory_mb,
+             "max_disk_mb": max_disk_mb, "max_snapshots": max_snapshots,
+             "api_key_requests_per_second": api_key_requests_per_second}
+    changes: dict[str, int | None] = {name: value for name, value in given.items() if value is not None}
+    for name in default or []:
+        if name not in team_limits.NAMES:
+            raise typer.BadParameter(f"{name!r} is not a limit ({', '.join(team_limits.NAMES)})",
+                                     param_hint="--default")
+        if name in changes:
+            raise typer.BadParameter(f"{name} is both set and given back to the default", param_hint="--default")
+        changes[name] = None
+    typer.echo(asyncio.run(_team_limits(_settings(data_dir, database_url), team_id, changes)))
+
+
+async def _team_limits(settings: Settings, team_id: str, changes: dict[str, int | None]) -> str:
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as db:
+            try:
+                if changes:
+                    with acting_as(OPERATOR):
+                        await team_limits.set_team_limits(db, team_id, changes, settings)
+                team = await db.get(Team, team_id)
+                if team is None or team.deleted_at is not None:
+                    raise not_found(f"team {team_id} not found")
+            except ApiError as exc:
+                raise typer.BadParameter(exc.message, param_hint="TEAM_ID") from None
+            own = await db.get(TeamLimit, team_id)
+            limits = team_limits.resolve(own, settings)
+            use = await team_limits.team_use(db, team_id)
+    finally:
+        await engine.dispose()
+    used = {"max_capsules": use.capsules, "max_vcpus": use.vcpus, "max_memory_mb": use.memory_mb,
+            "max_disk_mb": use.disk_mb, "max_snapshots": use.snapshots}
+    lines = [f"team {team_id} ({team.name}):"]
+    for name in team_limits.NAMES:
+        value = getattr(limits, name)
+        source = "team" if own is not None and getattr(own, name) is not None else "default"
+        shown = str(value) if value else "no limit"
+        in_use = f", in use {used[name]}" if name in used else ""
+        lines.append(f"  {name}: {shown} ({source}){in_use}")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 
 from .. import __version__
 from . import routes
+from .body_limit import BodyLimitMiddleware
 from .db.engine import make_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .errors import install_error_handlers
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     install_error_handlers(app)
     app.port_hosts = port_hosts(settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

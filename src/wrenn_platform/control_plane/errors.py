@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _DEFAULT_CODES = {
@@ -67,8 +68,20 @@ def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> 
 
 
 def _field_name(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    # Only the first element names where the value was (a body field may itself be called `path`).
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc)]
     return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+_NUL_IN_TEXT = "22021"  # character_not_in_repertoire
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if code:
+            return str(code)
+    return None
 
 
 def _without_422(app: FastAPI) -> None:
@@ -102,6 +115,15 @@ def install_error_handlers(app: FastAPI) -> None:
         field = _field_name(first.get("loc", ()))
         message = f"{field}: {first.get('msg', 'invalid value')}"
         return JSONResponse(error_body("invalid_request", message), status_code=400)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        # PostgreSQL stores no NUL character in text (SQLite does): any text field of any request
+        # carrying one is the caller's error, answered 400 wherever it reaches the database.
+        if _sqlstate(exc) == _NUL_IN_TEXT:
+            return JSONResponse(error_body("invalid_request", "text values must not contain a NUL character (U+0000)"),
+                                status_code=400)
+        raise exc
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -37,19 +37,21 @@ class RateLimiter:
             return None
         return max(1, math.ceil(entry[1] - now))
 
-    async def hit(self, key: str) -> None:
+    async def hit(self, key: str) -> int:
+        """Count one hit; returns the hits of `key` in the current window, this one included."""
         if self._redis is not None:
             pipe = self._redis.pipeline()
             pipe.incr(self._key(key))
             pipe.expire(self._key(key), self.window, nx=True)
-            await pipe.execute()
-            return
+            count, _ = await pipe.execute()
+            return int(count)
         now = time.monotonic()
         count, end = self._memory.get(key, (0, 0.0))
         if end <= now:
             count, end = 0, now + self.window
             self._drop_expired(now)
         self._memory[key] = (count + 1, end)
+        return count + 1
 
     async def reset(self, key: str) -> None:
         if self._redis is not None:

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(5.0, description="How often capsule records are checked against "
                                               "what the hosts report.")
     usage_sample_seconds: int = Field(60, description="Interval of the usage samples behind stats and usage.")
+    team_max_capsules: int = Field(20, ge=0, description="Default team limit: capsules on hosts at once "
+                                   "(running, paused, in transition); 0 = no limit. Per team: "
+                                   "`wrenn admin team-limits`.")
+    team_max_vcpus: int = Field(64, ge=0, description="Default team limit: vCPUs of those capsules together; "
+                                "0 = no limit.")
+    team_max_memory_mb: int = Field(64 * 1024, ge=0, description="Default team limit: their memory (MB) together; "
+                                    "0 = no limit.")
+    team_max_disk_mb: int = Field(500 * 1024, ge=0, description="Default team limit: their disk (MB) together; "
+                                  "0 = no limit.")
+    team_max_snapshots: int = Field(100, ge=0, description="Default team limit: snapshot templates; 0 = no limit.")
+    api_key_requests_per_second: int = Field(1000, ge=0, description="Requests per second one API key may make "
+                                             "(429 above); 0 = no limit. Per team: `wrenn admin team-limits`.")
     capsule_min_timeout_sec: int = Field(60, description="Positive capsule `timeout_sec` below this is clamped up.")
     lifecycle_settle_seconds: float = Field(2.0, ge=0, description="How long pause, resume and destroy wait for "
                                             "the operation to finish before answering (the answer shows the "

@@ -5,8 +5,9 @@
   the team's capsules is such a hook, registered by the capsules module. After the commit, the
   sessions scoped to the team are revoked. The team's API keys stop working at once because the
   principal refuses keys of a deleted team (the key rows are kept).
-- `remove_member` (remove or leave): the membership row goes, then the user's sessions scoped to
-  that team are revoked, so a session opened before cannot keep acting in the team.
+- `remove_member` (remove or leave): the membership row goes with the API keys the user created
+  in that team (`delete_member_keys`), then the user's sessions scoped to that team are revoked,
+  so neither a session opened before nor a key made before can keep acting in the team.
 
 Users whose default team goes away default to another live team of theirs (or none).
 Sessions are revoked through `auth.sessions`, which also invalidates the session cache.
@@ -18,11 +19,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth.sessions import revoke_user_sessions
-from .db.models import AuthSession, Team, TeamMember, User
+from .db.models import ApiKey, AuthSession, Team, TeamMember, User
 from .db.types import utcnow
 
 TeamDeletedHook = Callable[[AsyncSession, str], Awaitable[None]]
@@ -56,10 +57,21 @@ async def delete_team(app: FastAPI, db: AsyncSession, team: Team) -> None:
 async def remove_member(app: FastAPI, db: AsyncSession, member: TeamMember) -> None:
     team_id, user_id = member.team_id, member.user_id
     await db.delete(member)
+    await delete_member_keys(db, user_id, team_id)
     await db.flush()
     await _reassign_default_team(db, team_id, [user_id])
     await db.commit()
     await _revoke_team_sessions(app, db, team_id, user_id)
+
+
+async def delete_member_keys(db: AsyncSession, user_id: str, team_id: str | None = None) -> None:
+    """Delete the API keys `user_id` created (in `team_id`, or in every team). A key acts as its team,
+    but it is the member's: kept, it would outlive their access. Each deletion is audited
+    (`api_key` `delete`, by the caller), and the commit invalidates the key cache on every replica."""
+    query = delete(ApiKey).where(ApiKey.created_by == user_id)
+    if team_id is not None:
+        query = query.where(ApiKey.team_id == team_id)
+    await db.execute(query)
 
 
 async def _revoke_team_sessions(app: FastAPI, db: AsyncSession, team_id: str, user_id: str | None = None) -> None:

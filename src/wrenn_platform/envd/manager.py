@@ -124,6 +124,7 @@ class ProcessManager:
         finally:
             self._starting.discard(tag)
             stdio.close_child_ends()
+        spawn.expose_to_oom(pid)
         process = Process(
             cmd=cmd, args=args, envs=envs, cwd=workdir, tag=tag, pid=pid, stdio=stdio, output_bound=self._output_bound
         )

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from .users import User
 
 PIPE_SIZE = 1024 * 1024
+# What envd starts is the OOM killer's first choice (it picks among them by size), envd itself the
+# last: its death ends the capsule, and memory no process owns (tmpfs pages) made it the largest.
+# Raising needs no privilege (lowering envd would need CAP_SYS_RESOURCE in the host's user
+# namespace). Set after the start, because a vforked child runs no Python (what the child forked
+# before that inherited envd's 0, so its descendants are set too), and by envd's own thread: a
+# process just started may not be dumpable yet, its /proc files then owned by root.
+OOM_SCORE_ADJ_CHILD = b"1000"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -168,3 +175,37 @@ def start(
     # The reaper owns waitpid; mark the Popen finished so it never waits on its own.
     popen.returncode = 0
     return popen.pid, cwd
+
+
+def expose_to_oom(pid: int) -> None:
+    """Make a started process, and what it already forked, the OOM killer's pick before envd.
+    Its descendants are in its session (it was started with setsid) and, pids being handed out in
+    increasing order, newer than it: only those entries of /proc are read."""
+    _write_oom_score_adj(pid)
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit() or int(entry) <= pid:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:  # already gone
+            continue
+        if int(fields[3]) == pid:  # state, ppid, pgrp, session
+            _write_oom_score_adj(int(entry))
+
+
+def _write_oom_score_adj(pid: int) -> None:
+    try:
+        fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:  # already gone
+        return
+    try:
+        os.write(fd, OOM_SCORE_ADJ_CHILD)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)

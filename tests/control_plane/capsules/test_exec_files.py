@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from .conftest import Env
+
 
 async def test_foreground_exec(api: httpx.AsyncClient, shared_capsule: str) -> None:
     r = await api.post(f"/v1/capsules/{shared_capsule}/exec",
@@ -29,6 +31,32 @@ async def test_exec_bad_requests(api: httpx.AsyncClient, shared_capsule: str) ->
     for path in ("files/list", "files/mkdir", "files/remove", "files/read", "files/stream/read"):
         r = await api.post(f"/v1/capsules/{shared_capsule}/{path}", json={})
         assert r.status_code == 400, (path, r.text)
+
+
+async def test_hostile_input_is_400_not_5xx(api: httpx.AsyncClient, shared_capsule: str) -> None:
+    """Values that once reached a 5xx: a NUL byte bound for execve or open (502), an integer beyond
+    the database's (500). Each is a 400 invalid_request naming the field."""
+    exec_cases = [
+        ({"cmd": "echo\x00x"}, "cmd"),
+        ({"cmd": "echo", "args": ["a", "b\x00"]}, "args"),
+        ({"cmd": "env", "background": True, "envs": {"A": "x\x00y"}}, "envs"),
+        ({"cmd": "env", "background": True, "envs": {"A\x00": "x"}}, "envs"),
+        ({"cmd": "pwd", "background": True, "cwd": "/tmp\x00"}, "cwd"),
+        ({"cmd": "true", "timeout_sec": 9223372036854775808}, "timeout_sec"),
+    ]
+    for body, field in exec_cases:
+        r = await api.post(f"/v1/capsules/{shared_capsule}/exec", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["code"] == "invalid_request" and field in r.json()["error"]["message"], r.text
+    for path in ("files/list", "files/mkdir", "files/remove", "files/read", "files/stream/read"):
+        r = await api.post(f"/v1/capsules/{shared_capsule}/{path}", json={"path": "/tmp/a\x00b"})
+        assert r.status_code == 400 and "path" in r.json()["error"]["message"], (path, r.text)
+    r = await api.post(f"/v1/capsules/{shared_capsule}/files/write",
+                       files={"file": ("f", b"x")}, data={"path": "/tmp/a\x00b"})
+    assert r.status_code == 400 and "path" in r.json()["error"]["message"], r.text
+    for timeout in (9223372036854775808, 2**63 - 1, 365 * 24 * 3600 + 1):
+        r = await api.post("/v1/capsules", json={"template": "minimal", "timeout_sec": timeout})
+        assert r.status_code == 400 and "timeout_sec" in r.json()["error"]["message"], (timeout, r.text)
 
 
 async def test_exec_binary_output_is_base64(api: httpx.AsyncClient, shared_capsule: str) -> None:
@@ -158,3 +186,41 @@ async def test_upload_needs_path_and_file(api: httpx.AsyncClient, shared_capsule
     assert r.status_code == 400, r.text
     r = await api.post(f"/v1/capsules/{shared_capsule}/files/write", json={"path": "/tmp/x"})
     assert r.status_code == 415, r.text
+
+
+def _multipart_head(path: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n{path}\r\n"
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n").encode()
+
+
+async def test_a_write_completes_or_leaves_nothing(env: Env, api: httpx.AsyncClient, shared_capsule: str) -> None:
+    """A truncated upload — a body without the part's closing boundary, or a client gone mid-body —
+    leaves neither partial data nor a temporary file, and an existing file untouched."""
+    base = f"/tmp/atomic-{secrets.token_hex(3)}"
+    kept, fresh = f"{base}/kept.txt", f"{base}/fresh.txt"
+    multipart = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    for route in ("files/write", "files/stream/write"):
+        r = await api.post(f"/v1/capsules/{shared_capsule}/{route}", files={"file": ("f", b"original\n")},
+                           data={"path": kept})
+        assert r.status_code == 204, r.text
+        for target in (kept, fresh):
+            r = await api.post(f"/v1/capsules/{shared_capsule}/{route}",
+                               content=_multipart_head(target) + b"partial data", headers=multipart)
+            assert r.status_code == 400 and "truncated" in r.json()["error"]["message"], (route, r.text)
+        # the client goes away mid-body: no answer to read, and nothing written
+        host, port = env.server.url.removeprefix("http://").split(":")
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        body = _multipart_head(kept) + b"x" * 100_000
+        writer.write((f"POST /v1/capsules/{shared_capsule}/{route} HTTP/1.1\r\nHost: {host}\r\n"
+                      f"X-API-Key: {env.a.api_key}\r\nContent-Length: {len(body) + 1_000_000}\r\n"
+                      f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n").encode() + body)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+        await asyncio.sleep(1.0)
+        r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": kept})
+        assert (r.status_code, r.content) == (200, b"original\n"), route
+        r = await api.post(f"/v1/capsules/{shared_capsule}/files/read", json={"path": fresh})
+        assert r.status_code == 404, route
+        listing = await api.post(f"/v1/capsules/{shared_capsule}/files/list", json={"path": base})
+        assert [e["name"] for e in listing.json()["entries"]] == ["kept.txt"], listing.text  # no temp file left

@@ -157,6 +157,31 @@ async def test_websocket_with_session_cookie(env: Env, shared_capsule: str) -> N
         assert "cookie\n" in [m.get("data") for m in seen]
 
 
+async def test_cookie_websocket_from_another_origin_is_refused(env: Env, shared_capsule: str) -> None:
+    """A malicious page's socket carries the tenant's cookie but its own Origin: refused before the
+    upgrade. The API's own origin (public URL, or the host the request went to) is accepted, and an
+    API-key socket is not judged by Origin (a page cannot attach the key)."""
+    cookie = {"Cookie": f"wrenn_sid={env.a.session_id}; wrenn_csrf={env.a.csrf}"}
+    for path in ("exec/stream", "pty", "processes/1/stream"):
+        for origin in ("http://evil.example", "null", "http://testserver.evil.example"):
+            with pytest.raises(InvalidStatus) as info:
+                async with _ws(env, f"/v1/capsules/{shared_capsule}/{path}", headers={**cookie, "Origin": origin}):
+                    pass
+            assert info.value.response.status_code == 403, (path, origin)
+            assert json.loads(info.value.response.body)["error"]["code"] == "csrf_failed"
+    host = env.server.url.removeprefix("http://")
+    for origin in ("http://testserver", f"http://{host}"):
+        async with _ws(env, f"/v1/capsules/{shared_capsule}/exec/stream", headers={**cookie, "Origin": origin}) as ws:
+            await ws.send(json.dumps({"type": "start", "cmd": "echo", "args": ["same-origin"]}))
+            seen, _ = await _until(ws, "exit")
+            assert "same-origin\n" in [m.get("data") for m in seen]
+    key = {**env.a.headers(), "Origin": "http://evil.example"}
+    async with _ws(env, f"/v1/capsules/{shared_capsule}/exec/stream", headers=key) as ws:
+        await ws.send(json.dumps({"type": "start", "cmd": "echo", "args": ["key"]}))
+        seen, _ = await _until(ws, "exit")
+        assert "key\n" in [m.get("data") for m in seen]
+
+
 async def test_websocket_409_when_not_running(env: Env, api: httpx.AsyncClient, capsules: Any) -> None:
     from .conftest import wait_status
 

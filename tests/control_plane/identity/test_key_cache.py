@@ -14,7 +14,7 @@ from wrenn_platform.control_plane.settings import Settings
 
 from ..conftest import make_client
 from .conftest import running
-from .helpers import Account, register
+from .helpers import Account, register, use_csrf
 
 
 def _add_whoami(app: FastAPI) -> None:
@@ -93,3 +93,30 @@ async def test_deletion_reaches_other_replicas_over_the_bus(redis_settings: Sett
             await asyncio.sleep(0.02)
         assert await _status(b, created["key"]) == 401
         await account.client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_removed_members_keys_end_on_other_replicas(redis_settings: Settings) -> None:
+    settings = redis_settings.model_copy(update={"api_key_cache_seconds": 3600})
+    async with running(settings) as a, running(settings) as b:
+        _add_whoami(a)
+        _add_whoami(b)
+        owner, carol = await register(a, settings), await register(a, settings)
+        added = await owner.client.post(f"/v1/teams/{owner.team_id}/members", json={"email": carol.email})
+        assert added.status_code == 201, added.text
+        switched = await carol.client.post("/v1/auth/switch-team", json={"team_id": owner.team_id})
+        assert switched.status_code == 200, switched.text
+        use_csrf(carol.client)  # the switch rotated the session and its CSRF cookie
+        created = await _new_key(carol)
+        assert created["team_id"] == owner.team_id
+        assert await _status(b, created["key"]) == 200  # cached on replica b
+        removed = await owner.client.delete(f"/v1/teams/{owner.team_id}/members/{carol.user_id}")
+        assert removed.status_code == 204
+        assert await _status(a, created["key"]) == 401
+        for _ in range(100):
+            if await _status(b, created["key"]) == 401:
+                break
+            await asyncio.sleep(0.02)
+        assert await _status(b, created["key"]) == 401
+        await owner.client.aclose()
+        await carol.client.aclose()

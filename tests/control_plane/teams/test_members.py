@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from wrenn_platform.control_plane.db.models import User
 from wrenn_platform.control_plane.db.types import utcnow
 
-from ..conftest import SessionFactory, UserFactory
+from ..conftest import SessionFactory, UserFactory, make_client
 from .helpers import add_member, assert_error
 
 
@@ -144,3 +144,36 @@ async def test_leaving_your_default_team_moves_the_default(
     async with app.state.sessionmaker() as db:
         user = await db.get(User, joiner.user.id)
         assert user is not None and user.default_team_id == joiner.user.team_id
+
+
+async def _key_status(app: FastAPI, key: str) -> int:
+    async with make_client(app, headers={"X-API-Key": key}) as client:
+        return (await client.get("/v1/capsules")).status_code
+
+
+async def test_a_removed_member_loses_the_keys_they_created(
+    app: FastAPI, make_user: UserFactory, session_for: SessionFactory
+) -> None:
+    owner = await make_user()
+    carol = await add_member(owner, make_user, session_for)
+    leaver = await add_member(owner, make_user, session_for)
+    made = {}
+    for who, client in (("carol", carol.client), ("leaver", leaver.client), ("owner", owner.client)):
+        response = await client.post("/v1/api-keys", json={"name": f"{who}-key"})
+        assert response.status_code == 201, response.text
+        made[who] = response.json()
+    carol_elsewhere = (await carol.user.client.post("/v1/api-keys", json={"name": "own-team"})).json()
+    assert {await _key_status(app, k["key"]) for k in made.values()} == {200}
+
+    assert (await owner.client.delete(f"/v1/teams/{owner.team_id}/members/{carol.user.id}")).status_code == 204
+    assert await _key_status(app, made["carol"]["key"]) == 401  # at once, on the next request
+    assert (await leaver.client.post(f"/v1/teams/{owner.team_id}/leave")).status_code == 204
+    assert await _key_status(app, made["leaver"]["key"]) == 401
+    # the team's other keys, and carol's keys of her own team, are untouched
+    assert await _key_status(app, made["owner"]["key"]) == 200
+    assert await _key_status(app, carol_elsewhere["key"]) == 200
+    listed = {k["name"] for k in (await owner.client.get("/v1/api-keys")).json()}
+    assert listed == {"owner-key"}
+    entries = (await owner.client.get("/v1/audit-logs")).json()["entries"]
+    deleted = {e["resource_id"] for e in entries if (e["resource_type"], e["action"]) == ("api_key", "delete")}
+    assert deleted == {made["carol"]["id"], made["leaver"]["id"]}

@@ -5,9 +5,10 @@ cold boot with metadata; exec (env, users, exit codes); files; PTY (input, resiz
 limits (memory, vcpus, disk size) and the QEMU process's confinement; metrics; pause → resume
 keeping a running process, files, address and clock; snapshot → new capsules restored from it
 (no boot, own token, diverged RNG, pausable); adoption by a restarted agent; destroy and failed
-creates leaving nothing behind. Left to the namespace runtime's run of the suite because each would
-need several more boots under TCG: network egress/isolation rules (the slot's rules are the same
-code for both runtimes), many-capsule concurrency, TTLs.
+creates leaving nothing behind; the guest's OOM sparing envd; the host's LAN out of reach. Left to
+the namespace runtime's run of the suite because each would need several more boots under TCG:
+the rest of the network egress/isolation rules (the slot's rules are the same code for both
+runtimes), many-capsule concurrency, TTLs.
 
 One VM is cold-booted for the module and shared in file order: the tests that pause it or
 destroy it come last.
@@ -16,6 +17,7 @@ destroy it come last.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import subprocess
 import time
@@ -32,6 +34,7 @@ from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, cgroup, ne
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
 
+from ..namespace.conftest import REJECTED, connect_under_this_version
 from .conftest import DISK_MB, MEMORY_MB, TOKEN, Fleet, envd, sh, spec_for
 
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.asyncio(loop_scope="module")]
@@ -178,6 +181,33 @@ async def test_vm_limits_memory_vcpus_and_disk(booted: RunningCapsule) -> None:
     script = f"fallocate -l {DISK_MB * 2}M /home/user/big; rc=$?; rm -f /home/user/big; exit $rc"
     code, _, err = await sh(booted, script)
     assert code != 0 and "No space left" in err
+
+
+async def test_the_guests_own_oom_spares_envd(booted: RunningCapsule) -> None:
+    """As in a namespace capsule: what envd starts is the OOM killer's pick before envd."""
+    code, out, _ = await sh(booted, "sleep 0.2; cat /proc/self/oom_score_adj; sh -c 'cat /proc/self/oom_score_adj'")
+    assert out.split() == ["1000", "1000"], out
+    hog = ("python3 -c 'import os\nfd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
+           "while True: os.write(fd, block)'")
+    code, out, _ = await sh(booted, f"head -c 200M /dev/zero > /dev/shm/fill; {hog}; echo rc=$?; rm -f /dev/shm/fill")
+    assert "rc=137" in out, out  # SIGKILL from the guest's OOM killer
+    code, out, _ = await sh(booted, "echo still-alive")
+    assert (code, out) == (0, "still-alive\n")
+
+
+async def test_the_vm_cannot_reach_the_hosts_own_network(booted: RunningCapsule) -> None:
+    """The slot's rules are the namespace runtime's: the host's LAN (a documentation range here)
+    is rejected at once for a VM too."""
+    for address in host_lan_addresses():
+        gateway = str(next(ipaddress.ip_network(f"{address}/24", strict=False).hosts()))
+        out = await connect_under_this_version(lambda script: sh(booted, script), gateway, 80)
+        assert out.startswith(REJECTED), (gateway, out)
+
+
+def host_lan_addresses() -> list[str]:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    return [f.split()[3].split("/")[0] for f in out.splitlines()
+            if f.split()[1] == "eth0" or f.split()[1].startswith("en")]
 
 
 async def test_qemu_runs_confined(booted: RunningCapsule, runtime: MicrovmRuntime) -> None:

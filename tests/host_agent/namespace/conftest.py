@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient
-from wrenn_platform.host_agent.network import allocate_slot, release_slot
+from wrenn_platform.host_agent.network import allocate_slot, nftables, release_slot
+from wrenn_platform.host_agent.network.dns import upstream_dns_servers
 from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot, RunningCapsule
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
@@ -92,6 +96,41 @@ async def sh(capsule: RunningCapsule, script: str, user: str = "user", within: f
     async with envd(capsule) as client:
         result = await client.run("/bin/sh", ["-c", script], user=user, timeout=within)
     return result.exit_code, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+# A TCP connect from inside, printing the errno. Refused by the host's rule (icmp admin-prohibited
+# → EHOSTUNREACH) it fails at once: not a timeout, and not a peer's own refusal (ECONNREFUSED),
+# which would mean the packet left.
+CONNECT = (
+    "python3 -c 'import socket,sys\n"
+    "s=socket.socket(); s.settimeout(3)\n"
+    'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("CONNECTED")\n'
+    'except OSError as e: print("FAILED", e.errno, e)\' {host} {port}'
+)
+REJECTED = f"FAILED {errno.EHOSTUNREACH} "
+
+
+async def connect_under_this_version(run: Callable[[str], Awaitable[tuple[int, str, str]]], host: str,
+                                     port: int) -> str:
+    """CONNECT (through `run`, a shell in the capsule) while this version's nftables table is the
+    installed one: test runs of other versions on this shared machine reinstall theirs (the newest
+    install wins), so a probe that ran under another table is repeated."""
+    ours = nftables.table_version(upstream_dns_servers(), nftables.host_networks())
+    for _ in range(10):
+        await asyncio.to_thread(nftables.install)
+        if nftables.installed_version() != ours:
+            continue
+        _code, out, err = await run(CONNECT.format(host=host, port=port))
+        if nftables.installed_version() == ours:
+            return out + err
+    raise AssertionError("another version's table kept replacing this one")
+
+
+def nft_rules() -> str:
+    """The shared table's rules, its sets left out: the blocked set follows the host's subnets, which
+    come and go with the host's links (and other test runs' veths on this shared machine)."""
+    table = subprocess.run(["nft", "list", "table", "inet", "wrenn"], capture_output=True, text=True).stdout
+    return table[table.find("\tchain "):]
 
 
 def my_mounts(state_root: Path) -> list[str]:

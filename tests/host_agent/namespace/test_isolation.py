@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MakeCapsule, sh
+from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
+from wrenn_platform.host_agent.templates import TemplateInfo
+
+from .conftest import CONNECT, MakeCapsule, sh
 
 pytestmark = pytest.mark.root
-
-CONNECT = (
-    "python3 -c 'import socket,sys\n"
-    "s=socket.socket(); s.settimeout(3)\n"
-    'try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print("CONNECTED")\n'
-    'except OSError as e: print("FAILED", e)\' {host} {port}'
-)
-
 
 def host_address() -> str:
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
@@ -114,3 +109,49 @@ async def test_capsule_root_cannot_escape(make_capsule: MakeCapsule) -> None:
         capsule, "echo x > /etc/wrenn-test && chown user /etc/wrenn-test && ls -l /etc/wrenn-test", user="root"
     )
     assert code == 0 and " user " in out, (out, err)
+
+
+SYSCALL_PROBE = """python3 - <<'PY'
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+def call(nr, *args):
+    rc = libc.syscall(nr, *args)
+    return "ok" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+print("io_uring_setup", call(425, 8, params))
+print("io_uring_enter", call(426, 0, 0, 0, 0, None, 0))
+print("io_uring_register", call(427, 0, 0, None, 0))
+try:
+    socket.socket(40, socket.SOCK_STREAM); print("vsock ok")
+except OSError as e:
+    print("vsock", errno.errorcode[e.errno])
+print("getpid", call(39))
+PY"""
+
+
+async def test_seccomp_refuses_io_uring_and_vsock(make_capsule: MakeCapsule) -> None:
+    capsule = await make_capsule()
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, SYSCALL_PROBE, user=user)
+        assert code == 0, err
+        results = dict(line.split(" ", 1) for line in out.splitlines())
+        assert results == {"io_uring_setup": "EPERM", "io_uring_enter": "EPERM", "io_uring_register": "EPERM",
+                           "vsock": "EPERM", "getpid": "ok"}, (user, out)
+
+
+async def test_no_host_path_shows_inside(
+    make_capsule: MakeCapsule, runtime: NamespaceRuntime, minimal_template: TemplateInfo
+) -> None:
+    """bwrap is the capsule's PID 1 (its options now come from a memfd) and the overlay's layers are
+    named through /proc/self/fd: neither /proc/1/cmdline nor mountinfo tells where the host keeps
+    its data."""
+    capsule = await make_capsule()
+    host_paths = [str(runtime.state_root), str(minimal_template.path), "/var/", "/tmp/", "/run/"]
+    script = ("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done; "
+              "cat /proc/self/mountinfo /proc/1/mountinfo /proc/self/mounts")
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, script, user=user)
+        assert code == 0, err
+        assert "bwrap --args" in out and "overlay" in out  # what was read is what was meant
+        leaked = [p for p in host_paths if p in out]
+        assert not leaked, (user, leaked, out)

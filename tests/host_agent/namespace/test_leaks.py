@@ -14,7 +14,7 @@ from wrenn_platform.host_agent.network import allocate_slot, leases, release_slo
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime
 from wrenn_platform.host_agent.templates import TemplateInfo
 
-from .conftest import cgroup_exists, my_mounts, sh, spec_for
+from .conftest import cgroup_exists, my_mounts, nft_rules, sh, spec_for
 
 pytestmark = pytest.mark.root
 
@@ -28,7 +28,7 @@ def _out(*argv: str) -> str:
 async def test_create_destroy_cycles_leak_nothing(
     runtime: NamespaceRuntime, state_root: Path, owner: str, minimal_template: TemplateInfo
 ) -> None:
-    nft_before = _out("nft", "list", "table", "inet", "wrenn")
+    nft_before = nft_rules()
     used: list[tuple[str, str, str, str]] = []  # capsule id, netns, host iface, ip
     for _ in range(CYCLES):
         spec = spec_for(minimal_template)
@@ -53,5 +53,5 @@ async def test_create_destroy_cycles_leak_nothing(
     conntrack = _out("conntrack", "-L")
     assert [ip for *_, ip in used if f"={ip} " in conntrack] == []
     assert [lease for lease in leases.list_leases() if lease.owner == owner] == []
-    assert _out("nft", "list", "table", "inet", "wrenn") == nft_before
+    assert nft_rules() == nft_before
     assert os.listdir(state_root) == []

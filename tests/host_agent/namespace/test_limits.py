@@ -1,5 +1,5 @@
 """Limits hold inside a capsule and the host is unharmed: memory (OOM inside), CPU quota, pids
-(fork bomb contained), disk (ENOSPC inside)."""
+(fork bomb contained), open files per process, disk (ENOSPC inside)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,63 @@ async def test_memory_limit_ooms_inside_the_capsule(make_capsule: MakeCapsule) -
     assert cg.oom_kills() >= 1
     assert cg.memory_bytes() <= 128 * 1024 * 1024
     code, out, _ = await sh(capsule, "echo still-alive")  # envd survived
+    assert (code, out) == (0, "still-alive\n")
+
+
+FD_PROBE = """python3 - <<'PY'
+import errno, os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard * 4, hard * 4))
+    raised = "raised"
+except (ValueError, OSError):
+    raised = "refused"
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    stop = errno.errorcode[e.errno]
+print(soft, hard, raised, len(fds) + 3, stop)
+PY"""
+
+
+async def test_open_files_are_bounded_per_process(make_capsule: MakeCapsule, runtime: NamespaceRuntime) -> None:
+    capsule = await make_capsule()
+    for user in ("user", "root"):
+        code, out, err = await sh(capsule, FD_PROBE, user=user)
+        assert code == 0, err
+        soft, hard, raised, opened, stop = out.split()
+        assert (int(soft), int(hard), raised, stop) == (runtime.nofile_max, runtime.nofile_max, "refused", "EMFILE")
+        assert int(opened) <= runtime.nofile_max, out
+    code, out, _ = await sh(capsule, "echo still-alive")
+    assert (code, out) == (0, "still-alive\n")
+
+
+async def test_the_capsules_own_oom_spares_envd(make_capsule: MakeCapsule) -> None:
+    """tmpfs pages belong to no process: filling /dev/shm past the limit made the OOM killer pick by
+    size, and envd was the largest, so the capsule died. /dev/shm now holds at most half the memory,
+    and whatever envd starts is picked before envd (oom_score_adj 1000): the capsule still answers."""
+    capsule = await make_capsule(memory_mb=256)
+    # (set just after the start: a process that reads it in its very first instant may see 0)
+    code, out, _ = await sh(capsule, "sleep 0.2; cat /proc/1/oom_score_adj /proc/self/oom_score_adj; "
+                                     "sh -c 'cat /proc/self/oom_score_adj'; df -k /dev/shm | tail -1")
+    bwrap_adj, own_adj, grandchild_adj, *df = out.split()
+    assert (bwrap_adj, own_adj, grandchild_adj) == ("0", "1000", "1000"), out
+    assert int(df[1]) == 128 * 1024, out
+    for user in ("user", "root"):
+        code, out, _ = await sh(capsule, "head -c 400M /dev/zero > /dev/shm/fill; echo rc=$?", user=user, within=60)
+        assert "rc=1" in out  # ENOSPC at the cap, not an OOM
+        code, out, _ = await sh(capsule, "echo still-alive; rm -f /dev/shm/fill", user="root")
+        assert (code, out) == (0, "still-alive\n"), user
+    # memory only a process holds (a memfd written, never mapped: not in its RSS) beside a full
+    # /dev/shm: the OOM killer takes the process, not envd, and its memory comes back
+    hog = ("python3 -c 'import os\nfd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
+           "while True: os.write(fd, block)'")
+    code, out, _ = await sh(capsule, f"head -c 127M /dev/zero > /dev/shm/fill; {hog}; echo rc=$?", within=60)
+    assert "rc=137" in out, out  # SIGKILL from the capsule's OOM killer
+    assert cgroups.Cgroup(capsule.capsule_id).oom_kills() >= 1
+    code, out, _ = await sh(capsule, "echo still-alive; rm -f /dev/shm/fill", user="root")
     assert (code, out) == (0, "still-alive\n")
 
 

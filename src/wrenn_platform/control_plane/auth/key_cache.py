@@ -2,7 +2,7 @@
 
 Same rule as `session_cache.py`: an entry is stored with the cache *generation* read before the
 database was consulted and is served only while the generation is unchanged. Any committed change
-to `api_keys` or `teams` (key deleted, team deleted, renamed...), whichever module makes it, bumps
+to `api_keys`, `teams` or `team_limits` (key deleted, team deleted, limit changed...), whichever module makes it, bumps
 the generation synchronously in SQLAlchemy's `after_commit`, so it holds on this replica's very
 next request. The bump is published on the bus (`INVALIDATED_TOPIC`) for the other replicas, which
 bump theirs on receipt; the bus is at-most-once, so every entry also expires after
@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.bus)
 from ..db.commit_watch import CommitWatch
-from ..db.models import ApiKey, Team
+from ..db.models import ApiKey, Team, TeamLimit
 from ..generation_cache import GenerationCache
 from ..services import service
 
@@ -41,6 +41,7 @@ class KeySnapshot:
     created_by: str | None
     name: str
     last_used: datetime | None
+    requests_per_second: int | None  # the team's own limit (`team_limits`); None: the platform default
 
 
 class KeyCache(GenerationCache[str, KeySnapshot]):
@@ -63,7 +64,7 @@ class KeyCache(GenerationCache[str, KeySnapshot]):
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
-_watch = CommitWatch("api_keys", (ApiKey, Team))
+_watch = CommitWatch("api_keys", (ApiKey, Team, TeamLimit))
 
 
 async def _listen(cache: KeyCache, app: FastAPI, subscribed: asyncio.Event) -> None:

@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit.actor import bind as bind_actor
 from ..db.commit_watch import TOUCH_OPTION
-from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
+from ..db.models import ApiKey, AuthSession, Team, TeamLimit, TeamMember, User
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
 from ..errors import ApiError, forbidden, unauthorized
 from ..security import equal, sha256_hex
 from ..settings import Settings
 from .key_cache import KeyCache, KeySnapshot
+from .key_rate import KeyRateLimiter
 from .session_cache import SessionCache, SessionSnapshot
 
 SESSION_COOKIE = "wrenn_sid"
@@ -151,18 +152,33 @@ async def _load_api_key(request: Request, db: AsyncSession, key_hash: str) -> Ke
     generation = cache.generation if cache is not None else 0
     row = (
         await db.execute(
-            select(ApiKey.id, ApiKey.team_id, ApiKey.created_by, ApiKey.name, ApiKey.last_used)
+            select(ApiKey.id, ApiKey.team_id, ApiKey.created_by, ApiKey.name, ApiKey.last_used,
+                   TeamLimit.api_key_requests_per_second)
             .join(Team, Team.id == ApiKey.team_id)
+            .outerjoin(TeamLimit, TeamLimit.team_id == ApiKey.team_id)
             .where(ApiKey.key_hash == key_hash, Team.deleted_at.is_(None))
         )
     ).first()
     if row is None:
         return None
     snapshot = KeySnapshot(api_key_id=row.id, team_id=row.team_id, created_by=row.created_by, name=row.name,
-                           last_used=row.last_used)
+                           last_used=row.last_used, requests_per_second=row.api_key_requests_per_second)
     if cache is not None:
         cache.put(key_hash, snapshot, generation)
     return snapshot
+
+
+async def _within_request_rate(request: Request, api_key: KeySnapshot) -> None:
+    """429 (with Retry-After) past the key's requests per second (a team limit, `team_limits.py`)."""
+    limiter: KeyRateLimiter | None = getattr(request.app.state, "key_rate", None)
+    if limiter is None:
+        return
+    settings: Settings = request.app.state.settings
+    limit = api_key.requests_per_second
+    if limit is None:
+        limit = settings.api_key_requests_per_second
+    if limit:
+        await limiter.check(api_key.api_key_id, limit)
 
 
 async def _api_key_principal(request: Request, db: AsyncSession) -> Principal | None:
@@ -175,6 +191,7 @@ async def _api_key_principal(request: Request, db: AsyncSession) -> Principal | 
     api_key = await _load_api_key(request, db, key_hash)
     if api_key is None:
         raise unauthorized("invalid API key")
+    await _within_request_rate(request, api_key)
     now = utcnow()
     if api_key.last_used is None or now - api_key.last_used >= _TOUCH_INTERVAL:
         await db.execute(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..body_limit import lift_body_limit
 from ..errors import ApiError, bad_request
 
 _MAX_FIELD_BYTES = 64 * 1024
@@ -114,6 +115,7 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
     declared = request.headers.get("content-length")
     if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise too_large(limit)
+    lift_body_limit(request)  # this upload counts its own bytes against `limit` (None: unbounded stream)
     parser = _Parser(boundary)
     body = request.stream()
     path = request.query_params.get("path") or None
@@ -132,6 +134,8 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
         raise bad_request("file: field required")
     if not path:
         raise bad_request("path: field required (before the file part)")
+    if "\x00" in path:
+        raise bad_request("path: must not contain a NUL byte")
 
     async def chunks() -> AsyncIterator[bytes]:
         total = 0
@@ -154,6 +158,10 @@ async def read_upload(request: Request, limit: int | None) -> Upload:
             for piece in events.file_data:
                 yield count(piece)
             done = events.file_ended
+        if not done:
+            # Raised mid-stream, so the write to the capsule is abandoned and leaves nothing:
+            # the bytes so far are only part of the file.
+            raise bad_request("file: the upload ended before the part's closing boundary (truncated body)")
 
     upload = Upload(path=path, chunks=chunks(), limit=limit)
     return upload

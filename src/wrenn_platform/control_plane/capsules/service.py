@@ -41,6 +41,7 @@ from ..db.types import utcnow
 from ..errors import bad_request, not_found
 from ..hosts.tokens import signing_secret
 from ..settings import Settings
+from ..team_limits import check_new_capsule
 from . import states
 from .agents import AgentRegistry, agent_errors
 from .running_cache import PROXY_AUTH_API_KEY, PROXY_AUTH_LABEL, RunningCache
@@ -84,6 +85,7 @@ class CapsuleService:
         self.agents = agents
         self.settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
+        self._team_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[str, int] = {}  # capsule id → lifecycle tasks queued or running here
         self._latest: dict[str, asyncio.Task[None]] = {}  # capsule id → its newest lifecycle task here
@@ -107,6 +109,10 @@ class CapsuleService:
         """The capsule's envd access token: derived from the control plane's secret, so every replica
         can hand it to an E2B client (`envdAccessToken`) without storing it."""
         return envd_access_token(signing_secret(self.settings), capsule_id)
+
+    def team_lock(self, team_id: str) -> asyncio.Lock:
+        """Held while a team's limits are checked and the new record committed (`team_limits`)."""
+        return self._team_locks.setdefault(team_id, asyncio.Lock())
 
     # ---- lookups ----------------------------------------------------------------------------------
 
@@ -147,18 +153,21 @@ class CapsuleService:
         if proxy_auth is not None and proxy_auth != PROXY_AUTH_API_KEY:
             raise bad_request(f"metadata {PROXY_AUTH_LABEL}: {proxy_auth!r} is not a proxy access rule "
                               f"(the one there is: {PROXY_AUTH_API_KEY!r})")
-        snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
-                                                            Template.name == req.template))).scalar_one_or_none()
-        host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
-                                  team_id=principal.team_id, memory_mb=req.memory_mb,
-                                  pinned=snapshot.host_id if snapshot is not None else None)
-        timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
-        capsule = Capsule(team_id=principal.team_id, host_id=host_id, status="starting", template=req.template,
-                          vcpus=req.vcpus, memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
-                          timeout_sec=timeout, labels=dict(req.metadata or {}), ends_at=options.ends_at,
-                          on_end=options.on_end)
-        db.add(capsule)
-        await db.commit()
+        async with self.team_lock(principal.team_id):
+            await check_new_capsule(db, principal.team_id, self.settings, vcpus=req.vcpus, memory_mb=req.memory_mb,
+                                    disk_mb=req.disk_size_mb)
+            snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
+                                                                Template.name == req.template))).scalar_one_or_none()
+            host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
+                                      team_id=principal.team_id, memory_mb=req.memory_mb,
+                                      pinned=snapshot.host_id if snapshot is not None else None)
+            timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
+            capsule = Capsule(team_id=principal.team_id, host_id=host_id, status="starting", template=req.template,
+                              vcpus=req.vcpus, memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
+                              timeout_sec=timeout, labels=dict(req.metadata or {}), ends_at=options.ends_at,
+                              on_end=options.on_end)
+            db.add(capsule)
+            await db.commit()
         agent_req = agent_wire.CreateCapsuleRequest(
             capsule_id=capsule.id, team_id=capsule.team_id, template=capsule.template, vcpus=capsule.vcpus,
             memory_mb=capsule.memory_mb, disk_size_mb=capsule.disk_size_mb, timeout_sec=capsule.timeout_sec,

@@ -25,6 +25,7 @@ from ..auth.principal import Principal
 from ..db.models import Capsule
 from ..db.models import Template as TemplateRow
 from ..errors import ApiError, conflict, not_found
+from ..team_limits import check_new_snapshot
 from . import states
 from .agents import agent_errors, to_api_error
 from .service import CapsuleService
@@ -68,14 +69,16 @@ async def take(svc: CapsuleService, db: AsyncSession, principal: Principal, caps
         raise conflict(f"template {name!r} already exists", code="already_exists")
     if overwrite and await team_template(db, principal.team_id, name) is not None:
         await remove(svc, db, principal.team_id, name)
-    row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
-                      source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
-    db.add(row)
-    try:
-        await db.commit()  # reserves the name before any file is written
-    except IntegrityError:
-        await db.rollback()
-        raise conflict(f"template {name!r} already exists", code="already_exists") from None
+    async with svc.team_lock(principal.team_id):
+        await check_new_snapshot(db, principal.team_id, svc.settings)
+        row = TemplateRow(team_id=principal.team_id, name=name, type="snapshot", host_id=capsule.host_id,
+                          source_capsule_id=capsule.id, vcpus=capsule.vcpus, memory_mb=capsule.memory_mb)
+        db.add(row)
+        try:
+            await db.commit()  # reserves the name before any file is written
+        except IntegrityError:
+            await db.rollback()
+            raise conflict(f"template {name!r} already exists", code="already_exists") from None
     try:
         with agent_errors():
             made = await client.snapshot(capsule.id, SnapshotRequest(team_id=principal.team_id, name=name,

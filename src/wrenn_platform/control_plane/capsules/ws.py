@@ -3,6 +3,11 @@
 The handshake is authorised like any request (tenant: API key, or session cookie; admin routes:
 their own `Resolve`) and refused with a plain HTTP status and the contract's error body — 401, 403,
 404 (also another team's capsule), 409 (not running) — before any upgrade.
+
+A browser sends the session cookie with any page's WebSocket, and the CSRF header cannot be set on
+one: a cookie-authenticated handshake must come from the API's own origin (`Origin` equal to the
+public URL's, or naming the host the request was sent to), else 403 `csrf_failed`. A handshake
+without `Origin` is no browser's; an API-key handshake carries no ambient credential.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
@@ -24,6 +30,7 @@ from wrenn_platform.wire.agent import AgentError
 
 from ..auth.principal import Principal, require_key_or_session
 from ..errors import ApiError, error_body
+from ..settings import Settings
 from .service import CapsuleService
 
 
@@ -43,6 +50,23 @@ async def tenant(request: Request, db: AsyncSession, capsule_id: str) -> Princip
     return await require_key_or_session(request, db, request.app.state.settings)
 
 
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def check_origin(request: Request, settings: Settings) -> None:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    allowed = {_origin_of(settings.public_url)} - {""}
+    host = request.headers.get("host", "")
+    if host:
+        allowed |= {f"http://{host}".lower(), f"https://{host}".lower()}
+    if origin.lower().rstrip("/") not in allowed:
+        raise ApiError(403, "csrf_failed", f"cross-origin WebSocket refused: Origin {origin[:200]} is not this API's")
+
+
 async def authorize(ws: WebSocket, capsule_id: str, doing: str, resolve: Resolve = tenant) -> AgentClient | None:
     """The agent client for the principal's running capsule, or None after refusing the handshake.
     The principal is the caller's (`tenant`) unless `resolve` works it out otherwise (the admin routes)."""
@@ -52,6 +76,8 @@ async def authorize(ws: WebSocket, capsule_id: str, doing: str, resolve: Resolve
     async with app.state.sessionmaker() as db:
         try:
             principal = await resolve(request, db, capsule_id)
+            if principal.kind == "session":
+                check_origin(request, app.state.settings)
             return await service.running_client(db, principal, capsule_id, doing)
         except ApiError as exc:
             await deny(ws, exc)

@@ -45,6 +45,21 @@ class Team(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class TeamLimit(Base):
+    """An admin's override of a team's limits; a NULL column takes the platform default (settings)."""
+
+    __tablename__ = "team_limits"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    max_capsules: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_disk_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    api_key_requests_per_second: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class TeamMember(Base):
     __tablename__ = "team_members"
 

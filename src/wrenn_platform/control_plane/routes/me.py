@@ -38,7 +38,7 @@ from ..mail import messages
 from ..mail.mailer import Mailer
 from ..security import hash_password_off_loop, verify_password_off_loop
 from ..settings import Settings
-from ..teams_lifecycle import mark_team_deleted
+from ..teams_lifecycle import delete_member_keys, mark_team_deleted
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -100,6 +100,7 @@ async def delete_account(
     for team in (await db.scalars(select(Team).where(Team.id.in_(owned), Team.deleted_at.is_(None)))).all():
         await mark_team_deleted(db, team)  # the same delete as DELETE /v1/teams: capsules go too
     await db.execute(delete(TeamMember).where(TeamMember.user_id == user.id, TeamMember.role != "owner"))
+    await delete_member_keys(db, user.id)
     user.deleted_at = now
     user.is_active = False
     await tokens.retire(db, tokens.ACTIVATION, user.id)

@@ -11,10 +11,14 @@ Policy, for traffic entering from a slot:
   (spoofing) is dropped;
 - to the host itself (any local address: agent, control plane, databases) only replies to
   connections the host opened are accepted, the rest is rejected;
-- to another slot, to any private, shared (CGNAT), link-local (cloud metadata 169.254.169.254),
-  multicast or reserved address it is rejected -- the host's LAN and its neighbours' services are
-  not the internet -- except DNS (port 53) to the host's own upstream resolvers, which are often
-  on a private address; nothing from outside may open a connection into a slot;
+- to another slot, to every address IANA's special-purpose registry marks not globally reachable
+  (private, shared/CGNAT, loopback, link-local with the cloud metadata 169.254.169.254,
+  documentation, benchmarking, reserved) and to multicast and broadcast, it is rejected -- and so
+  is every subnet the host has an address on, whatever its range (a LAN on public or
+  documentation addresses is still the host's own network). The host's subnets are read when the
+  table is built, which is at agent start and at every slot allocation, so a new address gets
+  its rule before the next capsule. Except DNS (port 53) to the host's own upstream resolvers,
+  which are often on a private address; nothing from outside may open a connection into a slot;
 - everything else is forwarded and masqueraded (egress NAT).
 `reject with icmpx admin-prohibited` rather than drop: the caller fails at once instead of
 waiting for a timeout.
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import json
 import subprocess
 
 from .addressing import HOST_IFACE_PREFIX, SLOT_SUBNET
@@ -31,25 +37,53 @@ from .dns import upstream_dns_servers
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "wrenn"
+# IANA IPv4 special-purpose registry, every entry not globally reachable (RFC 6890 and updates),
+# plus multicast; the slots' own range first. IPv6 needs no list: slots send none (dropped below).
 BLOCKED_DESTINATIONS = (
     str(SLOT_SUBNET),
-    "0.0.0.0/8",
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.0.0.0/24",
-    "192.168.0.0/16",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # private
+    "100.64.0.0/10",  # shared address space (CGNAT)
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local, cloud metadata
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # TEST-NET-1 (documentation)
+    "192.88.99.0/24",  # deprecated 6to4 relay anycast
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # TEST-NET-2
+    "203.0.113.0/24",  # TEST-NET-3
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255
 )
 
 _REJECT = "reject with icmpx admin-prohibited"
 
 
-def _rules(dns_servers: tuple[str, ...]) -> str:
+def host_networks() -> tuple[str, ...]:
+    """Every IPv4 subnet the host has an address on (its LAN, a VPN, a bridge...), but the slots'."""
+    proc = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=True)
+    networks: set[str] = set()
+    for link in json.loads(proc.stdout or "[]"):
+        if str(link.get("ifname", "")).startswith(HOST_IFACE_PREFIX):
+            continue
+        for address in link.get("addr_info", ()):
+            network = ipaddress.ip_interface(f"{address['local']}/{address['prefixlen']}").network
+            if isinstance(network, ipaddress.IPv4Network) and not network.subnet_of(SLOT_SUBNET):
+                networks.add(str(network))
+    return tuple(sorted(networks))
+
+
+def blocked_destinations(host_nets: tuple[str, ...]) -> list[str]:
+    """The fixed list and the host's subnets, overlaps merged (an interval set refuses them)."""
+    networks = [ipaddress.IPv4Network(n) for n in (*BLOCKED_DESTINATIONS, *host_nets)]
+    return [str(n) for n in ipaddress.collapse_addresses(networks)]
+
+
+def _rules(dns_servers: tuple[str, ...], host_nets: tuple[str, ...]) -> str:
     slots = f'"{HOST_IFACE_PREFIX}*"'
-    blocked = ", ".join(BLOCKED_DESTINATIONS)
+    blocked = ", ".join(blocked_destinations(host_nets))
     resolvers = f"elements = {{ {', '.join(dns_servers)} }}" if dns_servers else ""
     return f"""\
     set blocked_v4 {{
@@ -84,19 +118,20 @@ def _rules(dns_servers: tuple[str, ...]) -> str:
     }}"""
 
 
-def table_version(dns_servers: tuple[str, ...]) -> str:
+def table_version(dns_servers: tuple[str, ...], host_nets: tuple[str, ...] = ()) -> str:
     """Identical rules give an identical version, so agents on one machine never fight over it."""
-    return "wrenn-slots-" + hashlib.sha256(_rules(dns_servers).encode()).hexdigest()[:16]
+    return "wrenn-slots-" + hashlib.sha256(_rules(dns_servers, host_nets).encode()).hexdigest()[:16]
 
 
-def ruleset(dns_servers: tuple[str, ...] | None = None) -> str:
+def ruleset(dns_servers: tuple[str, ...] | None = None, host_nets: tuple[str, ...] | None = None) -> str:
     servers = upstream_dns_servers() if dns_servers is None else dns_servers
+    nets = host_networks() if host_nets is None else host_nets
     return f"""\
 table {TABLE_FAMILY} {TABLE_NAME}
 delete table {TABLE_FAMILY} {TABLE_NAME}
 table {TABLE_FAMILY} {TABLE_NAME} {{
-    comment "{table_version(servers)}"
-{_rules(servers)}
+    comment "{table_version(servers, nets)}"
+{_rules(servers, nets)}
 }}
 """
 
@@ -128,10 +163,10 @@ def _has_unreachable_route() -> bool:
 
 def install() -> None:
     """Install (or upgrade) the table and enable forwarding. Idempotent and safe to race."""
-    servers = upstream_dns_servers()
-    if installed_version() != table_version(servers):
+    servers, nets = upstream_dns_servers(), host_networks()
+    if installed_version() != table_version(servers, nets):
         proc = subprocess.run(
-            ["nft", "-f", "-"], input=ruleset(servers), capture_output=True, text=True, check=False
+            ["nft", "-f", "-"], input=ruleset(servers, nets), capture_output=True, text=True, check=False
         )
         if proc.returncode != 0:
             raise OSError(f"nft failed: {proc.stderr.strip()}")

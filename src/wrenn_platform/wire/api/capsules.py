@@ -6,9 +6,9 @@ Class names are the contract's schema names, so the generated OpenAPI matches it
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 CapsuleStatus = Literal[
@@ -17,6 +17,20 @@ CapsuleStatus = Literal[
 ]
 MetricsRange = Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
 StatsRange = Literal["5m", "1h", "6h", "24h", "30d"]
+# The longest auto-pause TTL (a year); 0 already means never. Unbounded, a huge value overflowed
+# the database's integer and the deadline arithmetic (a 500).
+MAX_TIMEOUT_SEC = 365 * 24 * 3600
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL byte")
+    return value
+
+
+# A string bound for a command line, an environment or a path: execve and open refuse a NUL byte,
+# so it is refused here (400) rather than failing in the capsule.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class Capsule(BaseModel):
@@ -49,20 +63,21 @@ class CreateCapsuleRequest(BaseModel):
     vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(512, ge=64, le=1024 * 1024)
     disk_size_mb: int = Field(5120, ge=16, le=1024 * 1024)
-    timeout_sec: int = Field(0, ge=0, description="Auto-pause TTL; positive values below 60 are clamped to 60.")
+    timeout_sec: int = Field(0, ge=0, le=MAX_TIMEOUT_SEC,
+                             description="Auto-pause TTL; positive values below 60 are clamped to 60.")
     # Labels kept with the capsule (the `Capsule.metadata` the contract describes); accepted but not
     # part of the contract's request schema, so hidden from the generated document.
     metadata: SkipJsonSchema[dict[str, str] | None] = None
 
 
 class ExecRequest(BaseModel):
-    cmd: str = Field(..., min_length=1)
-    args: list[str] = Field(default_factory=list)
+    cmd: Text = Field(..., min_length=1)
+    args: list[Text] = Field(default_factory=list)
     timeout_sec: int = Field(30, ge=1, le=24 * 3600)
     background: bool = False
     tag: str | None = Field(None, min_length=1, max_length=64)
-    envs: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+    envs: dict[Text, Text] = Field(default_factory=dict)
+    cwd: Text | None = None
 
 
 class ExecResponse(BaseModel):
@@ -107,11 +122,11 @@ class FileEntry(BaseModel):
 
 
 class ReadFileRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+    path: Text = Field(..., min_length=1)
 
 
 class ListDirRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+    path: Text = Field(..., min_length=1)
     depth: int = Field(1, ge=0, le=32)
 
 
@@ -120,7 +135,7 @@ class ListDirResponse(BaseModel):
 
 
 class MakeDirRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+    path: Text = Field(..., min_length=1)
 
 
 class MakeDirResponse(BaseModel):
@@ -128,7 +143,7 @@ class MakeDirResponse(BaseModel):
 
 
 class RemoveRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+    path: Text = Field(..., min_length=1)
 
 
 class MetricPoint(BaseModel):

@@ -29,9 +29,10 @@ class Host(BaseModel):
 class RegisterHostRequest(BaseModel):
     token: str = Field(..., min_length=1)
     arch: str | None = Field(None, max_length=32)
-    cpu_cores: int | None = Field(None, ge=0)
-    memory_mb: int | None = Field(None, ge=0)
-    disk_gb: int | None = Field(None, ge=0)
+    # Bounded so a hostile value is a 400, not an integer overflow in the database.
+    cpu_cores: int | None = Field(None, ge=0, le=1 << 20)
+    memory_mb: int | None = Field(None, ge=0, le=1 << 40)
+    disk_gb: int | None = Field(None, ge=0, le=1 << 40)
     address: str = Field(..., min_length=1, max_length=255)
 
 

@@ -3,6 +3,7 @@ by the runtime beforehand and bound as /)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 BWRAP = "/usr/bin/bwrap"
@@ -26,9 +27,11 @@ CAPSULE_ROOT_CAPS = (
 )
 
 
-def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, ...] = ENVD_COMMAND) -> list[str]:
+def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, shm_bytes: int,
+               command: tuple[str, ...] = ENVD_COMMAND) -> list[str]:
     """`root` must be reachable by the capsule's root (host uid `base`): bwrap resolves it after
-    joining the capsule's user namespace."""
+    joining the capsule's user namespace. `/dev/shm` holds at most `shm_bytes`: its pages are
+    charged to the capsule's memory but belong to no process, so no OOM kill would give them back."""
     argv = [
         BWRAP,
         "--bind",
@@ -43,6 +46,10 @@ def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, .
         "/proc/sys",
         "--dev",
         "/dev",
+        "--perms",
+        "1777",  # like any Linux /dev/shm (POSIX shared memory of every user)
+        "--size",
+        str(shm_bytes),
         "--tmpfs",
         "/dev/shm",
         "--unshare-pid",
@@ -61,3 +68,15 @@ def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, command: tuple[str, .
         argv += ["--cap-add", cap]
     argv += ["--seccomp", str(seccomp_fd), "--", *command]
     return argv
+
+
+def args_fd(argv: list[str]) -> tuple[list[str], int]:
+    """bwrap's options (everything before `--`) moved into a memfd it reads with `--args`: bwrap
+    runs as the capsule's PID 1, and its /proc/1/cmdline would otherwise show the capsule the
+    host's paths. The command stays on the command line (bwrap wants it there). Returns the short
+    command line and the fd to pass (the caller closes it after the start)."""
+    split = argv.index("--")
+    fd = os.memfd_create("wrenn-bwrap-args", os.MFD_CLOEXEC)
+    os.write(fd, b"".join(arg.encode() + b"\0" for arg in argv[1:split]))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return [argv[0], "--args", str(fd), *argv[split:]], fd

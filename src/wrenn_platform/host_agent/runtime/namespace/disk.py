@@ -119,14 +119,17 @@ def mount_root(paths: Paths, lower_sources: list[Path], userns_fd: int) -> None:
         target.mkdir()
         kernel.idmapped_bind(str(source), str(target), userns_fd)
     paths.root.mkdir()
-    lowerdir = ":".join(str(paths.lower(i)) for i in range(len(lower_sources)))
-    kernel.mount(
-        "overlay",
-        str(paths.root),
-        "overlay",
-        0,
-        f"lowerdir={lowerdir},upperdir={paths.upper},workdir={paths.work}",
-    )
+    # Named through /proc/self/fd: the kernel shows the options as given in the capsule's own
+    # /proc/self/mountinfo, and host paths would tell it where the host keeps its data.
+    layers = [*(paths.lower(i) for i in range(len(lower_sources))), paths.upper, paths.work]
+    fds = [os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for layer in layers]
+    try:
+        *lowers, upper, work = (f"/proc/self/fd/{fd}" for fd in fds)
+        kernel.mount("overlay", str(paths.root), "overlay", 0,
+                     f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def mount_points() -> list[str]:

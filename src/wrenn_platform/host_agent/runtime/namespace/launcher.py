@@ -7,7 +7,8 @@ writes to pre-computed paths):
 2. set per-netns sysctls (IPv6 off, unprivileged ports and ping from 0: capsule root has no
    CAP_NET_BIND_SERVICE over a host-owned netns);
 3. enter every cgroup, so each process of the capsule is born inside;
-4. join the capsule's user namespace and become uid/gid 0 there (a private unprivileged host uid).
+4. bound open files per process (RLIMIT_NOFILE, soft = hard), inherited by everything in the capsule;
+5. join the capsule's user namespace and become uid/gid 0 there (a private unprivileged host uid).
 bwrap then runs as root of that user namespace and creates the pid, mount, ipc, uts (and cgroup)
 namespaces, which that user namespace owns.
 """
@@ -15,6 +16,7 @@ namespaces, which that user namespace owns.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,7 @@ NETNS_SYSCTLS = {
 }
 
 
-def _preexec(netns_fd: int, userns_fd: int, procs_files: list[str]) -> Callable[[], None]:
+def _preexec(netns_fd: int, userns_fd: int, procs_files: list[str], nofile_max: int) -> Callable[[], None]:
     def run() -> None:
         kernel.setns(netns_fd, kernel.CLONE_NEWNET)
         for path, value in NETNS_SYSCTLS.items():
@@ -42,6 +44,7 @@ def _preexec(netns_fd: int, userns_fd: int, procs_files: list[str]) -> Callable[
             finally:
                 os.close(fd)
         cgroups.enter(procs_files)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_max, nofile_max))
         kernel.setns(userns_fd, kernel.CLONE_NEWUSER)
         os.setgroups([])
         os.setresgid(0, 0, 0)
@@ -59,6 +62,7 @@ def launch(
     env: dict[str, str],
     pass_fds: tuple[int, ...],
     log_path: Path,
+    nofile_max: int,
 ) -> subprocess.Popen[bytes]:
     """Start the capsule's bwrap in its own session (it outlives the agent)."""
     netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -72,7 +76,7 @@ def launch(
                 env=env,
                 pass_fds=pass_fds,
                 start_new_session=True,
-                preexec_fn=_preexec(netns_fd, userns_fd, procs_files),
+                preexec_fn=_preexec(netns_fd, userns_fd, procs_files, nofile_max),
                 cwd="/",
             )
     finally:

@@ -16,12 +16,18 @@ import wrenn_platform
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import cgroups, disk, launcher, probe, seccomp, snapshot, state, userns
-from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, bwrap_argv
+from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, args_fd, bwrap_argv
 from .layers import BadTemplate, template_layers
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_MAX = 1024
+MIB = 1024 * 1024
+# Open files per capsule process (soft = hard: capsule root cannot raise a hard limit, that takes
+# CAP_SYS_RESOURCE in the host's user namespace). With `pids_max` it bounds the capsule's share of the
+# host's file table (fs.file-max), which every tenant shares; each open file is also charged to
+# the capsule's memory cgroup.
+DEFAULT_NOFILE_MAX = 4096
 _CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # also its hostname and cgroup name
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
@@ -53,11 +59,13 @@ class NamespaceRuntime:
         state_root: Path,
         *,
         pids_max: int = DEFAULT_PIDS_MAX,
+        nofile_max: int = DEFAULT_NOFILE_MAX,
         envd_command: tuple[str, ...] = ENVD_COMMAND,
         envd_timeout: float = 20.0,
     ) -> None:
         self.state_root = state_root.absolute()
         self.pids_max = pids_max
+        self.nofile_max = nofile_max
         self.envd_command = envd_command
         self.envd_timeout = envd_timeout
         self._capsules: dict[str, state.CapsuleState] = {}
@@ -205,18 +213,23 @@ class NamespaceRuntime:
         cg = cgroups.Cgroup(spec.capsule_id)
         cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
         seccomp_fd = seccomp.filter_fd()
+        argv, argv_fd = args_fd(
+            bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command)
+        )
         try:
             return launcher.launch(
-                bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, self.envd_command),
+                argv,
                 netns=Path("/run/netns") / st.slot.netns,
                 userns_fd=userns_fd,
                 procs_files=cg.procs_files(),
                 env=self._env(spec),
-                pass_fds=(seccomp_fd,),
+                pass_fds=(seccomp_fd, argv_fd),
                 log_path=paths.console_log,
+                nofile_max=self.nofile_max,
             )
         finally:
             os.close(seccomp_fd)
+            os.close(argv_fd)
 
     async def _teardown(self, capsule_id: str, st: state.CapsuleState | None) -> None:
         """freeze, kill, thaw, wait empty; rmdir cgroups; unmount overlay, lowers, disk; rm -r."""
