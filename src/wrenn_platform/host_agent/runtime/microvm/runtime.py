@@ -498,6 +498,10 @@ class MicrovmRuntime:
             return (vm.dir / STATE_FILE).exists()
         return vm.proc is not None and vm.proc.alive()
 
+    def set_cpu_weight(self, capsule_id: str, weight: int) -> None:
+        self._get(capsule_id)
+        cgroup.set_cpu_weight(capsule_id, weight)
+
     def sample(self, capsule_id: str) -> ResourceSample:
         vm = self._get(capsule_id)
         disk_bytes = vm.guest_disk_bytes
