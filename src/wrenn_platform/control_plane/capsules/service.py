@@ -154,12 +154,12 @@ class CapsuleService:
         snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
                                                             Template.name == req.template))).scalar_one_or_none()
         key = PoolKey(req.template, req.vcpus, req.memory_mb, req.disk_size_mb)
-        warm = await self.warm.hosts_with(key) if snapshot is None else set()
+        warm, pooled = await self.warm.hosts_for(key) if snapshot is None else (set(), set())
         host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
                                   team_id=principal.team_id, memory_mb=req.memory_mb,
                                   pinned=snapshot.host_id if snapshot is not None else None, prefer=warm)
         timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
-        if host_id in warm:
+        if host_id in pooled:
             claimed = await self._claim(db, principal, host_id, key, req, timeout)
             if claimed is not None:
                 return claimed
