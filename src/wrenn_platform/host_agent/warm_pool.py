@@ -201,13 +201,14 @@ class WarmPool:
     async def _hand_over(self, rec: CapsuleRecord, req: CreateCapsuleRequest, template: TemplateInfo,
                          token: str) -> None:
         assert rec.envd_url is not None
+        # The full share first: at the pool's weight, envd answering /init waits behind every busy capsule.
+        self.agent.runtime.set_cpu_weight(rec.id, CLAIMED_CPU_WEIGHT)
         envd = EnvdClient(rec.envd_url, rec.envd_access_token, timeout=5.0)
         try:
             await envd.init(access_token=token, env_vars=req.env_vars,
                             default_user=template.default_user or DEFAULT_USER)
         finally:
             await envd.aclose()
-        self.agent.runtime.set_cpu_weight(rec.id, CLAIMED_CPU_WEIGHT)
 
     def _alive(self, rec: CapsuleRecord) -> bool:
         try:
