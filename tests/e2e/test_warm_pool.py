@@ -137,7 +137,24 @@ def own_server(minimal_template: TemplateInfo) -> Iterator[tuple[ServerProcess, 
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_pooled_capsules_survive_a_crash_and_go_at_shutdown(own_server: tuple[ServerProcess, Path]) -> None:
+def leaks(records: list[dict[str, Any]]) -> list[str]:
+    """What is left on the host of the capsules these pool records described."""
+    found = []
+    mounts = Path("/proc/self/mounts").read_text()
+    for rec in records:
+        slot = rec["slot"]
+        if cgroup_exists(rec["id"]):
+            found.append(f"cgroup of {rec['id']}")
+        if Path("/run/netns", slot["netns"]).exists():
+            found.append(f"netns {slot['netns']}")
+        if Path("/sys/class/net", slot["host_iface"]).exists():
+            found.append(f"veth {slot['host_iface']}")
+        if rec["state_dir"] and (rec["state_dir"] in mounts or Path(rec["state_dir"]).exists()):
+            found.append(f"state of {rec['id']}")
+    return found
+
+
+def test_pooled_capsules_survive_a_crash_churn_and_go_at_shutdown(own_server: tuple[ServerProcess, Path]) -> None:
     server, _ = own_server
     server.start()
     ready = wait_ready(server.data_dir, 1)
@@ -145,11 +162,21 @@ def test_pooled_capsules_survive_a_crash_and_go_at_shutdown(own_server: tuple[Se
     server.start()
     again = wait_ready(server.data_dir, 1)
     assert set(again) == set(ready), "the pooled capsule was re-adopted, not replaced"
-    (pooled_id,) = again
-    assert cgroup_exists(pooled_id)
+    seen = dict(again)
+    account = create_account(server)
+    with httpx.Client(base_url=server.url, headers=account.headers(), timeout=120) as api:
+        for _ in range(4):  # claim, use, destroy: the pool turns over
+            seen.update(wait_ready(server.data_dir, 1))
+            cap = api.post("/v1/capsules", json={}).json()
+            assert cap["status"] == "running" and cap["id"] in seen, cap
+            assert sh(api, cap["id"], "true")["exit_code"] == 0
+            assert api.delete(f"/v1/capsules/{cap['id']}").status_code == 202
+            wait_status(api, cap["id"], "stopped")
+        seen.update(wait_ready(server.data_dir, 1))
     server.stop()
     assert pool_records(server.data_dir) == {}, "shutdown destroys the pool"
-    assert not cgroup_exists(pooled_id)
+    assert list((server.data_dir / "agent" / "capsules").glob("*.json")) == []
+    assert leaks(list(seen.values())) == [], "pool churn and shutdown leave nothing of any capsule"
 
 
 def test_a_rebuilt_template_replaces_the_pooled_capsules(own_server: tuple[ServerProcess, Path],
