@@ -6,7 +6,7 @@ view may be a refill behind). A host without a pool of the key is never asked, s
 another shape costs nothing; a claim that misses costs one call to the agent (in process for the
 embedded agent) before the cold path. The view is refreshed in the background at most every
 `refresh_s` while creates come in; one older than `stale_s` (nothing asked for a while, or never)
-is refreshed before answering, bounded by `timeout_s`.
+is refreshed before answering (all hosts at once: one round trip), bounded by `timeout_s`.
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ class WarmView:
             pools[key] = 0
 
     async def _refresh(self) -> None:
+        hosts = self.agents.items()
+        answers = await asyncio.gather(*(asyncio.wait_for(client.info(), self.timeout_s) for _, client in hosts),
+                                       return_exceptions=True)
         found: dict[str, dict[PoolKey, int]] = {}
-        for host_id, client in self.agents.items():
-            try:
-                info = await asyncio.wait_for(client.info(), self.timeout_s)
-            except Exception as exc:  # an unreachable host holds nothing we can claim
-                log.debug("warm view: no info from %s: %s", host_id, exc)
+        for (host_id, _), info in zip(hosts, answers, strict=True):
+            if isinstance(info, BaseException):  # an unreachable host holds nothing we can claim
+                log.debug("warm view: no info from %s: %s", host_id, info)
                 continue
             found[host_id] = {pool.key: pool.ready for pool in info.warm_pools if pool.size > 0}
         self._pools, self._at = found, time.monotonic()
