@@ -279,6 +279,11 @@ class WarmPool:
             self._errors[key] = str(exc)
             log.warning("warm pool %s: cannot refill: %s", key, exc)
             return
+        if template.start is not None:
+            # Its service would start before the capsule has an owner; such templates are created cold.
+            self._errors[key] = f"template {key.template!r} runs a start command: not pooled"
+            log.warning("warm pool %s: %s", key, self._errors[key])
+            return
         rec = CapsuleRecord(
             id=f"cl-{secrets.token_hex(6)}", team_id=None, runtime=agent.runtime.name, template=key.template,
             template_dir=str(template.path), vcpus=key.vcpus, memory_mb=key.memory_mb,
