@@ -65,7 +65,8 @@ class WarmPool:
         self._starting: Counter[PoolKey] = Counter()
         self._claimed: Counter[PoolKey] = Counter()
         self._missed: Counter[PoolKey] = Counter()
-        self._errors: dict[PoolKey, str] = {}
+        self._errors: dict[PoolKey, str] = {}  # keys whose last refill failed, why (skipped until the next check)
+        self._reported: dict[PoolKey, str] = {}  # the failure last logged per key
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -76,7 +77,7 @@ class WarmPool:
             WarmPoolInfo(template=key.template, vcpus=key.vcpus, memory_mb=key.memory_mb,
                          disk_size_mb=key.disk_size_mb, size=size, ready=len(self._ready.get(key, [])),
                          starting=self._starting[key], claimed_total=self._claimed[key],
-                         missed_total=self._missed[key], last_error=self._errors.get(key, ""))
+                         missed_total=self._missed[key], last_error=self._reported.get(key, ""))
             for key, size in sorted(self.sizes.items())
         ]
 
@@ -276,13 +277,11 @@ class WarmPool:
         try:
             template = agent.templates.resolve(key.template, None)
         except TemplateError as exc:
-            self._errors[key] = str(exc)
-            log.warning("warm pool %s: cannot refill: %s", key, exc)
+            self._fail(key, f"cannot refill: {exc}")
             return
         if template.start is not None:
             # Its service would start before the capsule has an owner; such templates are created cold.
-            self._errors[key] = f"template {key.template!r} runs a start command: not pooled"
-            log.warning("warm pool %s: %s", key, self._errors[key])
+            self._fail(key, f"template {key.template!r} runs a start command: not pooled")
             return
         rec = CapsuleRecord(
             id=f"cl-{secrets.token_hex(6)}", team_id=None, runtime=agent.runtime.name, template=key.template,
@@ -305,8 +304,7 @@ class WarmPool:
         except BaseException as exc:
             await self._discard(rec, destroy=slot is not None)
             if isinstance(exc, Exception):
-                self._errors[key] = f"starting a pooled capsule failed: {exc}"
-                log.warning("warm pool %s: starting a capsule failed: %s", key, exc)
+                self._fail(key, f"starting a pooled capsule failed: {exc}")
                 return
             raise
         finally:
@@ -316,10 +314,19 @@ class WarmPool:
         rec.started_at = utcnow().isoformat()
         self.store.save(rec)
         self._errors.pop(key, None)
+        self._reported.pop(key, None)
         if key in self.sizes and len(self._ready[key]) < self.sizes[key]:
             self._ready[key].append(rec)
         else:  # drained or resized while it started
             await self._discard(rec)
+
+    def _fail(self, key: PoolKey, message: str) -> None:
+        """A refill of `key` failed: shown in `info`, logged once per distinct reason (retried every
+        `check_interval_s`)."""
+        self._errors[key] = message
+        if self._reported.get(key) != message:
+            self._reported[key] = message
+            log.warning("warm pool %s: %s", key, message)
 
     async def _discard(self, rec: CapsuleRecord, destroy: bool = True) -> None:
         """Destroy a pooled capsule and release its slot; never raises. A capsule the runtime
