@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from wrenn_platform.cli.main import app as cli
 from wrenn_platform.control_plane.settings import Settings
 from wrenn_platform.wire.warm_pool import DEFAULT_POOL_KEY, PoolKey, PoolSpecError, pool_sizes
 
@@ -36,3 +38,10 @@ def test_an_unreadable_pool_is_refused_with_what_is_wrong(tmp_path: Path, spec: 
         pool_sizes(1, spec)
     with pytest.raises(ValidationError, match=says):
         Settings(data_dir=tmp_path, warm_pools=spec)
+
+
+def test_wrenn_agent_refuses_an_unreadable_pool_before_doing_anything(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["agent", "--data-dir", str(tmp_path / "data"), "--warm-pools", "minimal:1=2"])
+    assert result.exit_code == 2, result.output
+    assert "--warm-pools" in result.output and "template:vcpus:memory_mb:disk_size_mb" in result.output
+    assert not (tmp_path / "data").exists()

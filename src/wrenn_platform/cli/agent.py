@@ -70,6 +70,10 @@ def agent(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if runtime not in RUNTIME_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
+    try:
+        pools = PoolSettings(sizes=pool_sizes(warm_pool_size, warm_pools))
+    except PoolSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--warm-pools") from None
     refuse_unusable_paths("wrenn agent", runtime, data_dir, cache_dir)
     host, port = _split_listen(listen)
     joined: JoinedAgent | None = None
@@ -85,10 +89,6 @@ def agent(
         secret = load_secret(secret_file) if secret_file.exists() else create_secret_file(secret_file)
     else:
         raise typer.BadParameter("either --control-plane (to join) or --secret-file", param_hint="--secret-file")
-    try:
-        pools = PoolSettings(sizes=pool_sizes(warm_pool_size, warm_pools))
-    except PoolSpecError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--warm-pools") from None
     config = AgentConfig(data_dir=data_dir, cache_dir=cache_dir, runtime=runtime, host_id=host_id,
                          min_timeout_sec=min_timeout, warm_pool=pools)
     host_agent = build_agent(config)
