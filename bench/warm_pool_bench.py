@@ -8,6 +8,8 @@ Needs root and the built `minimal` template. Prints min/median/max (and p99 wher
   and cold (`{"memory_mb": 256}`: a shape with no pool, the same work otherwise); the pool is
   refilled before each warm sample, so each claim meets a full pool;
 - BURST concurrent creates → first exec, from a full pool and cold, against the serial medians;
+- REST exec of `true` on a running capsule, p99, with the pool full and while it refills half of
+  itself (rounds interleaved);
 - the published client (`wrenn` 0.3.0, its own venv): `Capsule(wait=True)` then
   `commands.run("true")`, end to end, warm and cold;
 - memory of a pooled capsule (its cgroup's usage), and the CPU the server and its pooled capsules
@@ -123,6 +125,35 @@ async def create_first_exec(api: httpx.AsyncClient, body: dict[str, int]) -> tup
         await asyncio.sleep(0.002)
 
 
+async def exec_latencies(api: httpx.AsyncClient, cid: str, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        r = await api.post(f"/v1/capsules/{cid}/exec", json={"cmd": "true"})
+        r.raise_for_status()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def exec_under_refill(api: httpx.AsyncClient, work: Path, pool: int, rounds: int,
+                            count: int) -> tuple[list[float], list[float]]:
+    """Exec latency on a running capsule with the pool full (idle) and while it refills half of
+    itself (the claimed capsules sit idle until the block ends), interleaved round by round."""
+    busy_cid = (await create_first_exec(api, COLD))[1]
+    quiet: list[float] = []
+    refilling: list[float] = []
+    try:
+        for _ in range(rounds):
+            await wait_pool(work, pool)
+            quiet += await exec_latencies(api, busy_cid, count)
+            claimed = [(await api.post("/v1/capsules", json=WARM)).json()["id"] for _ in range(pool // 2)]
+            refilling += await exec_latencies(api, busy_cid, count)
+            await destroy(api, claimed)
+    finally:
+        await destroy(api, [busy_cid])
+    return quiet, refilling
+
+
 async def destroy(api: httpx.AsyncClient, cids: list[str]) -> None:
     for cid in cids:
         await api.delete(f"/v1/capsules/{cid}")
@@ -203,6 +234,11 @@ async def main() -> None:
             burst_cold = [g[0] for g in got]
             await destroy(api, [g[1] for g in got])
             print(stats(f"{args.burst} concurrent, cold", burst_cold, cold))
+
+            quiet, refilling = await exec_under_refill(api, work, args.pool, 3, 100)
+            print(stats("REST exec `true`, pool full (idle)", quiet, p99=True))
+            print(stats("REST exec `true`, pool refilling half", refilling, quiet, p99=True))
+            print(f"  p99 ratio refilling/idle: {percentile(refilling, 0.99) / percentile(quiet, 0.99):.2f}")
 
             if CLIENT_PYTHON.exists():
                 await wait_pool(work, args.pool)

@@ -123,6 +123,7 @@ class HostAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._creating = asyncio.Semaphore(settings.create_concurrency)
         self.pool = WarmPool(self, settings.warm_pool)
+        self.last_foreground = 0.0  # monotonic time of the last tenant operation (the pool refills in the gaps)
 
     # ---- process life ---------------------------------------------------------------------------
 
@@ -196,6 +197,7 @@ class HostAgent:
     # ---- life cycle -----------------------------------------------------------------------------
 
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
+        self.last_foreground = time.monotonic()
         capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
         if capsule_id in self._capsules:
             raise AlreadyExists(f"capsule {capsule_id} already exists")
@@ -558,6 +560,7 @@ class HostAgent:
     def _guest(self, capsule_id: str) -> guest_ops.Guest:
         rec = self._running(capsule_id)
         rec.touch()
+        self.last_foreground = time.monotonic()
         return self._guest_of(rec)
 
     def _guest_of(self, rec: CapsuleRecord) -> guest_ops.Guest:

@@ -8,8 +8,9 @@ capsule over as a regular one (TTL and activity start then), and the pool refill
 background. A claimed capsule never comes back: a pooled capsule has never run anything for
 anyone, so nothing of one tenant can reach another through it.
 
-Refilling starts one capsule at a time, `refill_gap_s` apart, and waits while the host's load
-average per core is above `max_load`, so a burst of foreground work is not slowed by it.
+Refilling starts one capsule at a time, `refill_gap_s` apart, each in a gap of `quiet_s` without a
+tenant operation on the host (deferred at most `max_defer_s`), and not at all while the host's
+load average per core is above `max_load`, so foreground work is slowed by it as little as can be.
 
 Pooled capsules are written to `<data_dir>/agent/pool/` (same records as the agent's own). On
 `close` they are destroyed; after a crash the next agent re-adopts those still `ready` whose key
@@ -25,6 +26,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +55,8 @@ class PoolSettings:
     max_load: float = 4.0  # 1-minute load average per core above which refilling waits
     retry_after_failure_s: float = 5.0  # first wait after a failed refill start (doubles, ≤ 60 s)
     check_interval_s: float = 5.0  # how often an idle refill loop looks for rebuilt templates
+    quiet_s: float = 0.25  # a refill start waits for this long without a tenant operation on the host ...
+    max_defer_s: float = 5.0  # ... but not longer: under steady load the pool still refills, slowly
 
 
 class WarmPool:
@@ -246,6 +250,7 @@ class WarmPool:
                 if self._loaded():
                     await asyncio.sleep(1.0)
                     continue
+                await self._wait_for_a_gap()
                 await self._start_one(key)
                 await asyncio.sleep(self.settings.refill_gap_s)
             except asyncio.CancelledError:
@@ -253,6 +258,14 @@ class WarmPool:
             except Exception:
                 log.exception("warm pool refill failed")
                 await asyncio.sleep(self.settings.retry_after_failure_s)
+
+    async def _wait_for_a_gap(self) -> None:
+        """Until no tenant operation (create, exec, files...) came in for `quiet_s`, at most `max_defer_s`."""
+        deadline = time.monotonic() + self.settings.max_defer_s
+        while (quiet := time.monotonic() - self.agent.last_foreground) < self.settings.quiet_s:
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(self.settings.quiet_s - quiet)
 
     async def _drop_stale(self) -> None:
         """Capsules of a rebuilt template, or that died while waiting, are destroyed (and refilled)."""
