@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 POOL_CPU_WEIGHT = 10  # against 100 for every running capsule: a pooled start yields to real work
 CLAIMED_CPU_WEIGHT = 100
 READY, STARTING, CLAIMING = "ready", "starting", "claiming"
+POOLED_RUNTIMES = ("namespace",)
 
 
 @dataclasses.dataclass
@@ -131,6 +132,12 @@ class WarmPool:
         return None
 
     def start(self) -> None:
+        if self.sizes and self.agent.runtime.name not in POOLED_RUNTIMES:
+            # A microvm pool would hold booted VMs (~240 MiB each); clones kept stopped are not built yet.
+            for key in self.sizes:
+                self._fail(key, f"the {self.agent.runtime.name} runtime has no warm pool yet")
+                self.sizes[key] = 0
+            return
         if self.sizes:
             self._task = asyncio.create_task(self._refill_loop(), name="warm-pool-refill")
 
