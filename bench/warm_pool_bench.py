@@ -2,8 +2,10 @@
 runtime, SQLite, its embedded agent keeping POOL capsules of the default shape warm).
 
     .venv/bin/python bench/warm_pool_bench.py [--pool 20] [--runs 20] [--burst 20] [--client-runs 10]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
-Needs root and the built `minimal` template. Prints min/median/max (and p99 where said) of:
+Needs root and the built `minimal` template. SQLite unless `--postgres` names a server to make a
+fresh database on (dropped at the end). Prints min/median/max (and p99 where said) of:
 - REST create → first exec of `true`, serial, interleaved: from the pool (`{}`, the default shape)
   and cold (`{"memory_mb": 256}`: a shape with no pool, the same work otherwise); the pool is
   refilled before each warm sample, so each claim meets a full pool;
@@ -192,18 +194,45 @@ def cgroup_value(controller: str, capsule_id: str, name: str) -> int:
     return int(Path(f"/sys/fs/cgroup/{controller}/wrenn/{capsule_id}/{name}").read_text().split()[0])
 
 
+async def fresh_postgres(admin_url: str, name: str) -> str:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+async def drop_postgres(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", type=int, default=20)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--client-runs", type=int, default=10)
+    parser.add_argument("--postgres", default="", help="admin URL (postgresql://...): a fresh database there "
+                        "instead of SQLite")
     args = parser.parse_args()
     work = make_work_dir()
     database_url = f"sqlite+aiosqlite:///{work}/bench.db"
+    if args.postgres:
+        database_url = await fresh_postgres(args.postgres, f"warm_pool_bench_{os.getpid()}")
     key = await prepare_database(database_url)
     popen, url = start_server(work, database_url, args.pool)
-    print(f"load average at start: {os.getloadavg()}; pool {args.pool}")
+    print(f"load average at start: {os.getloadavg()}; pool {args.pool}; database {database_url.split(':')[0]}")
     try:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=120) as api:
             t0 = time.monotonic()
@@ -267,6 +296,8 @@ async def main() -> None:
         popen.terminate()
         popen.wait(60)
         shutil.rmtree(work, ignore_errors=True)
+        if args.postgres:
+            await drop_postgres(args.postgres, database_url.rsplit("/", 1)[1])
 
 
 if __name__ == "__main__":
