@@ -57,6 +57,9 @@ class ServerProcess:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
         if cache_dir is not None:
             self.env["WRENN_CACHE_DIR"] = str(cache_dir)
+        # No warm pool unless the test asks for one (`env`): with a pool, which capsule a create
+        # gets and how busy the host is would depend on the refill's timing.
+        self.env["WRENN_WARM_POOL_SIZE"] = "0"
         self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -50,6 +50,10 @@ def agent(
     heartbeat: float = typer.Option(5.0, "--heartbeat-seconds", help="Heartbeat interval when joined."),
     host_id: str = typer.Option(None, "--host-id", help="This host's id (default: persisted in DATA_DIR)."),
     min_timeout: int = typer.Option(60, "--min-timeout", help="Positive capsule TTLs below this are clamped up."),
+    warm_pool_size: int = typer.Option(0, "--warm-pool-size", envvar="WRENN_WARM_POOL_SIZE", min=0,
+                                       help="Capsules kept started for the default create request; 0: none."),
+    warm_pools: str = typer.Option("", "--warm-pools", envvar="WRENN_WARM_POOLS",
+                                   help="More pools: template:vcpus:memory_mb:disk_size_mb=N, comma separated."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the host agent daemon: owns this host's capsules; serves the control plane's internal API."""
@@ -60,10 +64,16 @@ def agent(
     from wrenn_platform.host_agent.control_planes import parse_urls
     from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
     from wrenn_platform.host_agent.joined import JoinedAgent
+    from wrenn_platform.host_agent.warm_pool import PoolSettings
+    from wrenn_platform.wire.warm_pool import PoolSpecError, pool_sizes
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if runtime not in RUNTIME_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(RUNTIME_CHOICES)}", param_hint="--runtime")
+    try:
+        pools = PoolSettings(sizes=pool_sizes(warm_pool_size, warm_pools))
+    except PoolSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--warm-pools") from None
     refuse_unusable_paths("wrenn agent", runtime, data_dir, cache_dir)
     host, port = _split_listen(listen)
     joined: JoinedAgent | None = None
@@ -80,7 +90,7 @@ def agent(
     else:
         raise typer.BadParameter("either --control-plane (to join) or --secret-file", param_hint="--secret-file")
     config = AgentConfig(data_dir=data_dir, cache_dir=cache_dir, runtime=runtime, host_id=host_id,
-                         min_timeout_sec=min_timeout)
+                         min_timeout_sec=min_timeout, warm_pool=pools)
     host_agent = build_agent(config)
     key = HostKey(host_agent.settings.host_id, secret)
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from wrenn_platform.host_agent.client import LocalAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.join import IN_PROCESS, HostSession, forward_events, heartbeat, host_specs, register
+from wrenn_platform.host_agent.warm_pool import PoolSettings
 
 from .events.wakeup import stop
 from .hosts import service as hosts
@@ -61,7 +62,9 @@ async def embedded_agent(app: FastAPI) -> AsyncIterator[None]:
         session = await join(app, http)
         agent = build_agent(AgentConfig(data_dir=settings.data_dir, cache_dir=settings.cache_dir,
                                         runtime=settings.runtime, host_id=session.host_id,
-                                        min_timeout_sec=settings.capsule_min_timeout_sec))
+                                        min_timeout_sec=settings.capsule_min_timeout_sec,
+                                        warm_pool=PoolSettings(sizes=settings.warm_pool_sizes(),
+                                                               max_load=settings.warm_pool_max_load)))
         await agent.start()
         client = LocalAgentClient(agent)
         app.state.agents.add(session.host_id, client)

@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wrenn_platform.wire.warm_pool import PoolKey, pool_sizes
 
 
 class Settings(BaseSettings):
@@ -62,6 +64,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, description="Largest JSON request body (413 above).")
     runtime: Literal["auto", "namespace", "microvm"] = Field("auto", description="Capsule runtime of the local agent.")
     embedded_agent: bool = Field(True, description="Run a host agent inside `wrenn server`.")
+    warm_pool_size: int = Field(4, ge=0, description="Capsules the embedded agent keeps started for the default "
+                                "create request (template minimal, 1 vCPU, 512 MB, 5120 MB disk); 0: no pool.")
+    warm_pools: str = Field("", description="More warm pools of the embedded agent: "
+                            "`template:vcpus:memory_mb:disk_size_mb=N`, comma separated.")
+    warm_pool_max_load: float = Field(4.0, gt=0, description="The warm pool refills only while the host's "
+                                      "1-minute load average per core is at most this.")
     cache_dir: Path = Field(Path("/var/cache/wrenn"), description="Built platform templates (the embedded agent's "
                             "template cache).")
     secret_key: str = Field("", description="Key for signing and encrypting; empty = generated into DATA_DIR.")
@@ -120,6 +128,15 @@ class Settings(BaseSettings):
     channel_googlechat_url: str = Field("https://chat.googleapis.com/",
                                         description="Prefix a Google Chat webhook_url must have.")
     channel_telegram_url: str = Field("https://api.telegram.org", description="Telegram Bot API base URL.")
+
+    @field_validator("warm_pools")
+    @classmethod
+    def _readable_warm_pools(cls, value: str) -> str:
+        pool_sizes(0, value)  # raises PoolSpecError (a ValueError) naming what is wrong
+        return value
+
+    def warm_pool_sizes(self) -> dict[PoolKey, int]:
+        return pool_sizes(self.warm_pool_size, self.warm_pools)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

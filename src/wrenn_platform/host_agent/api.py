@@ -28,6 +28,8 @@ Routes (JSON bodies are the models in `wrenn_platform.wire.agent`; errors `{"err
     GET    /v1/capsules/{id}/files?path=        (raw bytes, streamed)
     POST   /v1/capsules/{id}/files/list | /mkdir | /remove
     GET    /v1/capsules/{id}/metrics?range=
+    POST   /v1/warm-pool/claim                  (201 CapsuleInfo, 204 when no warm capsule is ready)
+    POST   /v1/warm-pool/drain
     GET    /v1/templates?team_id=               DELETE /v1/templates/{team_id}/{name}
     WS     /v1/events?after=<seq>               (server → client: {"type": "event", "token": <JWT>})
     WS     /v1/capsules/{id}/ports/{port}/tunnel  (binary: a TCP connection to the port, see `ports.py`)
@@ -58,6 +60,8 @@ from wrenn_platform.wire.agent import (
     CapsuleInfo,
     CapsuleMetrics,
     CreateCapsuleRequest,
+    DrainWarmPoolRequest,
+    DrainWarmPoolResponse,
     ExecRequest,
     ExecResponse,
     ListDirRequest,
@@ -136,6 +140,15 @@ def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
     @app.post("/v1/capsules", status_code=201)
     async def create(req: CreateCapsuleRequest) -> CapsuleInfo:
         return await agent.create(req)
+
+    @app.post("/v1/warm-pool/claim", status_code=201, response_model=None)
+    async def claim(req: CreateCapsuleRequest) -> CapsuleInfo | Response:
+        info = await agent.claim(req)
+        return Response(status_code=204) if info is None else info
+
+    @app.post("/v1/warm-pool/drain")
+    async def drain(req: DrainWarmPoolRequest) -> DrainWarmPoolResponse:
+        return DrainWarmPoolResponse(drained=await agent.pool.drain(req.key))
 
     @app.get("/v1/capsules/{capsule_id}")
     async def get(capsule_id: str) -> CapsuleInfo:

@@ -45,6 +45,8 @@ from wrenn_platform.wire.agent import (
     CapsuleInfo,
     CapsuleMetrics,
     CreateCapsuleRequest,
+    DrainWarmPoolRequest,
+    DrainWarmPoolResponse,
     ExecRequest,
     ExecResponse,
     FileEntry,
@@ -78,6 +80,10 @@ class AgentClient(Protocol):
 
     async def info(self) -> AgentInfo: ...
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo: ...
+    async def claim(self, req: CreateCapsuleRequest) -> CapsuleInfo | None:
+        """A warm-pool capsule for `req`, handed over; None when the host has none ready."""
+        ...
+    async def drain_warm_pool(self, req: DrainWarmPoolRequest) -> int: ...
     async def list_capsules(self) -> list[CapsuleInfo]: ...
     async def get(self, capsule_id: str) -> CapsuleInfo: ...
     async def destroy(self, capsule_id: str) -> None: ...
@@ -156,6 +162,12 @@ class LocalAgentClient:
 
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
         return await self.agent.create(req)
+
+    async def claim(self, req: CreateCapsuleRequest) -> CapsuleInfo | None:
+        return await self.agent.claim(req)
+
+    async def drain_warm_pool(self, req: DrainWarmPoolRequest) -> int:
+        return await self.agent.pool.drain(req.key)
 
     async def list_capsules(self) -> list[CapsuleInfo]:
         return self.agent.list_capsules()
@@ -312,6 +324,14 @@ class HttpAgentClient:
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
         # long enough for a template's start command to get ready
         return await self._model(CapsuleInfo, "POST", "/v1/capsules", json_body=req.model_dump(), seconds=900)
+
+    async def claim(self, req: CreateCapsuleRequest) -> CapsuleInfo | None:
+        resp = await self._call("POST", "/v1/warm-pool/claim", json_body=req.model_dump())
+        return None if resp.status_code == 204 else CapsuleInfo.model_validate(resp.json())
+
+    async def drain_warm_pool(self, req: DrainWarmPoolRequest) -> int:
+        return (await self._model(DrainWarmPoolResponse, "POST", "/v1/warm-pool/drain",
+                                  json_body=req.model_dump())).drained
 
     async def list_capsules(self) -> list[CapsuleInfo]:
         return TypeAdapter(list[CapsuleInfo]).validate_python((await self._call("GET", "/v1/capsules")).json())

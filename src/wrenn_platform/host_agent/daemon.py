@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wrenn_platform.host_agent.runtimes import build_runtime, resolve_runtime_name
 from wrenn_platform.host_agent.service import AgentSettings, HostAgent
 from wrenn_platform.host_agent.slot_pool import LeasedSlots
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, TemplateStore
+from wrenn_platform.host_agent.warm_pool import PoolSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class AgentConfig:
     host_id: str | None = None  # default: persisted in <data_dir>/agent/host_id, created once
     min_timeout_sec: int = 60
     lease_dir: Path | None = None  # default: the network module's (/run/wrenn/slots)
+    warm_pool: PoolSettings = field(default_factory=PoolSettings)  # default: no pool
 
 
 def load_or_create_host_id(data_dir: Path) -> str:
@@ -62,6 +64,7 @@ def build_agent(config: AgentConfig) -> HostAgent:
     runtime = build_runtime(runtime_name, config.data_dir, config.cache_dir)
     slots = (LeasedSlots(str(config.data_dir)) if config.lease_dir is None
              else LeasedSlots(str(config.data_dir), config.lease_dir))
-    settings = AgentSettings(host_id=host_id, data_dir=config.data_dir, min_timeout_sec=config.min_timeout_sec)
+    settings = AgentSettings(host_id=host_id, data_dir=config.data_dir, min_timeout_sec=config.min_timeout_sec,
+                             warm_pool=config.warm_pool)
     return HostAgent(settings, runtime, slots, TemplateStore(config.data_dir, config.cache_dir))
 

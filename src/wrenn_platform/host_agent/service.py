@@ -17,7 +17,7 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +44,7 @@ from wrenn_platform.host_agent.templates import (
     TemplateStore,
     read_info,
 )
+from wrenn_platform.host_agent.warm_pool import PoolSettings, WarmPool
 from wrenn_platform.wire.agent import (
     AgentError,
     AgentInfo,
@@ -99,6 +100,7 @@ class AgentSettings:
     # runtime.create calls at once (both runtimes are safe to call concurrently; this bounds the
     # CPU a burst of creates takes from running capsules on a small host).
     create_concurrency: int = 4
+    warm_pool: PoolSettings = field(default_factory=PoolSettings)
 
     def clamp_timeout(self, timeout_sec: int) -> int:
         return 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
@@ -120,19 +122,24 @@ class HostAgent:
         self._sample_failures: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._creating = asyncio.Semaphore(settings.create_concurrency)
+        self.pool = WarmPool(self, settings.warm_pool)
+        self.last_foreground = 0.0  # monotonic time of the last tenant operation (the pool refills in the gaps)
 
     # ---- process life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Re-adopt what a previous agent process left, then start the sampler and the TTL reaper."""
         await self.readopt()
+        self.pool.start()
         self._tasks = [
             asyncio.create_task(self._every(self.settings.sample_interval_s, self._sample_tick), name="sampler"),
             asyncio.create_task(self._every(self.settings.reaper_interval_s, self._reap_tick), name="reaper"),
         ]
 
     async def close(self) -> None:
-        """Stop background work and envd connections. Capsules keep running (re-adopted on restart)."""
+        """Stop background work and envd connections, destroy the warm pool. Capsules keep
+        running (re-adopted on restart)."""
+        await self.pool.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -156,7 +163,7 @@ class HostAgent:
         note = "" if self.runtime.name == "microvm" else (
             "namespace runtime: capsules share the host kernel (weaker isolation than a VM)")
         return AgentInfo(host_id=self.settings.host_id, runtime=self.runtime.name, version=AGENT_VERSION,
-                         capsules=len(self._capsules), isolation_note=note)
+                         capsules=len(self._capsules), isolation_note=note, warm_pools=self.pool.info())
 
     # ---- lookups --------------------------------------------------------------------------------
 
@@ -175,6 +182,9 @@ class HostAgent:
     def _lock(self, capsule_id: str) -> asyncio.Lock:
         return self._locks.setdefault(capsule_id, asyncio.Lock())
 
+    def capsule_ids(self) -> set[str]:
+        return set(self._capsules)
+
     def list_capsules(self) -> list[CapsuleInfo]:
         return [rec.info() for rec in self._capsules.values()]
 
@@ -187,6 +197,7 @@ class HostAgent:
     # ---- life cycle -----------------------------------------------------------------------------
 
     async def create(self, req: CreateCapsuleRequest) -> CapsuleInfo:
+        self.last_foreground = time.monotonic()
         capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
         if capsule_id in self._capsules:
             raise AlreadyExists(f"capsule {capsule_id} already exists")
@@ -239,6 +250,26 @@ class HostAgent:
             self.records.save(rec)
             self.metrics.track(capsule_id, rec.vcpus)
         log.info("created %s (%s, slot %s)", capsule_id, self.runtime.name, slot.index)
+        return rec.info()
+
+    async def claim(self, req: CreateCapsuleRequest) -> CapsuleInfo | None:
+        """A warm-pool capsule handed over for `req` (`warm_pool.py`), now a capsule of the agent
+        like any other; None when the pool has none (the caller creates one cold)."""
+        if req.capsule_id is not None:
+            raise BadRequest("a claim names no capsule id: the pooled capsule keeps its own")
+        try:
+            template = self.templates.resolve(req.template, req.team_id)
+        except TemplateError:
+            return None  # the cold create reports it
+        rec = await self.pool.claim(req, template)
+        if rec is None:
+            return None
+        rec.touch()
+        self._capsules[rec.id] = rec
+        self.records.save(rec)
+        self.pool.release_claimed(rec.id)
+        self.metrics.track(rec.id, rec.vcpus)
+        log.info("claimed %s from the warm pool (team %s)", rec.id, rec.team_id)
         return rec.info()
 
     async def _start_service(self, rec: CapsuleRecord, template: TemplateInfo, slot: NetworkSlot) -> None:
@@ -431,7 +462,8 @@ class HostAgent:
             self.records.save(rec)
             self.metrics.track(rec.id, rec.vcpus)
             log.info("re-adopted %s (%s)", rec.id, rec.status)
-        keep = {rec.slot["index"] for rec in self._capsules.values() if rec.slot}
+        await self.pool.readopt()
+        keep = {rec.slot["index"] for rec in self._capsules.values() if rec.slot} | self.pool.slot_indexes()
         for index in await self.slots.reclaim(keep):
             log.warning("released slot %s: leased by this agent, used by no capsule", index)
 
@@ -473,15 +505,12 @@ class HostAgent:
 
     async def _watch_tick(self) -> None:
         """Capsules that died on their own (crash, OOM of their init, killed from outside) are
-        cleaned up and reported. Needs the optional runtime method `alive(capsule_id) -> bool`."""
-        alive = getattr(self.runtime, "alive", None)
-        if alive is None:
-            return
+        cleaned up and reported."""
         for rec in list(self._capsules.values()):
             if rec.status not in ("running", "paused") or self._lock(rec.id).locked():
                 continue
             try:
-                if alive(rec.id):
+                if self.runtime.alive(rec.id):
                     continue
             except Exception:
                 log.exception("liveness check of %s failed", rec.id)
@@ -531,6 +560,7 @@ class HostAgent:
     def _guest(self, capsule_id: str) -> guest_ops.Guest:
         rec = self._running(capsule_id)
         rec.touch()
+        self.last_foreground = time.monotonic()
         return self._guest_of(rec)
 
     def _guest_of(self, rec: CapsuleRecord) -> guest_ops.Guest:

@@ -20,6 +20,8 @@ from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
 from wrenn_platform.wire.start import StartCommand
+from wrenn_platform.wire.warm_pool import PoolKey
+from wrenn_platform.wire.warm_pool import WarmPoolInfo as WarmPoolInfo
 
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
 RuntimeName = Literal["namespace", "microvm"]
@@ -140,6 +142,21 @@ class CapsuleInfo(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class DrainWarmPoolRequest(BaseModel):
+    template: str
+    vcpus: int
+    memory_mb: int
+    disk_size_mb: int
+
+    @property
+    def key(self) -> PoolKey:
+        return PoolKey(self.template, self.vcpus, self.memory_mb, self.disk_size_mb)
+
+
+class DrainWarmPoolResponse(BaseModel):
+    drained: int  # pooled capsules destroyed; the pool is not refilled until the agent restarts
+
+
 class SnapshotRequest(BaseModel):
     team_id: str
     name: str = Field(..., min_length=1, max_length=63)
@@ -165,6 +182,7 @@ class AgentInfo(BaseModel):
     version: str
     capsules: int
     isolation_note: str = ""
+    warm_pools: list[WarmPoolInfo] = Field(default_factory=list)
 
 
 # ---- exec and processes -------------------------------------------------------------------------

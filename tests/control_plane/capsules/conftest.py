@@ -198,7 +198,7 @@ def make_settings(data_dir: Path, database_url: str, cache_dir: Path, **override
         data_dir=data_dir, database_url=database_url, cache_dir=cache_dir, secure_cookies=False,
         embedded_agent=True, runtime="namespace", public_url="http://testserver",
         host_heartbeat_seconds=1.0, reconcile_interval_seconds=1.0, usage_sample_seconds=1,
-        max_upload_bytes=1024 * 1024,
+        max_upload_bytes=1024 * 1024, warm_pool_size=0,
     )
     values.update(overrides)
     return Settings(**values)

@@ -47,9 +47,10 @@ async def _join(admin: LoggedInUser, client: httpx.AsyncClient, memory_mb: int,
     return joined.json()["host"]["id"], joined.json()["token"]
 
 
-async def _pick(app: FastAPI, team_id: str, hosts: set[str], memory_mb: int = 512) -> str:
+async def _pick(app: FastAPI, team_id: str, hosts: set[str], memory_mb: int = 512,
+                prefer: set[str] | None = None) -> str:
     async with app.state.sessionmaker() as db:
-        return await pick_host(db, hosts, FRESH_S, team_id=team_id, memory_mb=memory_mb)
+        return await pick_host(db, hosts, FRESH_S, team_id=team_id, memory_mb=memory_mb, prefer=prefer)
 
 
 async def _place(app: FastAPI, team_id: str, host_id: str, memory_mb: int, status: str = "running") -> str:
@@ -132,6 +133,18 @@ async def _age(app: FastAPI, host_id: str, seconds: float) -> None:
         await db.execute(update(Host).where(Host.id == host_id)
                          .values(last_heartbeat_at=utcnow() - timedelta(seconds=seconds)))
         await db.commit()
+
+
+async def test_a_host_holding_a_warm_capsule_is_preferred_among_those_that_fit(
+        app: FastAPI, make_user: UserFactory, client: httpx.AsyncClient) -> None:
+    admin, user = await make_user(admin=True), await make_user()
+    small, _ = await _join(admin, client, 2048)
+    big, _ = await _join(admin, client, 8192)
+    hosts = {small, big}
+    assert await _pick(app, user.team_id, hosts) == big
+    assert await _pick(app, user.team_id, hosts, prefer={small}) == small
+    # ... but never one the capsule does not fit on.
+    assert await _pick(app, user.team_id, hosts, 4096, prefer={small}) == big
 
 
 async def test_missed_heartbeats_take_a_host_unreachable_then_offline(app: FastAPI, make_user: UserFactory,

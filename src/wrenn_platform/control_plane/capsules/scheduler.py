@@ -5,7 +5,8 @@ heartbeat that this control plane reaches and whose free memory fits the capsule
 serves only its own team, and only while that team has BYOC enabled; regular hosts serve every
 team. A BYOC team's capsules go to its own hosts while one fits, else to regular hosts. A team with
 placement tags (`hosts/placement.py`) uses only hosts carrying all of them. Among the eligible, the
-most free memory wins (then the fewest reserved vCPUs). Snapshot templates are pinned to the host
+most free memory wins (then the fewest reserved vCPUs); hosts in `prefer` (those holding a warm
+capsule of the request, `warm_pool.py`) come before the others. Snapshot templates are pinned to the host
 that holds their files.
 
 Every refusal is 502 `no_host_available`, its message naming what was missing (a host at all, one
@@ -27,7 +28,7 @@ from .states import ON_HOST
 
 
 async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: float, *, team_id: str,
-                    memory_mb: int = 0, pinned: str | None = None) -> str:
+                    memory_mb: int = 0, pinned: str | None = None, prefer: set[str] | None = None) -> str:
     fresh_since = utcnow() - timedelta(seconds=heartbeat_timeout_s)
     hosts = (await db.execute(select(Host).where(Host.status == "online", Host.last_heartbeat_at >= fresh_since))
              ).scalars().all()
@@ -62,8 +63,8 @@ async def pick_host(db: AsyncSession, reachable: set[str], heartbeat_timeout_s: 
         raise ApiError(502, "no_host_available", f"no host has {memory_mb} MB of memory free")
     own = [h for h in fitting if h.type == "byoc"]
 
-    def rank(host: Host) -> tuple[int, int]:
+    def rank(host: Host) -> tuple[bool, int, int]:
         free = free_memory(host)
-        return (free if free is not None else 0), -used.get(host.id, (0, 0))[1]
+        return host.id in (prefer or ()), (free if free is not None else 0), -used.get(host.id, (0, 0))[1]
 
     return max(own or fitting, key=rank).id

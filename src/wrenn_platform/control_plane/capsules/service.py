@@ -34,6 +34,7 @@ from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import Capsule as CapsuleOut
 from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, capsule_metadata
+from wrenn_platform.wire.warm_pool import PoolKey
 
 from ..auth.principal import Principal
 from ..db.models import Capsule, Template
@@ -46,6 +47,7 @@ from . import states
 from .agents import AgentRegistry, agent_errors
 from .running_cache import PROXY_AUTH_API_KEY, PROXY_AUTH_LABEL, RunningCache
 from .scheduler import pick_host
+from .warm_pool import WarmView
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,11 @@ class CapsuleService:
         self._inflight: dict[str, int] = {}  # capsule id → lifecycle tasks queued or running here
         self._latest: dict[str, asyncio.Task[None]] = {}  # capsule id → its newest lifecycle task here
         self.running = RunningCache(sessionmaker.kw.get("bind"))
+        self.warm = WarmView(agents)
 
     async def aclose(self) -> None:
         """Let running lifecycle tasks finish (bounded), so no record is left mid-transition."""
+        await self.warm.aclose()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=60)
             for task in pending:
@@ -158,10 +162,19 @@ class CapsuleService:
                                     disk_mb=req.disk_size_mb)
             snapshot = (await db.execute(select(Template).where(Template.team_id == principal.team_id,
                                                                 Template.name == req.template))).scalar_one_or_none()
+            key = PoolKey(req.template, req.vcpus, req.memory_mb, req.disk_size_mb)
+            # A pooled capsule got its envd token at the claim, not the one derived from its id that the
+            # E2B front door hands out: requests with E2B's options take the cold path.
+            poolable = snapshot is None and options == CreateOptions()
+            warm, pooled = await self.warm.hosts_for(key) if poolable else (set(), set())
             host_id = await pick_host(db, self.agents.host_ids(), self.settings.host_offline_after_seconds,
                                       team_id=principal.team_id, memory_mb=req.memory_mb,
-                                      pinned=snapshot.host_id if snapshot is not None else None)
+                                      pinned=snapshot.host_id if snapshot is not None else None, prefer=warm)
             timeout = 0 if req.timeout_sec <= 0 else max(req.timeout_sec, self.settings.capsule_min_timeout_sec)
+            if host_id in pooled:
+                claimed = await self._claim(db, principal, host_id, key, req, timeout)
+                if claimed is not None:
+                    return claimed
             capsule = Capsule(team_id=principal.team_id, host_id=host_id, status="starting", template=req.template,
                               vcpus=req.vcpus, memory_mb=req.memory_mb, disk_size_mb=req.disk_size_mb,
                               timeout_sec=timeout, labels=dict(req.metadata or {}), ends_at=options.ends_at,
@@ -175,6 +188,46 @@ class CapsuleService:
             envd_access_token=self.envd_token(capsule.id),
         )
         self._spawn(capsule.id, host_id, "starting", "running", lambda c: c.create(agent_req))
+        return capsule
+
+    async def _claim(self, db: AsyncSession, principal: Principal, host_id: str, key: PoolKey,
+                     req: CreateCapsuleRequest, timeout_sec: int) -> Capsule | None:
+        """A capsule from the host's warm pool, recorded under the pooled capsule's id and already
+        running; None (the caller creates cold) when the pool turned out empty or the claim failed."""
+        agent_req = agent_wire.CreateCapsuleRequest(
+            team_id=principal.team_id, template=req.template, vcpus=req.vcpus, memory_mb=req.memory_mb,
+            disk_size_mb=req.disk_size_mb, timeout_sec=timeout_sec, metadata=dict(req.metadata or {}),
+        )
+        client = self.agents.get(host_id)
+        try:
+            info = await client.claim(agent_req)
+        except Exception as exc:
+            log.warning("warm-pool claim on host %s failed: %s; creating the capsule cold", host_id, exc)
+            self.warm.empty(host_id, key)
+            return None
+        if info is None:
+            self.warm.empty(host_id, key)
+            return None
+        self.warm.took(host_id, key)
+        # Held while the record is written, so the reconciler does not take the capsule for an orphan.
+        async with self.lock(info.id):
+            try:
+                capsule = Capsule(id=info.id, team_id=principal.team_id, host_id=host_id, status="starting",
+                                  template=req.template, vcpus=req.vcpus, memory_mb=req.memory_mb,
+                                  disk_size_mb=req.disk_size_mb, timeout_sec=timeout_sec,
+                                  labels=dict(req.metadata or {}))
+                db.add(capsule)
+                await db.flush()  # inserted as `starting`, then `running`: the same events as a cold create
+                for name, value in info_values(info).items():
+                    setattr(capsule, name, value)
+                await db.commit()
+            except BaseException:
+                log.exception("recording claimed capsule %s failed; destroying it on host %s", info.id, host_id)
+                with contextlib.suppress(Exception):
+                    await client.destroy(info.id)
+                raise
+        log.info("capsule %s claimed from the warm pool of host %s for team %s", info.id, host_id,
+                 principal.team_id)
         return capsule
 
     async def destroy(self, db: AsyncSession, capsule: Capsule) -> Capsule:

@@ -42,6 +42,7 @@ class CapsuleSpec:
     envd_access_token: str
     env_vars: dict[str, str] = field(default_factory=dict)
     default_user: str = DEFAULT_USER
+    cpu_weight: int = 100  # share of contended CPU; lower for a warm-pool capsule until it is claimed
 
 
 @dataclass
@@ -92,3 +93,13 @@ class Runtime(Protocol):
         ...
 
     def sample(self, capsule_id: str) -> ResourceSample: ...
+
+    def alive(self, capsule_id: str) -> bool:
+        """Whether the capsule still exists as this runtime left it: a running one's process lives,
+        a paused one can still be resumed. Asked every tick by the agent's crash watcher; False for a
+        capsule this runtime does not know."""
+        ...
+
+    def set_cpu_weight(self, capsule_id: str, weight: int) -> None:
+        """The capsule's share of contended CPU (100 is everyone's default; limits stay)."""
+        ...

@@ -43,6 +43,10 @@ def ensure(capsule_id: str, shape: VmShape) -> cgroups.Cgroup:
     return cg
 
 
+def set_cpu_weight(capsule_id: str, weight: int) -> None:
+    cgroups.Cgroup(capsule_id).set_cpu_weight(weight)
+
+
 def remove(capsule_id: str) -> None:
     """Kill whatever is left inside (a QEMU the runtime lost track of) and remove the cgroup."""
     cg = cgroups.Cgroup(capsule_id)

@@ -20,6 +20,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "wrenn"
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
 CFS_PERIOD_US = 100_000
+CPU_WEIGHT_DEFAULT = 100  # cgroup v2's default `cpu.weight` (v1: 1024 `cpu.shares`)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Limits:
     vcpus: int
     memory_mb: int
     pids: int
+    cpu_weight: int = CPU_WEIGHT_DEFAULT  # share of contended CPU against other capsules (1-10000)
 
 
 def enter(procs_files: list[str]) -> None:
@@ -85,6 +87,8 @@ class Cgroup:
                 _write(d / "memory.swap.max", "0")
             _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
             _write(d / "pids.max", str(limits.pids))
+            if limits.cpu_weight != CPU_WEIGHT_DEFAULT:
+                self.set_cpu_weight(limits.cpu_weight)
             return
         _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory))
         memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
@@ -93,6 +97,20 @@ class Cgroup:
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
         _write(self.dirs["pids"] / "pids.max", str(limits.pids))
+        if limits.cpu_weight != CPU_WEIGHT_DEFAULT:
+            self.set_cpu_weight(limits.cpu_weight)
+
+    def set_cpu_weight(self, weight: int) -> None:
+        """The capsule's share of contended CPU (its quota stays): low while it waits in a warm pool."""
+        if self.v2:
+            _write(self.dirs["unified"] / "cpu.weight", str(weight))
+        else:
+            _write(self.dirs["cpu"] / "cpu.shares", str(max(2, weight * 1024 // CPU_WEIGHT_DEFAULT)))
+
+    def cpu_weight(self) -> int:
+        if self.v2:
+            return int((self.dirs["unified"] / "cpu.weight").read_text())
+        return int((self.dirs["cpu"] / "cpu.shares").read_text()) * CPU_WEIGHT_DEFAULT // 1024
 
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]

@@ -211,7 +211,8 @@ class NamespaceRuntime:
         disk.mount_root(paths, lowers, userns_fd)
         self._write_etc(paths, spec, st.slot, st.uid_base)
         cg = cgroups.Cgroup(spec.capsule_id)
-        cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max))
+        cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max,
+                                 cpu_weight=spec.cpu_weight))
         seccomp_fd = seccomp.filter_fd()
         argv, argv_fd = args_fd(
             bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command)
@@ -345,6 +346,10 @@ class NamespaceRuntime:
             memory_bytes=cg.memory_bytes(),
             disk_bytes=disk.disk_bytes_used(disk.Paths(self.state_dir(capsule_id))),
         )
+
+    def set_cpu_weight(self, capsule_id: str, weight: int) -> None:
+        self._get(capsule_id)
+        cgroups.Cgroup(capsule_id).set_cpu_weight(weight)
 
     def alive(self, capsule_id: str) -> bool:
         """The agent's crash watcher asks this every tick: is the capsule's init still the process
