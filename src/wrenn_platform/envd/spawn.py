@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import struct
+import time
 
 from .aio import suppress
 from .connect import RpcError, from_os_error
@@ -199,13 +200,23 @@ def expose_to_oom(pid: int) -> None:
 
 
 def _write_oom_score_adj(pid: int) -> None:
-    try:
-        fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:  # already gone
-        return
-    try:
-        os.write(fd, OOM_SCORE_ADJ_CHILD)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(fd)
+    # A child switching to another user is briefly not dumpable: its /proc files then belong to the
+    # init namespace's root and refuse us (EACCES) until its exec completes, which takes well under
+    # 10 ms. Without this wait, one first exec in ten failed with PermissionError under load.
+    for _ in range(50):
+        try:
+            fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        except PermissionError:
+            time.sleep(0.0002)
+            continue
+        except OSError:  # already gone
+            return
+        try:
+            os.write(fd, OOM_SCORE_ADJ_CHILD)
+            return
+        except PermissionError:
+            time.sleep(0.0002)
+        except ProcessLookupError:
+            return
+        finally:
+            os.close(fd)
