@@ -21,6 +21,7 @@ from wrenn_platform.host_agent.envd_client import (
     PtySize,
 )
 
+from . import rpc
 from .conftest import EnvdProcess
 
 
@@ -123,7 +124,7 @@ async def test_stdin_send_and_close(client: EnvdClient) -> None:
     assert isinstance(first, ProcessStarted)
     await client.send_input(first.pid, b"hello \x00\xff\n")
     await client.send_input(first.pid, b"world\n")
-    await client.close_stdin(first.pid)
+    await rpc.close_stdin(client, first.pid)
     rest = await collect(events)
     assert output(rest) == b"hello \x00\xff\nworld\n"
     end = rest[-1]
@@ -138,8 +139,8 @@ async def test_stream_input(client: EnvdClient) -> None:
         for c in chunks:
             yield c
 
-    await client.stream_input("hasher", gen())
-    await client.close_stdin(info.pid)
+    await rpc.stream_input(client, "hasher", gen())
+    await rpc.close_stdin(client, info.pid)
     events = await collect(client.connect("hasher"))
     assert output(events).split()[0].decode() == hashlib.sha256(b"".join(chunks)).hexdigest()
 

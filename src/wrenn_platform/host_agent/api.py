@@ -230,7 +230,7 @@ def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
 
     @app.post("/v1/capsules/{capsule_id}/files/mkdir")
     async def make_dir(capsule_id: str, req: PathRequest) -> MakeDirResponse:
-        return MakeDirResponse(entry=await agent.make_dir(capsule_id, req.path))
+        return await agent.make_dir(capsule_id, req.path)
 
     @app.post("/v1/capsules/{capsule_id}/files/remove", status_code=204)
     async def remove(capsule_id: str, req: PathRequest) -> Response:

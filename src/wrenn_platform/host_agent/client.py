@@ -47,7 +47,6 @@ from wrenn_platform.wire.agent import (
     CreateCapsuleRequest,
     ExecRequest,
     ExecResponse,
-    FileEntry,
     GuestError,
     ListDirResponse,
     MakeDirResponse,
@@ -97,7 +96,7 @@ class AgentClient(Protocol):
     def read_file(self, capsule_id: str, path: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None: ...
     async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse: ...
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry: ...
+    async def make_dir(self, capsule_id: str, path: str) -> MakeDirResponse: ...
     async def remove(self, capsule_id: str, path: str) -> None: ...
     def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]: ...
     def port_link(self) -> PortLink: ...  # capsule ports, for the port proxy (`port_link.py`)
@@ -232,7 +231,7 @@ class LocalAgentClient:
     async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
         return await self.agent.list_dir(capsule_id, path, depth)
 
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
+    async def make_dir(self, capsule_id: str, path: str) -> MakeDirResponse:
         return await self.agent.make_dir(capsule_id, path)
 
     async def remove(self, capsule_id: str, path: str) -> None:
@@ -415,9 +414,8 @@ class HttpAgentClient:
         return await self._model(ListDirResponse, "POST", self._c(capsule_id, "/files/list"),
                                  json_body={"path": path, "depth": depth})
 
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
-        resp = await self._model(MakeDirResponse, "POST", self._c(capsule_id, "/files/mkdir"), json_body={"path": path})
-        return resp.entry
+    async def make_dir(self, capsule_id: str, path: str) -> MakeDirResponse:
+        return await self._model(MakeDirResponse, "POST", self._c(capsule_id, "/files/mkdir"), json_body={"path": path})
 
     async def remove(self, capsule_id: str, path: str) -> None:
         await self._call("POST", self._c(capsule_id, "/files/remove"), json_body={"path": path})

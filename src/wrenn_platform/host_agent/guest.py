@@ -1,6 +1,7 @@
-"""Guest operations of one capsule, forwarded to its envd (`envd_client.EnvdClient`) and translated
-into the agent's wire shapes: exec results with their encoding, the contract's stream messages,
-PTY sessions, file streams, and `wire.agent` errors instead of envd's Connect codes.
+"""Guest operations of one capsule, forwarded to its envd (`envd_client.EnvdClient`) and answered
+in the agent's wire models (`wire.agent`, the contract's where they are the same): exec results
+with their encoding, the contract's stream messages, PTY sessions, file streams, and `wire.agent`
+errors instead of envd's Connect codes.
 
 `on_output` is called for every chunk of process output seen, so output counts as activity.
 """
@@ -15,10 +16,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
-
 from wrenn_platform.host_agent.envd_client import (
-    EntryInfo,
     EnvdClient,
     EnvdError,
     ProcessEnded,
@@ -30,12 +28,16 @@ from wrenn_platform.host_agent.envd_client import (
 from wrenn_platform.wire.agent import (
     AgentError,
     AlreadyExists,
+    BackgroundExecResponse,
     BadRequest,
     ExecRequest,
-    FileEntry,
+    ExecResponse,
     GuestError,
+    ListDirResponse,
+    MakeDirResponse,
     NotFound,
     ProcessEntry,
+    ProcessListResponse,
     PtyConnect,
     PtyStart,
     ResourceExhausted,
@@ -69,10 +71,6 @@ def _translated() -> Iterator[None]:
         yield
     except EnvdError as exc:
         raise agent_error(exc) from exc
-
-
-def _file_entry(e: EntryInfo) -> FileEntry:
-    return FileEntry.model_validate(e.to_file_entry())
 
 
 class _Text:
@@ -171,18 +169,15 @@ class PtySession:
 
 
 class Guest:
-    def __init__(self, envd_url: str, access_token: str, on_output: Callable[[], None]) -> None:
-        # envd speaks plain HTTP: a transport without certificate verification skips loading the CA
-        # bundle, which httpx does per client and which costs 30-90 ms — on every capsule's first exec.
-        transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(max_keepalive_connections=16,
-                                                                                keepalive_expiry=30))
-        self.envd = EnvdClient(envd_url, access_token, transport=transport)
+    def __init__(self, capsule_id: str, envd_url: str, access_token: str, on_output: Callable[[], None]) -> None:
+        self.capsule_id = capsule_id
+        self.envd = EnvdClient(envd_url, access_token)
         self.on_output = on_output
 
     async def aclose(self) -> None:
         await self.envd.aclose()
 
-    async def run(self, req: ExecRequest) -> dict[str, Any]:
+    async def run(self, req: ExecRequest) -> ExecResponse:
         """A foreground command: its output, exit code and duration. On timeout envd kills it and
         the result says `timed_out` with the output produced until then."""
         stdout, stderr = bytearray(), bytearray()
@@ -215,20 +210,21 @@ class Guest:
         except UnicodeDecodeError:
             out, err = base64.b64encode(stdout).decode(), base64.b64encode(stderr).decode()
             encoding = "base64"
-        return {"stdout": out, "stderr": err, "exit_code": exit_code, "duration_ms": duration_ms,
-                "encoding": encoding, "timed_out": timed_out}
+        return ExecResponse(sandbox_id=self.capsule_id, cmd=req.cmd, stdout=out, stderr=err, exit_code=exit_code,
+                            duration_ms=duration_ms, encoding=encoding, timed_out=timed_out)
 
-    async def start_background(self, req: ExecRequest) -> tuple[int, str]:
+    async def start_background(self, req: ExecRequest) -> BackgroundExecResponse:
         tag = req.tag or f"proc-{secrets.token_hex(4)}"
         with _translated():
             info = await self.envd.start_background(req.cmd, req.args, envs=req.envs, cwd=req.cwd,
                                                     user=req.user, tag=tag)
-        return info.pid, info.tag or tag
+        return BackgroundExecResponse(sandbox_id=self.capsule_id, cmd=req.cmd, pid=info.pid, tag=info.tag or tag)
 
-    async def list_processes(self) -> list[ProcessEntry]:
+    async def list_processes(self) -> ProcessListResponse:
         with _translated():
             procs = await self.envd.list_processes()
-        return [ProcessEntry(pid=p.pid, tag=p.tag or None, cmd=p.cmd, args=p.args) for p in procs]
+        return ProcessListResponse(
+            processes=[ProcessEntry(pid=p.pid, tag=p.tag or None, cmd=p.cmd, args=p.args) for p in procs])
 
     async def kill(self, selector: str, signal: str) -> None:
         with _translated():
@@ -285,13 +281,13 @@ class Guest:
         with _translated():
             await self.envd.write_file(path, chunks)
 
-    async def list_dir(self, path: str, depth: int) -> list[FileEntry]:
+    async def list_dir(self, path: str, depth: int) -> ListDirResponse:
         with _translated():
-            return [_file_entry(e) for e in await self.envd.list_dir(path, depth)]
+            return ListDirResponse(entries=await self.envd.list_dir(path, depth))
 
-    async def make_dir(self, path: str) -> FileEntry:
+    async def make_dir(self, path: str) -> MakeDirResponse:
         with _translated():
-            return _file_entry(await self.envd.make_dir(path))
+            return MakeDirResponse(entry=await self.envd.make_dir(path))
 
     async def remove(self, path: str) -> None:
         with _translated():

@@ -56,8 +56,8 @@ from wrenn_platform.wire.agent import (
     CreateCapsuleRequest,
     ExecRequest,
     ExecResponse,
-    FileEntry,
     ListDirResponse,
+    MakeDirResponse,
     MetricPoint,
     NotFound,
     ProcessListResponse,
@@ -537,7 +537,7 @@ class HostAgent:
         g = self._guests.get(rec.id)
         if g is None:
             assert rec.envd_url is not None
-            g = guest_ops.Guest(rec.envd_url, rec.envd_access_token, on_output=rec.touch)
+            g = guest_ops.Guest(rec.id, rec.envd_url, rec.envd_access_token, on_output=rec.touch)
             self._guests[rec.id] = g
         return g
 
@@ -549,19 +549,17 @@ class HostAgent:
     async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
         g = self._guest(capsule_id)
         if req.background:
-            pid, tag = await g.start_background(req)
-            return BackgroundExecResponse(sandbox_id=capsule_id, cmd=req.cmd, pid=pid, tag=tag)
+            return await g.start_background(req)
         rec = self._get(capsule_id)
         rec.busy += 1  # a foreground command still running is activity, however quiet it is
         try:
-            result = await g.run(req)
+            return await g.run(req)
         finally:
             rec.busy -= 1
             rec.touch()
-        return ExecResponse(sandbox_id=capsule_id, cmd=req.cmd, **result)
 
     async def list_processes(self, capsule_id: str) -> ProcessListResponse:
-        return ProcessListResponse(processes=await self._guest(capsule_id).list_processes())
+        return await self._guest(capsule_id).list_processes()
 
     async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
         if signal not in ("SIGKILL", "SIGTERM"):
@@ -586,9 +584,9 @@ class HostAgent:
         await self._guest(capsule_id).write_file(path, chunks)
 
     async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
-        return ListDirResponse(entries=await self._guest(capsule_id).list_dir(path, depth))
+        return await self._guest(capsule_id).list_dir(path, depth)
 
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
+    async def make_dir(self, capsule_id: str, path: str) -> MakeDirResponse:
         return await self._guest(capsule_id).make_dir(path)
 
     async def remove(self, capsule_id: str, path: str) -> None:

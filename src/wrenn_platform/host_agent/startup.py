@@ -93,10 +93,10 @@ async def _command_check(guest: Guest, start: StartCommand, ready: ReadyCheck) -
     assert ready.cmd is not None
     result = await guest.run(ExecRequest(cmd="/bin/sh", args=["-c", ready.cmd], envs=start.envs, cwd=start.cwd,
                                          user=start.user, timeout_sec=max(1, math.ceil(ready.timeout_sec))))
-    output = _tail(str(result["stdout"]) + str(result["stderr"]))
-    if result["timed_out"]:
+    output = _tail(result.stdout + result.stderr)
+    if result.timed_out:
         return False, f"timed out after {ready.timeout_sec} s; output: {output}"
-    return result["exit_code"] == 0, f"exit {result['exit_code']}; output: {output}"
+    return result.exit_code == 0, f"exit {result.exit_code}; output: {output}"
 
 
 async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) -> tuple[bool, str]:
@@ -111,7 +111,7 @@ async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) 
 async def _still_running(guest: Guest, default: bool = True) -> bool:
     """Whether the start command runs; `default` when envd cannot tell."""
     with contextlib.suppress(AgentError):
-        return any(p.tag == START_TAG for p in await guest.list_processes())
+        return any(p.tag == START_TAG for p in (await guest.list_processes()).processes)
     return default
 
 
@@ -121,4 +121,4 @@ async def _start_output(guest: Guest, start: StartCommand) -> str:
                                              timeout_sec=5))
     except AgentError as exc:
         return f"(unreadable: {exc.message})"
-    return _tail(str(result["stdout"])) or "(none)"
+    return _tail(result.stdout) or "(none)"

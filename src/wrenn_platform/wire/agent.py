@@ -12,18 +12,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from wrenn_platform.wire.api import capsules as contract
+
 # The agent answers these exactly as the public API does: one definition, in the contract's models.
 from wrenn_platform.wire.api.capsules import BackgroundExecResponse as BackgroundExecResponse
+from wrenn_platform.wire.api.capsules import CapsuleMetrics as CapsuleMetrics
 from wrenn_platform.wire.api.capsules import FileEntry as FileEntry
 from wrenn_platform.wire.api.capsules import ListDirRequest as ListDirRequest
 from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
+from wrenn_platform.wire.api.capsules import MakeDirResponse as MakeDirResponse
+from wrenn_platform.wire.api.capsules import MetricPoint as MetricPoint
+from wrenn_platform.wire.api.capsules import MetricsRange as MetricsRange
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
 from wrenn_platform.wire.start import StartCommand
 
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
 RuntimeName = Literal["namespace", "microvm"]
-MetricsRange = Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
 EventName = Literal["sandbox.auto_paused", "sandbox.stopped", "sandbox.error"]
 
 
@@ -170,25 +175,15 @@ class AgentInfo(BaseModel):
 # ---- exec and processes -------------------------------------------------------------------------
 
 
-class ExecRequest(BaseModel):
-    cmd: str
-    args: list[str] = Field(default_factory=list)
-    timeout_sec: int = Field(30, ge=1, le=24 * 3600)
-    background: bool = False
-    tag: str | None = None
-    envs: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+class ExecRequest(contract.ExecRequest):
+    """The contract's exec request, and the user to run it as."""
+
     user: str | None = None
 
 
-class ExecResponse(BaseModel):
-    sandbox_id: str
-    cmd: str
-    stdout: str
-    stderr: str
-    exit_code: int
-    duration_ms: int
-    encoding: Literal["utf-8", "base64"] = "utf-8"
+class ExecResponse(contract.ExecResponse):
+    """The contract's exec response, and whether the command was killed at its timeout."""
+
     timed_out: bool = False  # killed at `timeout_sec`; the output is what it wrote until then
 
 
@@ -197,26 +192,6 @@ class ExecResponse(BaseModel):
 
 class PathRequest(BaseModel):
     path: str = Field(..., min_length=1)
-
-
-class MakeDirResponse(BaseModel):
-    entry: FileEntry
-
-
-# ---- metrics ------------------------------------------------------------------------------------
-
-
-class MetricPoint(BaseModel):
-    timestamp_unix: int
-    cpu_pct: float
-    mem_bytes: int
-    disk_bytes: int
-
-
-class CapsuleMetrics(BaseModel):
-    sandbox_id: str
-    range: MetricsRange
-    points: list[MetricPoint]
 
 
 # ---- autonomous events --------------------------------------------------------------------------

@@ -110,7 +110,7 @@ async def test_files_streamed_both_ways(client: AgentClient, capsule: str) -> No
     assert len(received) == size and n_chunks > 1
     assert received[: len(blob)] == blob and received[-123:] == blob[:123]
 
-    entry = await client.make_dir(capsule, "/tmp/up/sub")
+    entry = (await client.make_dir(capsule, "/tmp/up/sub")).entry
     assert entry.type == "directory" and entry.path == "/tmp/up/sub"
     with pytest.raises(AlreadyExists):
         await client.make_dir(capsule, "/tmp/up/sub")

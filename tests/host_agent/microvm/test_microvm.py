@@ -134,7 +134,8 @@ async def test_files_round_trip(booted: RunningCapsule) -> None:
     async with envd(booted) as client:
         path = await client.write_file("/home/user/dir/blob.bin", payload, user="user")
         assert path == "/home/user/dir/blob.bin"
-        assert await client.read_file("/home/user/dir/blob.bin", user="user") == payload
+        got = b"".join([chunk async for chunk in client.download("/home/user/dir/blob.bin", user="user")])
+        assert got == payload
         names = [e.name for e in await client.list_dir("/home/user/dir", user="user")]
         assert names == ["blob.bin"]
     _, out, _ = await sh(booted, "sha256sum /home/user/dir/blob.bin | cut -c1-64")

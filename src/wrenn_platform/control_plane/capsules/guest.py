@@ -23,7 +23,6 @@ from wrenn_platform.wire.api.capsules import (
     CapsuleMetrics,
     ExecRequest,
     ExecResponse,
-    FileEntry,
     ListDirRequest,
     ListDirResponse,
     MakeDirResponse,
@@ -39,6 +38,8 @@ from .multipart import read_upload, too_large
 from .service import CapsuleService
 
 Authorize = Callable[[WebSocket, str, str], Awaitable[AgentClient | None]]
+# What the agent's exec result says beyond the contract's `ExecResponse`.
+_AGENT_ONLY_EXEC_FIELDS = set(agent_wire.ExecResponse.model_fields) - set(ExecResponse.model_fields)
 
 
 async def running_client(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
@@ -60,8 +61,7 @@ async def metrics(svc: CapsuleService, db: AsyncSession, principal: Principal, c
     client = svc.agents.get(capsule.host_id)
     await db.commit()  # give the connection back while the agent answers
     with agent_errors():
-        result = await client.metrics(capsule_id, range)
-    return CapsuleMetrics.model_validate(result.model_dump())
+        return await client.metrics(capsule_id, range)
 
 
 # ---- exec and processes ---------------------------------------------------------------------------
@@ -71,21 +71,21 @@ async def exec_command(svc: CapsuleService, db: AsyncSession, principal: Princip
                        body: ExecRequest) -> Response:
     """200 with the output, or 202 for a background process."""
     client = await running_client(svc, db, principal, capsule_id, "exec in")
+    # The contract's request as the agent's (which adds the user); validated already (hot path).
+    request = agent_wire.ExecRequest.model_construct(**dict(body))
     with agent_errors():
-        result = await client.exec(capsule_id, agent_wire.ExecRequest(**body.model_dump()))
-    # The agent's models are field for field the contract's: serialise them once, directly (hot path).
-    if isinstance(result, agent_wire.BackgroundExecResponse):
-        out = BackgroundExecResponse(sandbox_id=capsule_id, cmd=result.cmd, pid=result.pid, tag=result.tag)
-        return Response(out.model_dump_json(), status_code=202, media_type="application/json")
-    return Response(ExecResponse.model_construct(**dict(result)).model_dump_json(), media_type="application/json")
+        result = await client.exec(capsule_id, request)
+    # The agent answers in the contract's models: serialised once, directly (hot path).
+    if isinstance(result, BackgroundExecResponse):
+        return Response(result.model_dump_json(), status_code=202, media_type="application/json")
+    return Response(result.model_dump_json(exclude=_AGENT_ONLY_EXEC_FIELDS), media_type="application/json")
 
 
 async def list_processes(svc: CapsuleService, db: AsyncSession, principal: Principal,
                          capsule_id: str) -> ProcessListResponse:
     client = await running_client(svc, db, principal, capsule_id, "list processes of")
     with agent_errors():
-        result = await client.list_processes(capsule_id)
-    return ProcessListResponse.model_validate(result.model_dump())
+        return await client.list_processes(capsule_id)
 
 
 async def kill_process(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
@@ -133,16 +133,14 @@ async def list_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, 
                    body: ListDirRequest) -> ListDirResponse:
     client = await running_client(svc, db, principal, capsule_id, "list files of")
     with agent_errors():
-        result = await client.list_dir(capsule_id, body.path, body.depth)
-    return ListDirResponse.model_validate(result.model_dump())
+        return await client.list_dir(capsule_id, body.path, body.depth)
 
 
 async def make_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
                    path: str) -> MakeDirResponse:
     client = await running_client(svc, db, principal, capsule_id, "create directories in")
     with agent_errors():
-        entry = await client.make_dir(capsule_id, path)
-    return MakeDirResponse(entry=FileEntry.model_validate(entry.model_dump()))
+        return await client.make_dir(capsule_id, path)
 
 
 async def remove(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str, path: str) -> None:
