@@ -13,8 +13,10 @@ import codecs
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+
+from pydantic import BaseModel
 
 from wrenn_platform.host_agent.envd_client import (
     EnvdClient,
@@ -26,20 +28,30 @@ from wrenn_platform.host_agent.envd_client import (
     PtySize,
 )
 from wrenn_platform.wire.agent import (
+    KILL_PROCESS,
+    LIST_DIR,
+    LIST_PROCESSES,
+    MAKE_DIR,
+    REMOVE,
     AgentError,
     AlreadyExists,
     BackgroundExecResponse,
     BadRequest,
+    Empty,
     ExecRequest,
     ExecResponse,
     GuestError,
+    KillRequest,
+    ListDirRequest,
     ListDirResponse,
+    MakeDirRequest,
     MakeDirResponse,
     NotFound,
     ProcessEntry,
     ProcessListResponse,
     PtyConnect,
     PtyStart,
+    RemoveRequest,
     ResourceExhausted,
     StreamStart,
 )
@@ -220,15 +232,18 @@ class Guest:
                                                     user=req.user, tag=tag)
         return BackgroundExecResponse(sandbox_id=self.capsule_id, cmd=req.cmd, pid=info.pid, tag=info.tag or tag)
 
-    async def list_processes(self) -> ProcessListResponse:
+    async def list_processes(self, _: Empty) -> ProcessListResponse:
         with _translated():
             procs = await self.envd.list_processes()
         return ProcessListResponse(
             processes=[ProcessEntry(pid=p.pid, tag=p.tag or None, cmd=p.cmd, args=p.args) for p in procs])
 
-    async def kill(self, selector: str, signal: str) -> None:
+    async def kill_process(self, req: KillRequest) -> Empty:
+        if req.signal not in ("SIGKILL", "SIGTERM"):  # an unvalidated model from in-process code
+            raise BadRequest("signal must be SIGKILL or SIGTERM")
         with _translated():
-            await self.envd.send_signal(selector, "SIGTERM" if signal == "SIGTERM" else "SIGKILL")
+            await self.envd.send_signal(req.selector, req.signal)
+        return Empty()
 
     def connect(self, selector: str) -> AsyncIterator[Message]:
         return _messages(self.envd.connect(selector), self.on_output)
@@ -281,14 +296,25 @@ class Guest:
         with _translated():
             await self.envd.write_file(path, chunks)
 
-    async def list_dir(self, path: str, depth: int) -> ListDirResponse:
+    async def list_dir(self, req: ListDirRequest) -> ListDirResponse:
         with _translated():
-            return ListDirResponse(entries=await self.envd.list_dir(path, depth))
+            return ListDirResponse(entries=await self.envd.list_dir(req.path, req.depth))
 
-    async def make_dir(self, path: str) -> MakeDirResponse:
+    async def make_dir(self, req: MakeDirRequest) -> MakeDirResponse:
         with _translated():
-            return MakeDirResponse(entry=await self.envd.make_dir(path))
+            return MakeDirResponse(entry=await self.envd.make_dir(req.path))
 
-    async def remove(self, path: str) -> None:
+    async def remove(self, req: RemoveRequest) -> Empty:
         with _translated():
-            await self.envd.remove(path)
+            await self.envd.remove(req.path)
+        return Empty()
+
+
+# The Guest method answering each of `wire.agent.GUEST_OPS`.
+OPERATIONS: dict[str, Callable[[Guest, Any], Awaitable[BaseModel]]] = {
+    LIST_PROCESSES.name: Guest.list_processes,
+    KILL_PROCESS.name: Guest.kill_process,
+    LIST_DIR.name: Guest.list_dir,
+    MAKE_DIR.name: Guest.make_dir,
+    REMOVE.name: Guest.remove,
+}

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import wrenn_platform
 from wrenn_platform.host_agent import guest as guest_ops
@@ -56,13 +56,13 @@ from wrenn_platform.wire.agent import (
     CreateCapsuleRequest,
     ExecRequest,
     ExecResponse,
-    ListDirResponse,
-    MakeDirResponse,
+    GuestOp,
     MetricPoint,
     NotFound,
-    ProcessListResponse,
     PtyConnect,
     PtyStart,
+    Req,
+    Resp,
     SnapshotRequest,
     StreamStart,
     TemplateOut,
@@ -558,13 +558,12 @@ class HostAgent:
             rec.busy -= 1
             rec.touch()
 
-    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
-        return await self._guest(capsule_id).list_processes()
-
-    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
-        if signal not in ("SIGKILL", "SIGTERM"):
-            raise BadRequest("signal must be SIGKILL or SIGTERM")
-        await self._guest(capsule_id).kill(selector, signal)
+    async def guest_call(self, capsule_id: str, op: GuestOp[Req, Resp], req: Req) -> Resp:
+        """One of the unary guest operations (`wire.agent.GUEST_OPS`)."""
+        method = guest_ops.OPERATIONS.get(op.name)
+        if method is None:
+            raise NotFound(f"no guest operation {op.name!r}")
+        return cast(Resp, await method(self._guest(capsule_id), req))
 
     def process_stream(self, capsule_id: str, selector: str) -> AsyncIterator[dict[str, object]]:
         """Output of a running process as the contract's stream messages, until it exits."""
@@ -583,14 +582,6 @@ class HostAgent:
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterator[bytes]) -> None:
         await self._guest(capsule_id).write_file(path, chunks)
 
-    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
-        return await self._guest(capsule_id).list_dir(path, depth)
-
-    async def make_dir(self, capsule_id: str, path: str) -> MakeDirResponse:
-        return await self._guest(capsule_id).make_dir(path)
-
-    async def remove(self, capsule_id: str, path: str) -> None:
-        await self._guest(capsule_id).remove(path)
 
 
 def _template_out(t: TemplateInfo) -> TemplateOut:

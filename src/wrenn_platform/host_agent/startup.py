@@ -15,7 +15,7 @@ import math
 import httpx
 
 from wrenn_platform.host_agent.guest import Guest
-from wrenn_platform.wire.agent import AgentError, ExecRequest
+from wrenn_platform.wire.agent import AgentError, Empty, ExecRequest, KillRequest
 from wrenn_platform.wire.start import ReadyCheck, StartCommand
 
 START_LOG = "/tmp/.wrenn-start.log"
@@ -60,7 +60,7 @@ async def _stop_previous(guest: Guest) -> None:
     if not await _still_running(guest, default=False):
         return
     with contextlib.suppress(AgentError):  # it may exit by itself meanwhile
-        await guest.kill(START_TAG, "SIGKILL")
+        await guest.kill_process(KillRequest(selector=START_TAG))
     for _ in range(_STOP_POLLS):
         if not await _still_running(guest, default=False):
             return
@@ -111,7 +111,7 @@ async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) 
 async def _still_running(guest: Guest, default: bool = True) -> bool:
     """Whether the start command runs; `default` when envd cannot tell."""
     with contextlib.suppress(AgentError):
-        return any(p.tag == START_TAG for p in (await guest.list_processes()).processes)
+        return any(p.tag == START_TAG for p in (await guest.list_processes(Empty())).processes)
     return default
 
 

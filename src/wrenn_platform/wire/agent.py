@@ -7,8 +7,9 @@ control plane can pass them through; WebSocket messages are exactly the contract
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -20,11 +21,13 @@ from wrenn_platform.wire.api.capsules import CapsuleMetrics as CapsuleMetrics
 from wrenn_platform.wire.api.capsules import FileEntry as FileEntry
 from wrenn_platform.wire.api.capsules import ListDirRequest as ListDirRequest
 from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
+from wrenn_platform.wire.api.capsules import MakeDirRequest as MakeDirRequest
 from wrenn_platform.wire.api.capsules import MakeDirResponse as MakeDirResponse
 from wrenn_platform.wire.api.capsules import MetricPoint as MetricPoint
 from wrenn_platform.wire.api.capsules import MetricsRange as MetricsRange
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
+from wrenn_platform.wire.api.capsules import RemoveRequest as RemoveRequest
 from wrenn_platform.wire.start import StartCommand
 
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
@@ -187,11 +190,42 @@ class ExecResponse(contract.ExecResponse):
     timed_out: bool = False  # killed at `timeout_sec`; the output is what it wrote until then
 
 
-# ---- files --------------------------------------------------------------------------------------
+# ---- guest operations ---------------------------------------------------------------------------
+
+Req = TypeVar("Req", bound=BaseModel)
+Resp = TypeVar("Resp", bound=BaseModel)
 
 
-class PathRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+class Empty(BaseModel):
+    """The request or answer of an operation that needs no fields."""
+
+
+class KillRequest(BaseModel):
+    selector: str = Field(..., min_length=1, description="A pid, or a tag.")
+    signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL"
+
+
+@dataclass(frozen=True)
+class GuestOp(Generic[Req, Resp]):
+    """A unary operation inside a capsule, as the agent link carries it: one generic call
+    (`AgentClient.guest`, `POST /v1/capsules/{id}/guest/{name}` on the agent) taking `request`
+    and answering `response`. `doing` completes "cannot {doing} capsule ..." when it is not
+    running. The host agent answers each one with a `Guest` method (`host_agent.guest.OPERATIONS`)."""
+
+    name: str
+    request: type[Req]
+    response: type[Resp]
+    doing: str
+
+
+LIST_PROCESSES = GuestOp("list_processes", Empty, ProcessListResponse, "list processes of")
+KILL_PROCESS = GuestOp("kill_process", KillRequest, Empty, "kill a process in")
+LIST_DIR = GuestOp("list_dir", ListDirRequest, ListDirResponse, "list files of")
+MAKE_DIR = GuestOp("make_dir", MakeDirRequest, MakeDirResponse, "create directories in")
+REMOVE = GuestOp("remove", RemoveRequest, Empty, "remove files in")
+GUEST_OPS: dict[str, GuestOp[Any, Any]] = {
+    op.name: op for op in (LIST_PROCESSES, KILL_PROCESS, LIST_DIR, MAKE_DIR, REMOVE)
+}
 
 
 # ---- autonomous events --------------------------------------------------------------------------

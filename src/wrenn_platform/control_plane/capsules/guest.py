@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
 
 from fastapi import Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
@@ -23,11 +22,7 @@ from wrenn_platform.wire.api.capsules import (
     CapsuleMetrics,
     ExecRequest,
     ExecResponse,
-    ListDirRequest,
-    ListDirResponse,
-    MakeDirResponse,
     MetricsRange,
-    ProcessListResponse,
 )
 
 from ..auth.principal import Principal
@@ -81,18 +76,13 @@ async def exec_command(svc: CapsuleService, db: AsyncSession, principal: Princip
     return Response(result.model_dump_json(exclude=_AGENT_ONLY_EXEC_FIELDS), media_type="application/json")
 
 
-async def list_processes(svc: CapsuleService, db: AsyncSession, principal: Principal,
-                         capsule_id: str) -> ProcessListResponse:
-    client = await running_client(svc, db, principal, capsule_id, "list processes of")
+async def call(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
+               op: agent_wire.GuestOp[agent_wire.Req, agent_wire.Resp], req: agent_wire.Req) -> agent_wire.Resp:
+    """One of the unary guest operations (`wire.agent.GUEST_OPS`: processes, directories) in the
+    running capsule, answered in the contract's model."""
+    client = await running_client(svc, db, principal, capsule_id, op.doing)
     with agent_errors():
-        return await client.list_processes(capsule_id)
-
-
-async def kill_process(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                       selector: str, signal: Literal["SIGKILL", "SIGTERM"]) -> None:
-    client = await running_client(svc, db, principal, capsule_id, "kill a process in")
-    with agent_errors():
-        await client.kill_process(capsule_id, selector, signal)
+        return await client.guest(capsule_id, op, req)
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -127,26 +117,6 @@ async def download(svc: CapsuleService, db: AsyncSession, principal: Principal, 
             await stack.aclose()
 
     return StreamingResponse(body(), media_type="application/octet-stream")
-
-
-async def list_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                   body: ListDirRequest) -> ListDirResponse:
-    client = await running_client(svc, db, principal, capsule_id, "list files of")
-    with agent_errors():
-        return await client.list_dir(capsule_id, body.path, body.depth)
-
-
-async def make_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                   path: str) -> MakeDirResponse:
-    client = await running_client(svc, db, principal, capsule_id, "create directories in")
-    with agent_errors():
-        return await client.make_dir(capsule_id, path)
-
-
-async def remove(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str, path: str) -> None:
-    client = await running_client(svc, db, principal, capsule_id, "remove files in")
-    with agent_errors():
-        await client.remove(capsule_id, path)
 
 
 # ---- WebSockets: refused before the upgrade by `authorize` (it answers None), then relayed ----------
