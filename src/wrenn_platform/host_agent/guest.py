@@ -192,30 +192,16 @@ class Guest:
     async def run(self, req: ExecRequest) -> ExecResponse:
         """A foreground command: its output, exit code and duration. On timeout envd kills it and
         the result says `timed_out` with the output produced until then."""
-        stdout, stderr = bytearray(), bytearray()
-        exit_code, timed_out, pid = -1, False, 0
         started = time.monotonic()
-        events = self.envd.start(req.cmd, req.args, envs=req.envs, cwd=req.cwd, user=req.user,
-                                 stdin=False, timeout=req.timeout_sec)
         try:
-            async for ev in events:
-                if isinstance(ev, ProcessStarted):
-                    pid = ev.pid
-                elif isinstance(ev, ProcessOutput):
-                    (stderr if ev.stream == "stderr" else stdout).extend(ev.data)
-                elif isinstance(ev, ProcessEnded):
-                    exit_code = ev.exit_code
+            result = await self.envd.run(req.cmd, req.args, envs=req.envs, cwd=req.cwd, user=req.user,
+                                         timeout=req.timeout_sec)
+            exit_code, stdout, stderr, timed_out = result.exit_code, result.stdout, result.stderr, result.timed_out
         except EnvdError as exc:
-            if exc.code in _SPAWN_FAILURES and pid == 0:
-                # A shell's answer, not an API error: 404 would read as "capsule not found".
-                exit_code = _SPAWN_FAILURES[exc.code]
-                stderr.extend(f"{exc.message}\n".encode())
-            elif exc.code == "deadline_exceeded":
-                timed_out = True
-            else:
+            if exc.code not in _SPAWN_FAILURES:  # envd refused to start it
                 raise agent_error(exc) from exc
-        finally:
-            await events.aclose()
+            # A shell's answer, not an API error: 404 would read as "capsule not found".
+            exit_code, stdout, stderr, timed_out = _SPAWN_FAILURES[exc.code], b"", f"{exc.message}\n".encode(), False
         duration_ms = int((time.monotonic() - started) * 1000)
         try:
             out, err, encoding = bytes(stdout).decode(), bytes(stderr).decode(), "utf-8"

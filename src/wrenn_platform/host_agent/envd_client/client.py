@@ -272,22 +272,38 @@ class EnvdClient:
         tag: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (envd enforces it)
     ) -> CommandResult:
-        """Run a command in the foreground and collect its output. A timeout kills it and
-        raises `EnvdError` with code `deadline_exceeded`."""
+        """Run a command in the foreground and collect its output. At `timeout` envd kills it: the
+        result says `timed_out`, with the output produced until then."""
         stdout, stderr = bytearray(), bytearray()
         pid = 0
-        result: CommandResult | None = None
-        # Read to the end of the stream: a timeout is reported after the end event.
-        async for event in self.start(cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, timeout=timeout, stdin=False):
-            if isinstance(event, ProcessStarted):
-                pid = event.pid
-            elif isinstance(event, ProcessOutput):
-                (stderr if event.stream == "stderr" else stdout).extend(event.data)
-            elif isinstance(event, ProcessEnded):
-                result = CommandResult(pid, event.exit_code, event.exited, event.status, bytes(stdout), bytes(stderr))
-        if result is None:
+        end: ProcessEnded | None = None
+        timed_out = False
+        try:
+            # Read to the end of the stream: a timeout is reported after the end event.
+            async for event in self.start(
+                cmd, args, envs=envs, cwd=cwd, user=user, tag=tag, timeout=timeout, stdin=False
+            ):
+                if isinstance(event, ProcessStarted):
+                    pid = event.pid
+                elif isinstance(event, ProcessOutput):
+                    (stderr if event.stream == "stderr" else stdout).extend(event.data)
+                elif isinstance(event, ProcessEnded):
+                    end = event
+        except EnvdError as exc:
+            if exc.code != "deadline_exceeded":
+                raise
+            timed_out = True
+        if end is None and not timed_out:
             raise EnvdError("internal", "process stream ended without an exit status")
-        return result
+        return CommandResult(
+            pid,
+            end.exit_code if end else -1,
+            end.exited if end else False,
+            end.status if end else "",
+            bytes(stdout),
+            bytes(stderr),
+            timed_out,
+        )
 
     async def start_background(
         self,

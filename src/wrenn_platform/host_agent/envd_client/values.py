@@ -57,6 +57,7 @@ class CommandResult:
     status: str
     stdout: bytes = b""
     stderr: bytes = b""
+    timed_out: bool = False  # killed at its timeout
 
 
 @dataclass(frozen=True, slots=True)
