@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from wrenn_platform.envd.app import VERSION as ENVD_VERSION
 from wrenn_platform.host_agent.envd_client import EnvdError, ProcessOutput, ProcessStarted, PtySize
 from wrenn_platform.host_agent.network import allocate_slot, release_slot
 from wrenn_platform.host_agent.runtime.base import RunningCapsule, RuntimeError_
 from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, cgroup, net
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
+from wrenn_platform.wire.envd import VERSION as ENVD_VERSION
 
 from .conftest import DISK_MB, MEMORY_MB, TOKEN, Fleet, envd, sh, spec_for
 
