@@ -14,7 +14,7 @@ Modules: `values` (what calls return), `codec` (Connect envelopes and messages),
 (envd's failures as `EnvdError`), `transport` (HTTP/1.1 on `httptools`), `client` (the calls).
 """
 
-from .client import KEEPALIVE_INTERVAL, EnvdClient
+from .client import EnvdClient
 from .errors import EnvdError, EnvdUnavailable
 from .values import (
     CommandResult,
@@ -31,7 +31,6 @@ from .values import (
 )
 
 __all__ = [
-    "KEEPALIVE_INTERVAL",
     "CommandResult",
     "EnvdClient",
     "EnvdError",

@@ -80,16 +80,16 @@ class EnvdClient:
 
     async def _send(
         self, method: str, target: str, headers: Mapping[str, str], body: Body = b"", *,
-        io_timeout: float | None = None, connect_timeout: float | None = None,
+        ok: tuple[int, ...] = (200,), io_timeout: float | None = None, connect_timeout: float | None = None,
     ) -> Response:
-        """A response with status 200 whose body is still to be read (else its EnvdError)."""
+        """A response with a status in `ok` whose body is still to be read (else its EnvdError)."""
         with transport_errors(self.base_url):
             response = await self._transport.request(
                 method, target, headers, body,
                 connect_timeout=self.connect_timeout if connect_timeout is None else connect_timeout,
                 io_timeout=self.timeout if io_timeout is None else io_timeout,
             )
-            if response.status != 200:
+            if response.status not in ok:
                 try:
                     raise error_from_response(response.status, await response.read())
                 finally:
@@ -101,19 +101,14 @@ class EnvdClient:
         ok: tuple[int, ...] = (200,), io_timeout: float | None = None, connect_timeout: float | None = None,
     ) -> bytes:
         """One request and its whole response body; statuses outside `ok` as EnvdErrors."""
-        with transport_errors(self.base_url):
-            response = await self._transport.request(
-                method, target, headers, body,
-                connect_timeout=self.connect_timeout if connect_timeout is None else connect_timeout,
-                io_timeout=self.timeout if io_timeout is None else io_timeout,
-            )
-            try:
-                data = await response.read()
-            finally:
-                await response.aclose()
-        if response.status not in ok:
-            raise error_from_response(response.status, data)
-        return data
+        response = await self._send(
+            method, target, headers, body, ok=ok, io_timeout=io_timeout, connect_timeout=connect_timeout
+        )
+        try:
+            with transport_errors(self.base_url):
+                return await response.read()
+        finally:
+            await response.aclose()
 
     async def unary(self, method: str, message: Mapping[str, Any], user: str | None = None) -> dict[str, Any]:
         """A unary Connect call (`process.Process/List`, ...): its response message."""
