@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import uvicorn
 from _measure import percentile  # bench/ is sys.path[0]
 
@@ -69,8 +68,7 @@ async def runtime_direct(agent: HostAgent, template: TemplateInfo) -> float:
                        vcpus=1, memory_mb=512, disk_size_mb=5120, envd_access_token=secrets.token_urlsafe(16))
     try:
         running = await agent.runtime.create(spec, slot)
-        transport = httpx.AsyncHTTPTransport(verify=False)
-        async with EnvdClient(running.envd_url, spec.envd_access_token, transport=transport) as envd:
+        async with EnvdClient(running.envd_url, spec.envd_access_token) as envd:
             r = await envd.run("echo", ["hi"])
         elapsed = (time.perf_counter() - t0) * 1000
         assert r.stdout == b"hi\n"

@@ -43,7 +43,7 @@ from wrenn_platform.control_plane.security import new_api_key, sha256_hex
 from wrenn_platform.host_agent.client import LocalAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR
-from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest
+from wrenn_platform.wire.agent import REMOVE, CreateCapsuleRequest, ExecRequest, RemoveRequest
 
 CHUNK = 1024 * 1024
 ROOT = Path("/tmp/wrenn-api-bench")
@@ -244,7 +244,7 @@ async def agent_baseline(work: Path, runs: int, samples: int, size: int) -> dict
                 async for _ in stream:
                     pass
             out["down"].append(size / CHUNK / (time.perf_counter() - t0))
-            await client.remove(cid, "/tmp/big.bin")
+            await client.guest(cid, REMOVE, RemoveRequest(path="/tmp/big.bin"))
     finally:
         for cid in made:
             await client.destroy(cid)

@@ -34,6 +34,7 @@ from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot
 from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, disk, initramfs, kernel, net, qemu
 from wrenn_platform.host_agent.runtime.microvm.process import cpu_seconds, rss_bytes
 from wrenn_platform.host_agent.templates import TemplateStore
+from wrenn_platform.wire.envd import envd_url
 
 TOKEN = "bench-" + uuid.uuid4().hex
 STATE = Path("/var/tmp/wrenn-bench-microvm") / uuid.uuid4().hex[:8]
@@ -78,7 +79,7 @@ async def first_exec(url: str, token: str) -> None:
 
 async def wait_health(url: str, limit_s: float = 120.0) -> None:
     async with EnvdClient(url, connect_timeout=0.5) as client:
-        await client.wait_ready(within=limit_s, interval=0.01)
+        await client.wait_ready(limit_s)
 
 
 async def timed(fn: Callable[[], Awaitable[object]]) -> float:
@@ -99,7 +100,7 @@ class RawVm:
         self.dir = workdir
         self.base = base
         self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://{slot.host_ip}:49983"
+        self.url = envd_url(slot.host_ip)
 
     def accel_args(self) -> list[str]:
         if self.accel == "kvm":

@@ -25,6 +25,7 @@ from wrenn_platform.host_agent.network import allocate_slot, leases, release_slo
 from wrenn_platform.host_agent.network.slots import slot_for_index
 from wrenn_platform.host_agent.runtime.base import CapsuleSpec, NetworkSlot
 from wrenn_platform.host_agent.runtime.namespace import NamespaceRuntime, cgroups
+from wrenn_platform.wire.envd import envd_url
 
 TOKEN = "bench-" + uuid.uuid4().hex
 STATE = Path("/var/tmp/wrenn-bench-namespace") / uuid.uuid4().hex[:8]
@@ -110,8 +111,8 @@ async def raw_envd_echo(rootfs: Path, slot: NetworkSlot) -> float:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        async with EnvdClient(f"http://{slot.host_ip}:49983", TOKEN) as client:
-            await client.wait_ready(within=20, interval=0.002)
+        async with EnvdClient(envd_url(slot.host_ip), TOKEN) as client:
+            await client.wait_ready(20)
             result = await client.run("echo", ["hi"])
             assert result.stdout == b"hi\n"
         return time.perf_counter() - start

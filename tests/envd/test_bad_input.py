@@ -12,6 +12,7 @@ import pytest
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, ProcessStarted
 
+from . import rpc
 from .conftest import TOKEN, EnvdProcess
 
 
@@ -41,7 +42,7 @@ async def test_selecting_missing_processes(client: EnvdClient) -> None:
     await expect(client.send_signal(999_999, "SIGKILL"), "not_found")
     await expect(client.send_signal("no-such-tag"), "not_found")
     await expect(client.send_input("no-such-tag", b"x"), "not_found")
-    await expect(client.close_stdin(999_999), "not_found")
+    await expect(rpc.close_stdin(client, 999_999), "not_found")
     await expect(client.resize_pty("no-such-tag", 10, 10), "not_found")
     with pytest.raises(EnvdError) as exc:
         async for _ in client.connect("no-such-tag"):
@@ -56,7 +57,7 @@ async def test_input_to_closed_stdin_and_wrong_kinds(client: EnvdClient) -> None
     await expect(client.resize_pty("no-stdin", 80, 24), "failed_precondition")
     other = await client.start_background("sleep", ["30"], stdin=True)
     await client.send_input(other.pid, b"ignored")
-    await client.close_stdin(other.pid)
+    await rpc.close_stdin(client, other.pid)
     await expect(client.send_input(other.pid, b"x"), "failed_precondition", "closed")
     # A process that closed its own stdin: the write fails cleanly too.
     gone = await client.start_background("sh", ["-c", "exec 0<&-; sleep 30"], stdin=True)

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, FilesystemEvent, WatchStarted
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
 
+from . import rpc
 from .conftest import TOKEN, EnvdProcess
 
 
@@ -25,10 +26,10 @@ async def test_write_creates_parents_and_reads_back_binary(client: EnvdClient, w
     written = await client.write_file(str(target), blob)
     assert written == str(target)
     assert target.read_bytes() == blob
-    assert await client.read_file(str(target)) == blob
-    assert await client.read_file(str(workdir / "a" / "b" / "c.bin")) == blob
+    assert await rpc.read_file(client, str(target)) == blob
+    assert await rpc.read_file(client, str(workdir / "a" / "b" / "c.bin")) == blob
     empty = await client.write_file(str(workdir / "empty"), b"")
-    assert await client.read_file(empty) == b""
+    assert await rpc.read_file(client, empty) == b""
 
 
 async def test_streamed_upload_and_download(client: EnvdClient, workdir: Path) -> None:
@@ -46,7 +47,7 @@ async def test_streamed_upload_and_download(client: EnvdClient, workdir: Path) -
     await client.write_file(path, chunks())
     got = hashlib.sha256()
     size = 0
-    async for piece in client.download(path, chunk_size=256 * 1024):
+    async for piece in client.download(path):
         got.update(piece)
         size += len(piece)
     assert size == count * len(chunk)
@@ -82,7 +83,7 @@ async def test_list_dir_depth_and_every_file_entry_field(client: EnvdClient, wor
     assert (f.owner, f.group, int(f.modified_at), f.symlink_target) == ("root", "root", 1_700_000_000, None)
     assert top["dir"].type == "directory" and top["dir"].permissions.startswith("d")
     assert top["link"].type == "symlink" and top["link"].symlink_target == "file.txt"
-    entry = f.to_file_entry()
+    entry = f.model_dump()
     assert set(entry) == {
         "name", "path", "type", "size", "mode", "permissions", "owner", "group", "modified_at",
         "symlink_target",
@@ -101,15 +102,15 @@ async def test_mkdir_stat_move_remove(client: EnvdClient, workdir: Path) -> None
         await client.make_dir(str(workdir / "x" / "y"))
     assert exc.value.code == "already_exists"
     await client.write_file(str(workdir / "x" / "y" / "f"), b"data")
-    stat = await client.stat(str(workdir / "x" / "y" / "f"))
+    stat = await rpc.stat(client, str(workdir / "x" / "y" / "f"))
     assert stat.size == 4 and stat.type == "file"
-    moved = await client.move(str(workdir / "x"), str(workdir / "z" / "x2"))
+    moved = await rpc.move(client, str(workdir / "x"), str(workdir / "z" / "x2"))
     assert moved.path == str(workdir / "z" / "x2")
     assert (workdir / "z" / "x2" / "y" / "f").read_bytes() == b"data"
     await client.remove(str(workdir / "z"))
     assert not (workdir / "z").exists()
-    for call in (client.stat(str(workdir / "z")), client.remove(str(workdir / "z")),
-                 client.read_file(str(workdir / "nope")), client.list_dir(str(workdir / "nope"))):
+    for call in (rpc.stat(client, str(workdir / "z")), client.remove(str(workdir / "z")),
+                 rpc.read_file(client, str(workdir / "nope")), client.list_dir(str(workdir / "nope"))):
         with pytest.raises(EnvdError) as exc:
             await call
         assert exc.value.code == "not_found"
@@ -121,7 +122,7 @@ async def test_relative_paths_are_taken_from_the_users_home(client: EnvdClient) 
     try:
         await client.write_file(name, b"home")
         assert home_file.read_bytes() == b"home"
-        assert (await client.stat(f"~/{name}")).path == str(home_file)
+        assert (await rpc.stat(client, f"~/{name}")).path == str(home_file)
     finally:
         os.unlink(home_file)
 
@@ -133,13 +134,13 @@ async def test_unprivileged_user_gets_permission_denied(client: EnvdClient, work
     private = workdir / "private"
     private.mkdir(mode=0o700)
     cases = [
-        client.read_file(str(secret), user="nobody"),
+        rpc.read_file(client, str(secret), user="nobody"),
         client.write_file(str(workdir / "new"), b"x", user="nobody"),  # workdir is 0755 root
         client.list_dir(str(private), user="nobody"),
         client.make_dir(str(workdir / "d"), user="nobody"),
         client.remove(str(secret), user="nobody"),
-        client.move(str(secret), str(workdir / "moved"), user="nobody"),
-        client.stat(str(private / "x"), user="nobody"),
+        rpc.move(client, str(secret), str(workdir / "moved"), user="nobody"),
+        rpc.stat(client, str(private / "x"), user="nobody"),
     ]
     for call in cases:
         with pytest.raises(EnvdError) as exc:
@@ -151,23 +152,23 @@ async def test_unprivileged_user_gets_permission_denied(client: EnvdClient, work
     shared.mkdir()
     os.chmod(shared, 0o777)
     await client.write_file(str(shared / "mine" / "f.txt"), b"ok", user="nobody")
-    entry = await client.stat(str(shared / "mine" / "f.txt"), user="nobody")
+    entry = await rpc.stat(client, str(shared / "mine" / "f.txt"), user="nobody")
     assert (entry.owner, entry.group) == ("nobody", "nogroup")
     assert (shared / "mine").stat().st_uid == 65534
     # The root thread pool is unaffected by the unprivileged one.
-    assert await client.read_file(str(secret)) == b"root only"
+    assert await rpc.read_file(client, str(secret)) == b"root only"
 
 
 async def test_bad_paths_and_directories(client: EnvdClient, workdir: Path) -> None:
     (workdir / "d").mkdir()
     (workdir / "f").write_text("f")
     cases = [
-        (client.read_file(str(workdir / "d")), "invalid_argument"),
+        (rpc.read_file(client, str(workdir / "d")), "invalid_argument"),
         (client.write_file(str(workdir / "d"), b"x"), "invalid_argument"),
         (client.write_file(str(workdir / "f" / "under-a-file"), b"x"), "already_exists"),
         (client.list_dir(str(workdir / "f")), "invalid_argument"),
-        (client.stat(""), "invalid_argument"),
-        (client.stat(str(workdir), user="no-such-user"), "invalid_argument"),
+        (rpc.stat(client, ""), "invalid_argument"),
+        (rpc.stat(client, str(workdir), user="no-such-user"), "invalid_argument"),
     ]
     for call, code in cases:
         with pytest.raises(EnvdError) as exc:
@@ -181,7 +182,7 @@ async def test_move_across_filesystems(client: EnvdClient, workdir: Path, small_
     (tree / "sub" / "f.txt").write_bytes(b"payload")
     os.chmod(tree / "sub" / "f.txt", 0o600)
     os.symlink("sub/f.txt", tree / "link")
-    moved = await client.move(str(tree), str(small_disk / "tree"))
+    moved = await rpc.move(client, str(tree), str(small_disk / "tree"))
     assert moved.type == "directory" and not tree.exists()
     assert (small_disk / "tree" / "sub" / "f.txt").read_bytes() == b"payload"
     assert (small_disk / "tree" / "sub" / "f.txt").stat().st_mode & 0o777 == 0o600
@@ -190,16 +191,16 @@ async def test_move_across_filesystems(client: EnvdClient, workdir: Path, small_
 
 async def test_watch_dir_reports_changes(client: EnvdClient, workdir: Path) -> None:
     (workdir / "existing").mkdir()
-    events = client.watch_dir(str(workdir), recursive=True, include_entry=True)
-    assert isinstance(await anext(events), WatchStarted)
+    events = rpc.watch_dir(client, str(workdir), recursive=True, include_entry=True)
+    assert isinstance(await anext(events), rpc.WatchStarted)
     await client.write_file(str(workdir / "existing" / "a.txt"), b"hello")  # temp file + rename
     await client.make_dir(str(workdir / "newdir"))
     await client.remove(str(workdir / "existing" / "a.txt"))
-    seen: list[FilesystemEvent] = []
+    seen: list[rpc.FilesystemEvent] = []
 
     async def until_removed() -> None:
         async for event in events:
-            assert isinstance(event, FilesystemEvent)
+            assert isinstance(event, rpc.FilesystemEvent)
             seen.append(event)
             if event.type == "remove" and event.name == "existing/a.txt":
                 return
@@ -212,7 +213,7 @@ async def test_watch_dir_reports_changes(client: EnvdClient, workdir: Path) -> N
     created = next(e for e in seen if e.name == "newdir")
     assert created.entry is not None and created.entry.type == "directory"
     with pytest.raises(EnvdError) as exc:
-        async for _ in client.watch_dir(str(workdir / "missing")):
+        async for _ in rpc.watch_dir(client, str(workdir / "missing")):
             pass
     assert exc.value.code == "not_found"
 

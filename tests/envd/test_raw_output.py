@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import struct
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from wrenn_platform.host_agent.envd_client import (
-    CONNECT_JSON,
-    CONNECT_RAW_OUTPUT,
-    EnvdClient,
-    EnvdError,
-    ProcessOutput,
-)
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError, ProcessOutput
+from wrenn_platform.wire.envd import CONNECT_JSON, CONNECT_RAW_OUTPUT
 
 from .conftest import TOKEN, EnvdProcess
 
@@ -63,12 +61,28 @@ async def test_envd_answers_raw_only_when_asked(envd: EnvdProcess) -> None:
     assert b'"data"' not in raw.content
 
 
-def mock_client(content_type: str, body: bytes) -> EnvdClient:
-    def answer(request: httpx.Request) -> httpx.Response:
-        assert CONNECT_RAW_OUTPUT in request.headers["accept"]
-        return httpx.Response(200, headers={"Content-Type": content_type}, stream=httpx.ByteStream(body))
+@contextlib.asynccontextmanager
+async def canned_envd(content_type: str, body: bytes) -> AsyncIterator[EnvdClient]:
+    """A client of a server answering every process stream with `body` (chunked, as envd does)."""
 
-    return EnvdClient("http://envd", TOKEN, transport=httpx.MockTransport(answer))
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert CONNECT_RAW_OUTPUT.encode() in head  # the client asked for the raw form
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     % content_type.encode())
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        async with EnvdClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", TOKEN) as client:
+            yield client
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_client_reads_json_from_an_envd_without_the_raw_form() -> None:
@@ -78,13 +92,13 @@ async def test_client_reads_json_from_an_envd_without_the_raw_form() -> None:
         envelope(0, b'{"event":{"end":{"exitCode":0,"exited":true,"status":"exit status 0"}}}'),
         envelope(2, b"{}"),
     ]
-    async with mock_client(CONNECT_JSON, b"".join(events)) as client:
+    async with canned_envd(CONNECT_JSON, b"".join(events)) as client:
         result = await client.run("x")
     assert (result.pid, result.stdout, result.exit_code) == (7, b"old envd", 0)
 
 
 async def test_client_refuses_raw_messages_it_did_not_negotiate() -> None:
     body = envelope(0, b'{"event":{"start":{"pid":7}}}') + envelope(0x80, b"\x01data")
-    async with mock_client(CONNECT_JSON, body) as client:
+    async with canned_envd(CONNECT_JSON, body) as client:
         with pytest.raises(EnvdError, match="raw output"):
             await client.run("x")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from wrenn_platform.host_agent.envd_client import ProcessEnded, ProcessStarted, PtySize
 
+from . import rpc
 from .conftest import COPY_NAME, GUEST_PYTHON, EnvdProcess
 
 # Shared objects whose presence in /proc/<pid>/maps shows a module was imported.
@@ -40,7 +41,7 @@ async def test_idle_envd_loads_no_openssl_and_lazy_modules_work_on_first_use(
         output = b"".join(getattr(e, "data", b"") for e in seen)
         assert b"17 91" in output
         # First file operation as another user: its thread pool (and queue) is created then.
-        info = await client.stat("/", user="nobody")
+        info = await rpc.stat(client, "/", user="nobody")
         assert info.path == "/"
         maps = mapped(envd.pid)
         assert "termios." in maps and "_queue." in maps

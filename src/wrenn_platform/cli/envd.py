@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from wrenn_platform.wire.envd import PORT
+
 
 def envd(
     host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
-    port: int = typer.Option(49983, "--port", help="Port to listen on."),
+    port: int = typer.Option(PORT, "--port", help="Port to listen on."),
     access_token: str | None = typer.Option(
         None,
         "--access-token",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .server import DEFAULT_PORT, run
+from .protocol import PORT
+from .server import run
 
 USAGE = """usage: envd [--host ADDR] [--port N] [--access-token TOKEN]
             [--output-buffer BYTES] [--pty-idle-timeout SECONDS]
@@ -28,7 +29,7 @@ OPTIONS = {
 def parse(argv: list[str]) -> dict[str, object]:
     values: dict[str, object] = {
         "host": os.environ.get("WRENN_ENVD_HOST", "0.0.0.0"),
-        "port": int(os.environ.get("WRENN_ENVD_PORT", DEFAULT_PORT)),
+        "port": int(os.environ.get("WRENN_ENVD_PORT", PORT)),
         "access_token": os.environ.get("WRENN_ENVD_ACCESS_TOKEN") or None,
         "output_buffer": 8 * 1024 * 1024,
         "pty_idle_timeout": 600.0,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 from . import aio
-from .connect import CONNECT_JSON, RpcError, end_stream, parse_message, send_unary, send_unary_error
+from .connect import RpcError, end_stream, parse_message, send_unary, send_unary_error
 from .files import FilesHandler, send_error
 from .httpio import BadRequest, Request, Response
 from .manager import ProcessManager
 from .metrics import Metrics
+from .protocol import CONNECT_JSON, VERSION
 from .rpc_filesystem import FilesystemService
 from .rpc_process import ProcessService
 from .state import AgentState
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
 
     Unary = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
     Streaming = Callable[[Request, Response], Awaitable[None]]
-
-# The E2B envd version whose features this envd has (E2B's client gates features on it): commands'
-# stdin and CloseStdin (0.3.0, 0.5.2), the default user (0.4.0), octet-stream uploads (0.5.7), file
-# metadata (0.6.2), watch events with entry info (0.6.3). Not watching network mounts (0.6.4).
-VERSION = "0.6.3"
-
 
 _OPERATION = {"GET": "read", "POST": "write"}  # of a signed file URL
 

@@ -7,18 +7,12 @@ import errno
 import struct
 
 from .httpio import BadRequest, Request, Response
+from .protocol import CONNECT_JSON, CONNECT_RAW_OUTPUT, END_STREAM
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-JSON = "application/json"
-CONNECT_JSON = "application/connect+json"
-END_STREAM = 0x02
-# Opt-in response type of process streams (the client lists it in `Accept`): the same envelopes,
-# but output events are RAW_OUTPUT messages — one stream-id byte, then the bytes, no base64/JSON.
-CONNECT_RAW_OUTPUT = "application/x-wrenn-connect-raw"
-RAW_OUTPUT = 0x80
 
 # Connect code -> HTTP status, for unary errors.
 HTTP_STATUS = {

@@ -7,9 +7,6 @@ import struct
 
 from . import aio
 from .connect import (
-    CONNECT_JSON,
-    CONNECT_RAW_OUTPUT,
-    RAW_OUTPUT,
     RpcError,
     b64decode,
     b64encode,
@@ -22,6 +19,7 @@ from .connect import (
 from .httpio import Request, Response
 from .manager import ProcessManager
 from .process import Process
+from .protocol import CONNECT_JSON, CONNECT_RAW_OUTPUT, RAW_OUTPUT, RAW_STREAM_IDS
 from .state import AgentState
 
 TYPE_CHECKING = False
@@ -86,13 +84,10 @@ _PREFIX = {name: b'{"event":{"data":{"' + name.encode() + b'":"' for name in ("s
 _SUFFIX = b'"}}}'
 
 
-_STREAM_IDS = {"stdout": 1, "stderr": 2, "pty": 3}
-
-
 def _raw_event(stream: str, parts: list[bytes]) -> list[bytes]:
     """An output event in the negotiated raw form: the pieces are sent as they are, not joined."""
     length = 1 + sum(len(part) for part in parts)
-    return [struct.pack(">BIB", RAW_OUTPUT, length, _STREAM_IDS[stream]), *parts]
+    return [struct.pack(">BIB", RAW_OUTPUT, length, RAW_STREAM_IDS[stream]), *parts]
 
 
 def _data_event(stream: str, data: bytes) -> list[bytes]:

@@ -10,6 +10,7 @@ from . import aio
 from .aio import suppress
 from .app import Envd
 from .httpio import serve_connection
+from .protocol import PORT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 else:
     import _signal as signal  # `signal` wraps these in enums (an `enum` import at start)
 
-DEFAULT_PORT = 49983
 FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 SHUTDOWN_GRACE = 2.0
 
@@ -69,7 +69,7 @@ def _listen(host: str, port: int) -> _socket.socket:
 
 async def serve(
     host: str = "0.0.0.0",
-    port: int = DEFAULT_PORT,
+    port: int = PORT,
     access_token: str | None = None,
     output_bound: int = 8 * 1024 * 1024,
     pty_idle_timeout: float = 600.0,
@@ -117,7 +117,7 @@ async def serve(
 
 def run(
     host: str = "0.0.0.0",
-    port: int = DEFAULT_PORT,
+    port: int = PORT,
     access_token: str | None = None,
     output_bound: int = 8 * 1024 * 1024,
     pty_idle_timeout: float = 600.0,

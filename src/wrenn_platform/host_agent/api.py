@@ -21,12 +21,11 @@ Routes (JSON bodies are the models in `wrenn_platform.wire.agent`; errors `{"err
     GET    /v1/capsules/{id}                    DELETE /v1/capsules/{id}
     POST   /v1/capsules/{id}/pause | /resume | /ping | /snapshot
     POST   /v1/capsules/{id}/exec               (foreground 200 ExecResponse, background 202)
-    GET    /v1/capsules/{id}/processes          DELETE /v1/capsules/{id}/processes/{selector}?signal=
+    POST   /v1/capsules/{id}/guest/{operation}  (the unary guest operations, `wire.agent.GUEST_OPS`)
     WS     /v1/capsules/{id}/processes/{selector}/stream
     WS     /v1/capsules/{id}/exec/stream        WS /v1/capsules/{id}/pty
     PUT    /v1/capsules/{id}/files?path=        (raw body, streamed)
     GET    /v1/capsules/{id}/files?path=        (raw bytes, streamed)
-    POST   /v1/capsules/{id}/files/list | /mkdir | /remove
     GET    /v1/capsules/{id}/metrics?range=
     POST   /v1/warm-pool/claim                  (201 CapsuleInfo, 204 when no warm capsule is ready)
     POST   /v1/warm-pool/drain
@@ -47,12 +46,14 @@ from typing import Any
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wrenn_platform.host_agent import channels, ports
 from wrenn_platform.host_agent.auth import HostKey, TokenError
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import (
+    GUEST_OPS,
     AgentError,
     AgentInfo,
     BackgroundExecResponse,
@@ -64,11 +65,7 @@ from wrenn_platform.wire.agent import (
     DrainWarmPoolResponse,
     ExecRequest,
     ExecResponse,
-    ListDirRequest,
-    ListDirResponse,
-    MakeDirResponse,
-    PathRequest,
-    ProcessListResponse,
+    NotFound,
     SnapshotRequest,
     TemplateOut,
     Unauthorized,
@@ -198,14 +195,17 @@ def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
             return JSONResponse(result.model_dump(), status_code=202)
         return result
 
-    @app.get("/v1/capsules/{capsule_id}/processes")
-    async def processes(capsule_id: str) -> ProcessListResponse:
-        return await agent.list_processes(capsule_id)
-
-    @app.delete("/v1/capsules/{capsule_id}/processes/{selector}", status_code=204)
-    async def kill(capsule_id: str, selector: str, signal: str = "SIGKILL") -> Response:
-        await agent.kill_process(capsule_id, selector, signal)
-        return Response(status_code=204)
+    @app.post("/v1/capsules/{capsule_id}/guest/{name}")
+    async def guest_call(capsule_id: str, name: str, request: Request) -> Response:
+        op = GUEST_OPS.get(name)
+        if op is None:
+            raise NotFound(f"no guest operation {name!r}")
+        try:
+            req = op.request.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise BadRequest(str(exc.errors(include_url=False)[:3])) from None
+        answer = await agent.guest_call(capsule_id, op, req)
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.websocket("/v1/capsules/{capsule_id}/processes/{selector}/stream")
     async def process_stream(ws: WebSocket, capsule_id: str, selector: str) -> None:
@@ -236,19 +236,6 @@ def create_app(agent: HostAgent, key: HostKey, lifespan: Any = None) -> FastAPI:
     async def read_file(capsule_id: str, path: str = Query(..., min_length=1)) -> StreamingResponse:
         chunks = await agent.read_file(capsule_id, path)
         return StreamingResponse(chunks, media_type="application/octet-stream")
-
-    @app.post("/v1/capsules/{capsule_id}/files/list")
-    async def list_dir(capsule_id: str, req: ListDirRequest) -> ListDirResponse:
-        return await agent.list_dir(capsule_id, req.path, req.depth)
-
-    @app.post("/v1/capsules/{capsule_id}/files/mkdir")
-    async def make_dir(capsule_id: str, req: PathRequest) -> MakeDirResponse:
-        return MakeDirResponse(entry=await agent.make_dir(capsule_id, req.path))
-
-    @app.post("/v1/capsules/{capsule_id}/files/remove", status_code=204)
-    async def remove(capsule_id: str, req: PathRequest) -> Response:
-        await agent.remove(capsule_id, req.path)
-        return Response(status_code=204)
 
     @app.websocket("/v1/capsules/{capsule_id}/ports/{port}/tunnel")
     async def port_tunnel(ws: WebSocket, capsule_id: str, port: int) -> None:

@@ -49,11 +49,10 @@ from wrenn_platform.wire.agent import (
     DrainWarmPoolResponse,
     ExecRequest,
     ExecResponse,
-    FileEntry,
     GuestError,
-    ListDirResponse,
-    MakeDirResponse,
-    ProcessListResponse,
+    GuestOp,
+    Req,
+    Resp,
     SandboxEvent,
     SnapshotRequest,
     TemplateOut,
@@ -95,16 +94,12 @@ class AgentClient(Protocol):
     async def delete_template(self, team_id: str, name: str) -> None: ...
     async def metrics(self, capsule_id: str, range_name: str = "10m") -> CapsuleMetrics: ...
     async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse: ...
-    async def list_processes(self, capsule_id: str) -> ProcessListResponse: ...
-    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None: ...
+    async def guest(self, capsule_id: str, op: GuestOp[Req, Resp], req: Req) -> Resp: ...
     def exec_stream(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]: ...
     def pty(self, capsule_id: str) -> AbstractAsyncContextManager[Channel]: ...
     def process_stream(self, capsule_id: str, selector: str) -> AbstractAsyncContextManager[Channel]: ...
     def read_file(self, capsule_id: str, path: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None: ...
-    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse: ...
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry: ...
-    async def remove(self, capsule_id: str, path: str) -> None: ...
     def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]: ...
     def port_link(self) -> PortLink: ...  # capsule ports, for the port proxy (`port_link.py`)
     async def aclose(self) -> None: ...
@@ -202,11 +197,8 @@ class LocalAgentClient:
     async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
         return await self.agent.exec(capsule_id, req)
 
-    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
-        return await self.agent.list_processes(capsule_id)
-
-    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
-        await self.agent.kill_process(capsule_id, selector, signal)
+    async def guest(self, capsule_id: str, op: GuestOp[Req, Resp], req: Req) -> Resp:
+        return await self.agent.guest_call(capsule_id, op, req)
 
     @asynccontextmanager
     async def _channel(
@@ -240,15 +232,6 @@ class LocalAgentClient:
 
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
         await self.agent.write_file(capsule_id, path, aiter(chunks))
-
-    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
-        return await self.agent.list_dir(capsule_id, path, depth)
-
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
-        return await self.agent.make_dir(capsule_id, path)
-
-    async def remove(self, capsule_id: str, path: str) -> None:
-        await self.agent.remove(capsule_id, path)
 
     def events(self, after: int | None = None) -> AsyncGenerator[SandboxEvent, None]:
         return self.agent.events.subscribe(after)
@@ -374,12 +357,9 @@ class HttpAgentClient:
             return BackgroundExecResponse.model_validate(resp.json())
         return ExecResponse.model_validate(resp.json())
 
-    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
-        return await self._model(ProcessListResponse, "GET", self._c(capsule_id, "/processes"))
-
-    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
-        await self._call("DELETE", self._c(capsule_id, f"/processes/{quote(selector, safe='')}"),
-                         params={"signal": signal})
+    async def guest(self, capsule_id: str, op: GuestOp[Req, Resp], req: Req) -> Resp:
+        return await self._model(op.response, "POST", self._c(capsule_id, f"/guest/{op.name}"),
+                                 json_body=req.model_dump())
 
     @asynccontextmanager
     async def _ws(self, path: str) -> AsyncIterator[Channel]:
@@ -430,17 +410,6 @@ class HttpAgentClient:
             raise AgentError(f"host agent unreachable: {exc}") from exc
         if resp.status_code >= 400:
             raise _error(resp)
-
-    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
-        return await self._model(ListDirResponse, "POST", self._c(capsule_id, "/files/list"),
-                                 json_body={"path": path, "depth": depth})
-
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
-        resp = await self._model(MakeDirResponse, "POST", self._c(capsule_id, "/files/mkdir"), json_body={"path": path})
-        return resp.entry
-
-    async def remove(self, capsule_id: str, path: str) -> None:
-        await self._call("POST", self._c(capsule_id, "/files/remove"), json_body={"path": path})
 
     async def events(self, after: int | None = None, retry_s: float = 1.0) -> AsyncGenerator[SandboxEvent, None]:
         """Verified events, reconnecting (and resuming after the last seq) whenever the link drops."""

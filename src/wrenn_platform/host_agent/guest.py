@@ -1,6 +1,7 @@
-"""Guest operations of one capsule, forwarded to its envd (`envd_client.EnvdClient`) and translated
-into the agent's wire shapes: exec results with their encoding, the contract's stream messages,
-PTY sessions, file streams, and `wire.agent` errors instead of envd's Connect codes.
+"""Guest operations of one capsule, forwarded to its envd (`envd_client.EnvdClient`) and answered
+in the agent's wire models (`wire.agent`, the contract's where they are the same): exec results
+with their encoding, the contract's stream messages, PTY sessions, file streams, and `wire.agent`
+errors instead of envd's Connect codes.
 
 `on_output` is called for every chunk of process output seen, so output counts as activity.
 """
@@ -12,13 +13,12 @@ import codecs
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import httpx
+from pydantic import BaseModel
 
 from wrenn_platform.host_agent.envd_client import (
-    EntryInfo,
     EnvdClient,
     EnvdError,
     ProcessEnded,
@@ -28,16 +28,30 @@ from wrenn_platform.host_agent.envd_client import (
     PtySize,
 )
 from wrenn_platform.wire.agent import (
+    KILL_PROCESS,
+    LIST_DIR,
+    LIST_PROCESSES,
+    MAKE_DIR,
+    REMOVE,
     AgentError,
     AlreadyExists,
+    BackgroundExecResponse,
     BadRequest,
+    Empty,
     ExecRequest,
-    FileEntry,
+    ExecResponse,
     GuestError,
+    KillRequest,
+    ListDirRequest,
+    ListDirResponse,
+    MakeDirRequest,
+    MakeDirResponse,
     NotFound,
     ProcessEntry,
+    ProcessListResponse,
     PtyConnect,
     PtyStart,
+    RemoveRequest,
     ResourceExhausted,
     StreamStart,
 )
@@ -69,10 +83,6 @@ def _translated() -> Iterator[None]:
         yield
     except EnvdError as exc:
         raise agent_error(exc) from exc
-
-
-def _file_entry(e: EntryInfo) -> FileEntry:
-    return FileEntry.model_validate(e.to_file_entry())
 
 
 class _Text:
@@ -171,68 +181,55 @@ class PtySession:
 
 
 class Guest:
-    def __init__(self, envd_url: str, access_token: str, on_output: Callable[[], None]) -> None:
-        # envd speaks plain HTTP: a transport without certificate verification skips loading the CA
-        # bundle, which httpx does per client and which costs 30-90 ms — on every capsule's first exec.
-        transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(max_keepalive_connections=16,
-                                                                                keepalive_expiry=30))
-        self.envd = EnvdClient(envd_url, access_token, transport=transport)
+    def __init__(self, capsule_id: str, envd_url: str, access_token: str, on_output: Callable[[], None]) -> None:
+        self.capsule_id = capsule_id
+        self.envd = EnvdClient(envd_url, access_token)
         self.on_output = on_output
 
     async def aclose(self) -> None:
         await self.envd.aclose()
 
-    async def run(self, req: ExecRequest) -> dict[str, Any]:
+    async def run(self, req: ExecRequest) -> ExecResponse:
         """A foreground command: its output, exit code and duration. On timeout envd kills it and
         the result says `timed_out` with the output produced until then."""
-        stdout, stderr = bytearray(), bytearray()
-        exit_code, timed_out, pid = -1, False, 0
         started = time.monotonic()
-        events = self.envd.start(req.cmd, req.args, envs=req.envs, cwd=req.cwd, user=req.user,
-                                 stdin=False, timeout=req.timeout_sec)
         try:
-            async for ev in events:
-                if isinstance(ev, ProcessStarted):
-                    pid = ev.pid
-                elif isinstance(ev, ProcessOutput):
-                    (stderr if ev.stream == "stderr" else stdout).extend(ev.data)
-                elif isinstance(ev, ProcessEnded):
-                    exit_code = ev.exit_code
+            result = await self.envd.run(req.cmd, req.args, envs=req.envs, cwd=req.cwd, user=req.user,
+                                         timeout=req.timeout_sec)
+            exit_code, stdout, stderr, timed_out = result.exit_code, result.stdout, result.stderr, result.timed_out
         except EnvdError as exc:
-            if exc.code in _SPAWN_FAILURES and pid == 0:
-                # A shell's answer, not an API error: 404 would read as "capsule not found".
-                exit_code = _SPAWN_FAILURES[exc.code]
-                stderr.extend(f"{exc.message}\n".encode())
-            elif exc.code == "deadline_exceeded":
-                timed_out = True
-            else:
+            if exc.code not in _SPAWN_FAILURES:  # envd refused to start it
                 raise agent_error(exc) from exc
-        finally:
-            await events.aclose()
+            # A shell's answer, not an API error: 404 would read as "capsule not found".
+            exit_code, stdout, stderr, timed_out = _SPAWN_FAILURES[exc.code], b"", f"{exc.message}\n".encode(), False
         duration_ms = int((time.monotonic() - started) * 1000)
         try:
             out, err, encoding = bytes(stdout).decode(), bytes(stderr).decode(), "utf-8"
         except UnicodeDecodeError:
             out, err = base64.b64encode(stdout).decode(), base64.b64encode(stderr).decode()
             encoding = "base64"
-        return {"stdout": out, "stderr": err, "exit_code": exit_code, "duration_ms": duration_ms,
-                "encoding": encoding, "timed_out": timed_out}
+        return ExecResponse(sandbox_id=self.capsule_id, cmd=req.cmd, stdout=out, stderr=err, exit_code=exit_code,
+                            duration_ms=duration_ms, encoding=encoding, timed_out=timed_out)
 
-    async def start_background(self, req: ExecRequest) -> tuple[int, str]:
+    async def start_background(self, req: ExecRequest) -> BackgroundExecResponse:
         tag = req.tag or f"proc-{secrets.token_hex(4)}"
         with _translated():
             info = await self.envd.start_background(req.cmd, req.args, envs=req.envs, cwd=req.cwd,
                                                     user=req.user, tag=tag)
-        return info.pid, info.tag or tag
+        return BackgroundExecResponse(sandbox_id=self.capsule_id, cmd=req.cmd, pid=info.pid, tag=info.tag or tag)
 
-    async def list_processes(self) -> list[ProcessEntry]:
+    async def list_processes(self, _: Empty) -> ProcessListResponse:
         with _translated():
             procs = await self.envd.list_processes()
-        return [ProcessEntry(pid=p.pid, tag=p.tag or None, cmd=p.cmd, args=p.args) for p in procs]
+        return ProcessListResponse(
+            processes=[ProcessEntry(pid=p.pid, tag=p.tag or None, cmd=p.cmd, args=p.args) for p in procs])
 
-    async def kill(self, selector: str, signal: str) -> None:
+    async def kill_process(self, req: KillRequest) -> Empty:
+        if req.signal not in ("SIGKILL", "SIGTERM"):  # an unvalidated model from in-process code
+            raise BadRequest("signal must be SIGKILL or SIGTERM")
         with _translated():
-            await self.envd.send_signal(selector, "SIGTERM" if signal == "SIGTERM" else "SIGKILL")
+            await self.envd.send_signal(req.selector, req.signal)
+        return Empty()
 
     def connect(self, selector: str) -> AsyncIterator[Message]:
         return _messages(self.envd.connect(selector), self.on_output)
@@ -285,14 +282,25 @@ class Guest:
         with _translated():
             await self.envd.write_file(path, chunks)
 
-    async def list_dir(self, path: str, depth: int) -> list[FileEntry]:
+    async def list_dir(self, req: ListDirRequest) -> ListDirResponse:
         with _translated():
-            return [_file_entry(e) for e in await self.envd.list_dir(path, depth)]
+            return ListDirResponse(entries=await self.envd.list_dir(req.path, req.depth))
 
-    async def make_dir(self, path: str) -> FileEntry:
+    async def make_dir(self, req: MakeDirRequest) -> MakeDirResponse:
         with _translated():
-            return _file_entry(await self.envd.make_dir(path))
+            return MakeDirResponse(entry=await self.envd.make_dir(req.path))
 
-    async def remove(self, path: str) -> None:
+    async def remove(self, req: RemoveRequest) -> Empty:
         with _translated():
-            await self.envd.remove(path)
+            await self.envd.remove(req.path)
+        return Empty()
+
+
+# The Guest method answering each of `wire.agent.GUEST_OPS`.
+OPERATIONS: dict[str, Callable[[Guest, Any], Awaitable[BaseModel]]] = {
+    LIST_PROCESSES.name: Guest.list_processes,
+    KILL_PROCESS.name: Guest.kill_process,
+    LIST_DIR.name: Guest.list_dir,
+    MAKE_DIR.name: Guest.make_dir,
+    REMOVE.name: Guest.remove,
+}

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import wrenn_platform
 from wrenn_platform.host_agent import guest as guest_ops
@@ -57,13 +57,13 @@ from wrenn_platform.wire.agent import (
     CreateCapsuleRequest,
     ExecRequest,
     ExecResponse,
-    FileEntry,
-    ListDirResponse,
+    GuestOp,
     MetricPoint,
     NotFound,
-    ProcessListResponse,
     PtyConnect,
     PtyStart,
+    Req,
+    Resp,
     SnapshotRequest,
     StreamStart,
     TemplateOut,
@@ -567,7 +567,7 @@ class HostAgent:
         g = self._guests.get(rec.id)
         if g is None:
             assert rec.envd_url is not None
-            g = guest_ops.Guest(rec.envd_url, rec.envd_access_token, on_output=rec.touch)
+            g = guest_ops.Guest(rec.id, rec.envd_url, rec.envd_access_token, on_output=rec.touch)
             self._guests[rec.id] = g
         return g
 
@@ -579,24 +579,21 @@ class HostAgent:
     async def exec(self, capsule_id: str, req: ExecRequest) -> ExecResponse | BackgroundExecResponse:
         g = self._guest(capsule_id)
         if req.background:
-            pid, tag = await g.start_background(req)
-            return BackgroundExecResponse(sandbox_id=capsule_id, cmd=req.cmd, pid=pid, tag=tag)
+            return await g.start_background(req)
         rec = self._get(capsule_id)
         rec.busy += 1  # a foreground command still running is activity, however quiet it is
         try:
-            result = await g.run(req)
+            return await g.run(req)
         finally:
             rec.busy -= 1
             rec.touch()
-        return ExecResponse(sandbox_id=capsule_id, cmd=req.cmd, **result)
 
-    async def list_processes(self, capsule_id: str) -> ProcessListResponse:
-        return ProcessListResponse(processes=await self._guest(capsule_id).list_processes())
-
-    async def kill_process(self, capsule_id: str, selector: str, signal: str = "SIGKILL") -> None:
-        if signal not in ("SIGKILL", "SIGTERM"):
-            raise BadRequest("signal must be SIGKILL or SIGTERM")
-        await self._guest(capsule_id).kill(selector, signal)
+    async def guest_call(self, capsule_id: str, op: GuestOp[Req, Resp], req: Req) -> Resp:
+        """One of the unary guest operations (`wire.agent.GUEST_OPS`)."""
+        method = guest_ops.OPERATIONS.get(op.name)
+        if method is None:
+            raise NotFound(f"no guest operation {op.name!r}")
+        return cast(Resp, await method(self._guest(capsule_id), req))
 
     def process_stream(self, capsule_id: str, selector: str) -> AsyncIterator[dict[str, object]]:
         """Output of a running process as the contract's stream messages, until it exits."""
@@ -615,14 +612,6 @@ class HostAgent:
     async def write_file(self, capsule_id: str, path: str, chunks: AsyncIterator[bytes]) -> None:
         await self._guest(capsule_id).write_file(path, chunks)
 
-    async def list_dir(self, capsule_id: str, path: str, depth: int = 1) -> ListDirResponse:
-        return ListDirResponse(entries=await self._guest(capsule_id).list_dir(path, depth))
-
-    async def make_dir(self, capsule_id: str, path: str) -> FileEntry:
-        return await self._guest(capsule_id).make_dir(path)
-
-    async def remove(self, capsule_id: str, path: str) -> None:
-        await self._guest(capsule_id).remove(path)
 
 
 def _template_out(t: TemplateInfo) -> TemplateOut:

@@ -15,7 +15,7 @@ import math
 import httpx
 
 from wrenn_platform.host_agent.guest import Guest
-from wrenn_platform.wire.agent import AgentError, ExecRequest
+from wrenn_platform.wire.agent import AgentError, Empty, ExecRequest, KillRequest
 from wrenn_platform.wire.start import ReadyCheck, StartCommand
 
 START_LOG = "/tmp/.wrenn-start.log"
@@ -60,7 +60,7 @@ async def _stop_previous(guest: Guest) -> None:
     if not await _still_running(guest, default=False):
         return
     with contextlib.suppress(AgentError):  # it may exit by itself meanwhile
-        await guest.kill(START_TAG, "SIGKILL")
+        await guest.kill_process(KillRequest(selector=START_TAG))
     for _ in range(_STOP_POLLS):
         if not await _still_running(guest, default=False):
             return
@@ -93,10 +93,10 @@ async def _command_check(guest: Guest, start: StartCommand, ready: ReadyCheck) -
     assert ready.cmd is not None
     result = await guest.run(ExecRequest(cmd="/bin/sh", args=["-c", ready.cmd], envs=start.envs, cwd=start.cwd,
                                          user=start.user, timeout_sec=max(1, math.ceil(ready.timeout_sec))))
-    output = _tail(str(result["stdout"]) + str(result["stderr"]))
-    if result["timed_out"]:
+    output = _tail(result.stdout + result.stderr)
+    if result.timed_out:
         return False, f"timed out after {ready.timeout_sec} s; output: {output}"
-    return result["exit_code"] == 0, f"exit {result['exit_code']}; output: {output}"
+    return result.exit_code == 0, f"exit {result.exit_code}; output: {output}"
 
 
 async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) -> tuple[bool, str]:
@@ -111,7 +111,7 @@ async def _http_check(http: httpx.AsyncClient, address: str, ready: ReadyCheck) 
 async def _still_running(guest: Guest, default: bool = True) -> bool:
     """Whether the start command runs; `default` when envd cannot tell."""
     with contextlib.suppress(AgentError):
-        return any(p.tag == START_TAG for p in await guest.list_processes())
+        return any(p.tag == START_TAG for p in (await guest.list_processes(Empty())).processes)
     return default
 
 
@@ -121,4 +121,4 @@ async def _start_output(guest: Guest, start: StartCommand) -> str:
                                              timeout_sec=5))
     except AgentError as exc:
         return f"(unreadable: {exc.message})"
-    return _tail(str(result["stdout"])) or "(none)"
+    return _tail(result.stdout) or "(none)"

@@ -7,25 +7,33 @@ control plane can pass them through; WebSocket messages are exactly the contract
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from wrenn_platform.wire.api import capsules as contract
+
 # The agent answers these exactly as the public API does: one definition, in the contract's models.
 from wrenn_platform.wire.api.capsules import BackgroundExecResponse as BackgroundExecResponse
+from wrenn_platform.wire.api.capsules import CapsuleMetrics as CapsuleMetrics
 from wrenn_platform.wire.api.capsules import FileEntry as FileEntry
 from wrenn_platform.wire.api.capsules import ListDirRequest as ListDirRequest
 from wrenn_platform.wire.api.capsules import ListDirResponse as ListDirResponse
+from wrenn_platform.wire.api.capsules import MakeDirRequest as MakeDirRequest
+from wrenn_platform.wire.api.capsules import MakeDirResponse as MakeDirResponse
+from wrenn_platform.wire.api.capsules import MetricPoint as MetricPoint
+from wrenn_platform.wire.api.capsules import MetricsRange as MetricsRange
 from wrenn_platform.wire.api.capsules import ProcessEntry as ProcessEntry
 from wrenn_platform.wire.api.capsules import ProcessListResponse as ProcessListResponse
+from wrenn_platform.wire.api.capsules import RemoveRequest as RemoveRequest
 from wrenn_platform.wire.start import StartCommand
 from wrenn_platform.wire.warm_pool import PoolKey
 from wrenn_platform.wire.warm_pool import WarmPoolInfo as WarmPoolInfo
 
 CapsuleStatus = Literal["starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error"]
 RuntimeName = Literal["namespace", "microvm"]
-MetricsRange = Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
 EventName = Literal["sandbox.auto_paused", "sandbox.stopped", "sandbox.error"]
 
 
@@ -188,53 +196,54 @@ class AgentInfo(BaseModel):
 # ---- exec and processes -------------------------------------------------------------------------
 
 
-class ExecRequest(BaseModel):
-    cmd: str
-    args: list[str] = Field(default_factory=list)
-    timeout_sec: int = Field(30, ge=1, le=24 * 3600)
-    background: bool = False
-    tag: str | None = None
-    envs: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+class ExecRequest(contract.ExecRequest):
+    """The contract's exec request, and the user to run it as."""
+
     user: str | None = None
 
 
-class ExecResponse(BaseModel):
-    sandbox_id: str
-    cmd: str
-    stdout: str
-    stderr: str
-    exit_code: int
-    duration_ms: int
-    encoding: Literal["utf-8", "base64"] = "utf-8"
+class ExecResponse(contract.ExecResponse):
+    """The contract's exec response, and whether the command was killed at its timeout."""
+
     timed_out: bool = False  # killed at `timeout_sec`; the output is what it wrote until then
 
 
-# ---- files --------------------------------------------------------------------------------------
+# ---- guest operations ---------------------------------------------------------------------------
+
+Req = TypeVar("Req", bound=BaseModel)
+Resp = TypeVar("Resp", bound=BaseModel)
 
 
-class PathRequest(BaseModel):
-    path: str = Field(..., min_length=1)
+class Empty(BaseModel):
+    """The request or answer of an operation that needs no fields."""
 
 
-class MakeDirResponse(BaseModel):
-    entry: FileEntry
+class KillRequest(BaseModel):
+    selector: str = Field(..., min_length=1, description="A pid, or a tag.")
+    signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL"
 
 
-# ---- metrics ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GuestOp(Generic[Req, Resp]):
+    """A unary operation inside a capsule, as the agent link carries it: one generic call
+    (`AgentClient.guest`, `POST /v1/capsules/{id}/guest/{name}` on the agent) taking `request`
+    and answering `response`. `doing` completes "cannot {doing} capsule ..." when it is not
+    running. The host agent answers each one with a `Guest` method (`host_agent.guest.OPERATIONS`)."""
+
+    name: str
+    request: type[Req]
+    response: type[Resp]
+    doing: str
 
 
-class MetricPoint(BaseModel):
-    timestamp_unix: int
-    cpu_pct: float
-    mem_bytes: int
-    disk_bytes: int
-
-
-class CapsuleMetrics(BaseModel):
-    sandbox_id: str
-    range: MetricsRange
-    points: list[MetricPoint]
+LIST_PROCESSES = GuestOp("list_processes", Empty, ProcessListResponse, "list processes of")
+KILL_PROCESS = GuestOp("kill_process", KillRequest, Empty, "kill a process in")
+LIST_DIR = GuestOp("list_dir", ListDirRequest, ListDirResponse, "list files of")
+MAKE_DIR = GuestOp("make_dir", MakeDirRequest, MakeDirResponse, "create directories in")
+REMOVE = GuestOp("remove", RemoveRequest, Empty, "remove files in")
+GUEST_OPS: dict[str, GuestOp[Any, Any]] = {
+    op.name: op for op in (LIST_PROCESSES, KILL_PROCESS, LIST_DIR, MAKE_DIR, REMOVE)
+}
 
 
 # ---- autonomous events --------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from wrenn_platform.wire.agent import AgentError, BadRequest
 
-ENVD_PORT = 49983  # the capsule agent's own port: E2B clients reach it through the proxy; envd checks their token
 CONNECT_TIMEOUT_S = 5.0  # a port that does not accept a connection in this time counts as closed
 
 

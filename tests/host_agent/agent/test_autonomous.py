@@ -18,12 +18,16 @@ from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.service import AgentSettings
 from wrenn_platform.host_agent.templates import TemplateInfo
 from wrenn_platform.wire.agent import (
+    KILL_PROCESS,
+    LIST_PROCESSES,
     AgentError,
     BackgroundExecResponse,
     BadRequest,
     CreateCapsuleRequest,
+    Empty,
     ExecRequest,
     ExecResponse,
+    KillRequest,
     NotFound,
     SandboxEvent,
 )
@@ -129,7 +133,7 @@ async def test_process_output_and_traffic_count_as_activity(http: HttpAgentClien
                 break
             assert msg["type"] in ("start", "stdout")
     assert (await http.get(info.id)).status == "running"
-    await http.kill_process(info.id, "ticker")
+    await http.guest(info.id, KILL_PROCESS, KillRequest(selector="ticker"))
     # Traffic through the slot: the host keeps talking to a server in the capsule.
     await http.exec(info.id, ExecRequest(cmd="python3", args=["-m", "http.server", "8000"], background=True))
     async with httpx.AsyncClient() as web:
@@ -185,7 +189,7 @@ async def test_restart_readopts_running_and_reports_the_rest(
             assert (ev.event, ev.sandbox_id) == ("sandbox.stopped", doomed.id) and ev.reason
             r = await c2.exec(live.id, ExecRequest(cmd="cat", args=["/tmp/p"]))
             assert isinstance(r, ExecResponse) and r.stdout == "persisted\n"
-            procs = (await c2.list_processes(live.id)).processes
+            procs = (await c2.guest(live.id, LIST_PROCESSES, Empty())).processes
             assert [p.pid for p in procs if p.tag == "survivor"] == [bg.pid]
             await c2.resume(paused.id)
             r = await c2.exec(paused.id, ExecRequest(cmd="true"))

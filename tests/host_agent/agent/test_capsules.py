@@ -14,14 +14,25 @@ import pytest
 
 from wrenn_platform.host_agent.client import AgentClient, Channel
 from wrenn_platform.wire.agent import (
+    KILL_PROCESS,
+    LIST_DIR,
+    LIST_PROCESSES,
+    MAKE_DIR,
+    REMOVE,
     AlreadyExists,
     BackgroundExecResponse,
     BadRequest,
     Conflict,
     CreateCapsuleRequest,
+    Empty,
     ExecRequest,
     ExecResponse,
+    GuestOp,
+    KillRequest,
+    ListDirRequest,
+    MakeDirRequest,
     NotFound,
+    RemoveRequest,
     ResourceExhausted,
     SnapshotRequest,
 )
@@ -110,20 +121,20 @@ async def test_files_streamed_both_ways(client: AgentClient, capsule: str) -> No
     assert len(received) == size and n_chunks > 1
     assert received[: len(blob)] == blob and received[-123:] == blob[:123]
 
-    entry = await client.make_dir(capsule, "/tmp/up/sub")
+    entry = (await client.guest(capsule, MAKE_DIR, MakeDirRequest(path="/tmp/up/sub"))).entry
     assert entry.type == "directory" and entry.path == "/tmp/up/sub"
     with pytest.raises(AlreadyExists):
-        await client.make_dir(capsule, "/tmp/up/sub")
-    names = {e.name: e for e in (await client.list_dir(capsule, "/tmp/up")).entries}
+        await client.guest(capsule, MAKE_DIR, MakeDirRequest(path="/tmp/up/sub"))
+    names = {e.name: e for e in (await client.guest(capsule, LIST_DIR, ListDirRequest(path="/tmp/up"))).entries}
     assert names["big.bin"].size == size and names["big.bin"].type == "file"
     assert names["sub"].type == "directory"
-    await client.remove(capsule, "/tmp/up/big.bin")
+    await client.guest(capsule, REMOVE, RemoveRequest(path="/tmp/up/big.bin"))
     with pytest.raises(NotFound):
         async with client.read_file(capsule, "/tmp/up/big.bin") as stream:
             async for _ in stream:
                 pass
     with pytest.raises(NotFound):
-        await client.list_dir(capsule, "/does/not/exist")
+        await client.guest(capsule, LIST_DIR, ListDirRequest(path="/does/not/exist"))
 
 
 async def test_background_processes(client: AgentClient, capsule: str) -> None:
@@ -134,7 +145,7 @@ async def test_background_processes(client: AgentClient, capsule: str) -> None:
     auto = await client.exec(capsule, ExecRequest(cmd="sleep", args=["60"], background=True))
     assert isinstance(auto, BackgroundExecResponse) and auto.tag.startswith("proc-") and len(auto.tag) == 13
 
-    procs = {p.tag: p for p in (await client.list_processes(capsule)).processes}
+    procs = {p.tag: p for p in (await client.guest(capsule, LIST_PROCESSES, Empty())).processes}
     assert procs["ticker"].pid == bg.pid and procs["ticker"].cmd == "/bin/sh"
     assert auto.tag in procs
 
@@ -157,19 +168,21 @@ async def test_background_processes(client: AgentClient, capsule: str) -> None:
 
     # Kill by tag (SIGTERM) and by pid (default SIGKILL); a stream sees the exit.
     async with client.process_stream(capsule, str(auto.pid)) as ch:
-        await client.kill_process(capsule, str(auto.pid))
+        await client.guest(capsule, KILL_PROCESS, KillRequest(selector=str(auto.pid)))
         msgs = await messages_until(ch, "exit")
         assert msgs[-1]["type"] == "exit"
-    await client.kill_process(capsule, "ticker", signal="SIGTERM")
+    await client.guest(capsule, KILL_PROCESS, KillRequest(selector="ticker", signal="SIGTERM"))
     for _ in range(50):
-        if not (await client.list_processes(capsule)).processes:
+        if not (await client.guest(capsule, LIST_PROCESSES, Empty())).processes:
             break
         await asyncio.sleep(0.05)
-    assert (await client.list_processes(capsule)).processes == []
+    assert (await client.guest(capsule, LIST_PROCESSES, Empty())).processes == []
     with pytest.raises(NotFound):
-        await client.kill_process(capsule, "no-such-tag")
+        await client.guest(capsule, KILL_PROCESS, KillRequest(selector="no-such-tag"))
     with pytest.raises(BadRequest):
-        await client.kill_process(capsule, "1", signal="SIGHUP")
+        await client.guest(capsule, KILL_PROCESS, KillRequest.model_construct(selector="1", signal="SIGHUP"))
+    with pytest.raises(NotFound):
+        await client.guest(capsule, GuestOp("no_such_operation", Empty, Empty, "do nothing in"), Empty())
 
 
 async def test_exec_stream(client: AgentClient, capsule: str) -> None:
@@ -257,7 +270,8 @@ async def test_pause_resume_keeps_ips_processes_and_files(client: AgentClient, c
     assert resumed.status == "running"
     assert (resumed.host_ip, resumed.guest_ip) == (before.host_ip, before.guest_ip)
     assert (await sh(client, capsule, "cat /tmp/f")).stdout == "kept\n"
-    assert [p.pid for p in (await client.list_processes(capsule)).processes if p.tag == "sleeper"] == [bg.pid]
+    processes = (await client.guest(capsule, LIST_PROCESSES, Empty())).processes
+    assert [p.pid for p in processes if p.tag == "sleeper"] == [bg.pid]
     with pytest.raises(Conflict):
         await client.resume(capsule)
     await client.ping(capsule)

@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from wrenn_platform.envd.app import VERSION as ENVD_VERSION
 from wrenn_platform.host_agent.envd_client import EnvdError, ProcessOutput, ProcessStarted, PtySize
 from wrenn_platform.host_agent.network import allocate_slot, release_slot
 from wrenn_platform.host_agent.runtime.base import RunningCapsule, RuntimeError_
 from wrenn_platform.host_agent.runtime.microvm import MicrovmRuntime, cgroup, net
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo, TemplateStore
+from wrenn_platform.wire.envd import VERSION as ENVD_VERSION
 
 from ..namespace.conftest import REJECTED, connect_under_this_version
 from .conftest import DISK_MB, MEMORY_MB, TOKEN, Fleet, envd, sh, spec_for
@@ -137,7 +137,8 @@ async def test_files_round_trip(booted: RunningCapsule) -> None:
     async with envd(booted) as client:
         path = await client.write_file("/home/user/dir/blob.bin", payload, user="user")
         assert path == "/home/user/dir/blob.bin"
-        assert await client.read_file("/home/user/dir/blob.bin", user="user") == payload
+        got = b"".join([chunk async for chunk in client.download("/home/user/dir/blob.bin", user="user")])
+        assert got == payload
         names = [e.name for e in await client.list_dir("/home/user/dir", user="user")]
         assert names == ["blob.bin"]
     _, out, _ = await sh(booted, "sha256sum /home/user/dir/blob.bin | cut -c1-64")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
 
 from fastapi import Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
@@ -23,12 +22,7 @@ from wrenn_platform.wire.api.capsules import (
     CapsuleMetrics,
     ExecRequest,
     ExecResponse,
-    FileEntry,
-    ListDirRequest,
-    ListDirResponse,
-    MakeDirResponse,
     MetricsRange,
-    ProcessListResponse,
 )
 
 from ..auth.principal import Principal
@@ -39,6 +33,8 @@ from .multipart import read_upload, too_large
 from .service import CapsuleService
 
 Authorize = Callable[[WebSocket, str, str], Awaitable[AgentClient | None]]
+# What the agent's exec result says beyond the contract's `ExecResponse`.
+_AGENT_ONLY_EXEC_FIELDS = set(agent_wire.ExecResponse.model_fields) - set(ExecResponse.model_fields)
 
 
 async def running_client(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
@@ -60,8 +56,7 @@ async def metrics(svc: CapsuleService, db: AsyncSession, principal: Principal, c
     client = svc.agents.get(capsule.host_id)
     await db.commit()  # give the connection back while the agent answers
     with agent_errors():
-        result = await client.metrics(capsule_id, range)
-    return CapsuleMetrics.model_validate(result.model_dump())
+        return await client.metrics(capsule_id, range)
 
 
 # ---- exec and processes ---------------------------------------------------------------------------
@@ -71,28 +66,23 @@ async def exec_command(svc: CapsuleService, db: AsyncSession, principal: Princip
                        body: ExecRequest) -> Response:
     """200 with the output, or 202 for a background process."""
     client = await running_client(svc, db, principal, capsule_id, "exec in")
+    # The contract's request as the agent's (which adds the user); validated already (hot path).
+    request = agent_wire.ExecRequest.model_construct(**dict(body))
     with agent_errors():
-        result = await client.exec(capsule_id, agent_wire.ExecRequest(**body.model_dump()))
-    # The agent's models are field for field the contract's: serialise them once, directly (hot path).
-    if isinstance(result, agent_wire.BackgroundExecResponse):
-        out = BackgroundExecResponse(sandbox_id=capsule_id, cmd=result.cmd, pid=result.pid, tag=result.tag)
-        return Response(out.model_dump_json(), status_code=202, media_type="application/json")
-    return Response(ExecResponse.model_construct(**dict(result)).model_dump_json(), media_type="application/json")
+        result = await client.exec(capsule_id, request)
+    # The agent answers in the contract's models: serialised once, directly (hot path).
+    if isinstance(result, BackgroundExecResponse):
+        return Response(result.model_dump_json(), status_code=202, media_type="application/json")
+    return Response(result.model_dump_json(exclude=_AGENT_ONLY_EXEC_FIELDS), media_type="application/json")
 
 
-async def list_processes(svc: CapsuleService, db: AsyncSession, principal: Principal,
-                         capsule_id: str) -> ProcessListResponse:
-    client = await running_client(svc, db, principal, capsule_id, "list processes of")
+async def call(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
+               op: agent_wire.GuestOp[agent_wire.Req, agent_wire.Resp], req: agent_wire.Req) -> agent_wire.Resp:
+    """One of the unary guest operations (`wire.agent.GUEST_OPS`: processes, directories) in the
+    running capsule, answered in the contract's model."""
+    client = await running_client(svc, db, principal, capsule_id, op.doing)
     with agent_errors():
-        result = await client.list_processes(capsule_id)
-    return ProcessListResponse.model_validate(result.model_dump())
-
-
-async def kill_process(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                       selector: str, signal: Literal["SIGKILL", "SIGTERM"]) -> None:
-    client = await running_client(svc, db, principal, capsule_id, "kill a process in")
-    with agent_errors():
-        await client.kill_process(capsule_id, selector, signal)
+        return await client.guest(capsule_id, op, req)
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -127,28 +117,6 @@ async def download(svc: CapsuleService, db: AsyncSession, principal: Principal, 
             await stack.aclose()
 
     return StreamingResponse(body(), media_type="application/octet-stream")
-
-
-async def list_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                   body: ListDirRequest) -> ListDirResponse:
-    client = await running_client(svc, db, principal, capsule_id, "list files of")
-    with agent_errors():
-        result = await client.list_dir(capsule_id, body.path, body.depth)
-    return ListDirResponse.model_validate(result.model_dump())
-
-
-async def make_dir(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str,
-                   path: str) -> MakeDirResponse:
-    client = await running_client(svc, db, principal, capsule_id, "create directories in")
-    with agent_errors():
-        entry = await client.make_dir(capsule_id, path)
-    return MakeDirResponse(entry=FileEntry.model_validate(entry.model_dump()))
-
-
-async def remove(svc: CapsuleService, db: AsyncSession, principal: Principal, capsule_id: str, path: str) -> None:
-    client = await running_client(svc, db, principal, capsule_id, "remove files in")
-    with agent_errors():
-        await client.remove(capsule_id, path)
 
 
 # ---- WebSockets: refused before the upgrade by `authorize` (it answers None), then relayed ----------

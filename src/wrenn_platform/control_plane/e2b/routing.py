@@ -17,7 +17,7 @@ import json
 
 from starlette.types import Scope
 
-from wrenn_platform.wire.ports import ENVD_PORT
+from wrenn_platform.wire.envd import PORT as ENVD_PORT
 
 from ..errors import ApiError
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, unquote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.envd.app import VERSION as ENVD_VERSION
+from wrenn_platform.wire.envd import VERSION as ENVD_VERSION
 
 from ..auth.principal import Principal
 from ..capsules.service import CapsuleService

@@ -24,7 +24,8 @@ from starlette.types import Receive, Scope, Send
 from wrenn_platform.host_agent.client import AgentClient
 from wrenn_platform.host_agent.port_link import PortLink, Upstream
 from wrenn_platform.wire.agent import AgentError, Conflict
-from wrenn_platform.wire.ports import ENVD_PORT, PortClosed, check_port
+from wrenn_platform.wire.envd import PORT as ENVD_PORT
+from wrenn_platform.wire.ports import PortClosed, check_port
 
 from ..capsules.agents import to_api_error
 from ..capsules.service import CapsuleService

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request as HttpRequest
 
 from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.wire.agent import KILL_PROCESS, LIST_DIR, LIST_PROCESSES, MAKE_DIR, REMOVE, Empty, KillRequest
 from wrenn_platform.wire.api.admin_capsules import AdminCreateCapsuleRequest, AdminSnapshotRequest
 from wrenn_platform.wire.api.capsules import (
     Capsule,
@@ -156,7 +157,7 @@ async def exec_command(id: str, body: ExecRequest, principal: Principal = Acting
 @router.get("/{id}/processes", responses=responses(404, 409), operation_id="adminListProcesses")
 async def list_processes(id: str, principal: Principal = Acting, db: AsyncSession = Db,
                          svc: CapsuleService = Svc) -> ProcessListResponse:
-    return await guest.list_processes(svc, db, principal, id)
+    return await guest.call(svc, db, principal, id, LIST_PROCESSES, Empty())
 
 
 @router.delete("/{id}/processes/{selector}", status_code=204, responses=responses(404, 409),
@@ -164,7 +165,7 @@ async def list_processes(id: str, principal: Principal = Acting, db: AsyncSessio
 async def kill_process(id: str, selector: str, signal: Literal["SIGKILL", "SIGTERM"] = Query("SIGKILL"),
                        principal: Principal = Acting, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    await guest.kill_process(svc, db, principal, id, selector, signal)
+    await guest.call(svc, db, principal, id, KILL_PROCESS, KillRequest(selector=selector, signal=signal))
     return Response(status_code=204)
 
 
@@ -189,19 +190,19 @@ async def read_file(id: str, body: ReadFileRequest, principal: Principal = Actin
 @router.post("/{id}/files/list", responses=responses(404, 409), operation_id="adminListDir")
 async def list_dir(id: str, body: ListDirRequest, principal: Principal = Acting, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> ListDirResponse:
-    return await guest.list_dir(svc, db, principal, id, body)
+    return await guest.call(svc, db, principal, id, LIST_DIR, body)
 
 
 @router.post("/{id}/files/mkdir", responses=responses(404, 409), operation_id="adminMakeDir")
 async def make_dir(id: str, body: MakeDirRequest, principal: Principal = Acting, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> MakeDirResponse:
-    return await guest.make_dir(svc, db, principal, id, body.path)
+    return await guest.call(svc, db, principal, id, MAKE_DIR, body)
 
 
 @router.post("/{id}/files/remove", status_code=204, responses=responses(404, 409), operation_id="adminRemovePath")
 async def remove_path(id: str, body: RemoveRequest, principal: Principal = Acting, db: AsyncSession = Db,
                       svc: CapsuleService = Svc) -> Response:
-    await guest.remove(svc, db, principal, id, body.path)
+    await guest.call(svc, db, principal, id, REMOVE, body)
     return Response(status_code=204)
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wrenn_platform.wire.agent import KILL_PROCESS, LIST_DIR, LIST_PROCESSES, MAKE_DIR, REMOVE, Empty, KillRequest
 from wrenn_platform.wire.api.capsules import (
     Capsule,
     CapsuleMetrics,
@@ -133,7 +134,7 @@ async def exec_command(id: str, body: ExecRequest, principal: Principal = Auth, 
 @router.get("/v1/capsules/{id}/processes", responses=responses(404, 409))
 async def list_processes(id: str, principal: Principal = Auth, db: AsyncSession = Db,
                          svc: CapsuleService = Svc) -> ProcessListResponse:
-    return await guest.list_processes(svc, db, principal, id)
+    return await guest.call(svc, db, principal, id, LIST_PROCESSES, Empty())
 
 
 @router.delete("/v1/capsules/{id}/processes/{selector}", status_code=204,
@@ -141,7 +142,7 @@ async def list_processes(id: str, principal: Principal = Auth, db: AsyncSession 
 async def kill_process(id: str, selector: str, signal: Literal["SIGKILL", "SIGTERM"] = Query("SIGKILL"),
                        principal: Principal = Auth, db: AsyncSession = Db,
                        svc: CapsuleService = Svc) -> Response:
-    await guest.kill_process(svc, db, principal, id, selector, signal)
+    await guest.call(svc, db, principal, id, KILL_PROCESS, KillRequest(selector=selector, signal=signal))
     return Response(status_code=204)
 
 
@@ -200,17 +201,17 @@ async def stream_read_file(id: str, body: ReadFileRequest, principal: Principal 
 @router.post("/v1/capsules/{id}/files/list", responses=responses(404, 409))
 async def list_dir(id: str, body: ListDirRequest, principal: Principal = Auth, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> ListDirResponse:
-    return await guest.list_dir(svc, db, principal, id, body)
+    return await guest.call(svc, db, principal, id, LIST_DIR, body)
 
 
 @router.post("/v1/capsules/{id}/files/mkdir", responses=responses(404, 409))
 async def make_dir(id: str, body: MakeDirRequest, principal: Principal = Auth, db: AsyncSession = Db,
                    svc: CapsuleService = Svc) -> MakeDirResponse:
-    return await guest.make_dir(svc, db, principal, id, body.path)
+    return await guest.call(svc, db, principal, id, MAKE_DIR, body)
 
 
 @router.post("/v1/capsules/{id}/files/remove", status_code=204, responses=responses(404, 409))
 async def remove_path(id: str, body: RemoveRequest, principal: Principal = Auth, db: AsyncSession = Db,
                       svc: CapsuleService = Svc) -> Response:
-    await guest.remove(svc, db, principal, id, body.path)
+    await guest.call(svc, db, principal, id, REMOVE, body)
     return Response(status_code=204)

@@ -4,6 +4,8 @@ After every restore the guest's clock is where it was at the snapshot and (after
 state is the template's: `/init` carries the host's time (envd sets the clock) and a short
 command mixes host randomness into `/dev/urandom`. A fresh client (fresh connections) each time:
 after a clone the host's old sockets to that address go silent rather than reset.
+
+Failures are the client's `EnvdError`s (`EnvdUnavailable` when envd cannot be reached).
 """
 
 from __future__ import annotations
@@ -13,27 +15,16 @@ import secrets
 import time
 from collections.abc import Callable
 
-import httpx
-
 from wrenn_platform.host_agent.envd_client import (
     CommandResult,
     EnvdClient,
     EnvdError,
+    EnvdUnavailable,
     ProcessEnded,
     ProcessEvent,
 )
 
 from . import reseed as reseed_program
-
-ENVD_PORT = 49983
-
-
-class EnvdUnavailable(Exception):
-    pass
-
-
-def envd_url(host_ip: str) -> str:
-    return f"http://{host_ip}:{ENVD_PORT}"
 
 
 async def wait_version(url: str, token: str, limit_s: float, alive: Callable[[], bool] | None = None) -> str:
@@ -41,20 +32,16 @@ async def wait_version(url: str, token: str, limit_s: float, alive: Callable[[],
     `envd_version` in one request (under TCG each first request to a fresh envd costs ~0.1-0.3 s
     of translation). `alive()` returning False aborts early (the VM died)."""
     deadline = time.monotonic() + limit_s
-    headers = {"X-Access-Token": token}
-    timeout = httpx.Timeout(5.0, connect=0.5)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, verify=False) as client:  # plain HTTP
+    async with EnvdClient(url, token, timeout=5.0, connect_timeout=0.5) as client:
         while time.monotonic() < deadline:
             if alive is not None and not alive():
                 raise EnvdUnavailable("the VM exited before envd answered")
             try:
-                r = await client.get("/version", headers=headers)
-            except httpx.HTTPError:
-                await asyncio.sleep(0.02)
-                continue
-            if r.status_code != 200:
-                raise EnvdUnavailable(f"envd /version answered {r.status_code}")
-            return str(r.json().get("version", "unknown"))
+                return await client.version()
+            except EnvdError as exc:
+                if exc.code not in ("unavailable", "deadline_exceeded"):
+                    raise
+            await asyncio.sleep(0.02)
     raise EnvdUnavailable(f"envd at {url} did not answer within {limit_s:.0f} s")
 
 
@@ -89,15 +76,12 @@ async def init(
                 break
             except EnvdError as exc:
                 if exc.code not in ("unavailable", "deadline_exceeded") or time.monotonic() > deadline:
-                    raise EnvdUnavailable(f"envd /init: {exc}") from exc
+                    raise
                 await asyncio.sleep(0.01)
         if time.monotonic() - sent > STALE_CLOCK_S:
             # The clock was set to a time taken before a slow round trip (cold TCG code under load):
             # it may be that far behind. Once more with the time alone, now the guest's path is warm.
-            try:
-                await client.init(timestamp=time.time())
-            except EnvdError as exc:
-                raise EnvdUnavailable(f"envd /init: {exc}") from exc
+            await client.init(timestamp=time.time())
 
 
 # Fallback for VMs booted without /run/wrenn/wrenn-reseed: the same in perl (perl-base is
@@ -124,9 +108,9 @@ async def reseed(url: str, token: str) -> None:
             if result is None or result.exit_code in (126, 127):  # no such program in this VM
                 result = await client.run("/usr/bin/perl", ["-e", _RESEED_PERL, seed], user="root")
         except EnvdError as exc:
-            raise EnvdUnavailable(f"reseeding the guest RNG failed: {exc}") from exc
+            raise EnvdError(exc.code, f"reseeding the guest RNG failed: {exc.message}") from exc
     if result.exit_code != 0:
-        raise EnvdUnavailable(f"reseeding the guest RNG failed (exit {result.exit_code})")
+        raise EnvdError("internal", f"reseeding the guest RNG failed (exit {result.exit_code})")
 
 
 async def handover(
@@ -157,7 +141,7 @@ async def handover(
                     await asyncio.sleep(0.01)
                     continue
                 if exc.code == "unauthenticated":
-                    raise EnvdUnavailable(f"envd refused the template's token: {exc}") from exc
+                    raise EnvdError(exc.code, f"envd refused the template's token: {exc.message}") from exc
                 started = None  # no wrenn-reseed in this VM: perl below
                 break
         switch = asyncio.ensure_future(
@@ -176,13 +160,8 @@ async def handover(
         await reseed(url, new_token)
 
 
+
 async def version(url: str, token: str) -> str:
-    """envd's `/version` (not wrapped by EnvdClient)."""
-    try:
-        async with httpx.AsyncClient(timeout=5.0, verify=False) as client:  # plain HTTP: no CA bundle to load
-            r = await client.get(f"{url}/version", headers={"X-Access-Token": token})
-    except httpx.HTTPError:
-        return "unknown"
-    if r.status_code != 200:
-        return "unknown"
-    return str(r.json().get("version", "unknown"))
+    """envd's version, or "unknown" if it cannot tell."""
+    async with EnvdClient(url, token, timeout=5.0) as client:
+        return await client.version(default="unknown")

@@ -20,6 +20,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+from wrenn_platform.wire.envd import envd_url
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import accel as accel_mod
@@ -196,7 +197,7 @@ class MicrovmRuntime:
             capsule_id=rec.capsule_id,
             runtime=self.name,
             slot=dataclasses.replace(rec.slot, guest_ip=net.GUEST_IP),
-            envd_url=envd.envd_url(rec.slot.host_ip),
+            envd_url=envd_url(rec.slot.host_ip),
             state_dir=vm.dir,
             metadata=dict(rec.metadata),
         )
@@ -214,7 +215,7 @@ class MicrovmRuntime:
     async def _poll_guest(self, vm: _Vm) -> None:
         """Keep the guest's disk usage at hand for the synchronous `sample()`."""
         rec = vm.record
-        async with EnvdClient(envd.envd_url(rec.slot.host_ip), rec.envd_token, timeout=10.0) as client:
+        async with EnvdClient(envd_url(rec.slot.host_ip), rec.envd_token, timeout=10.0) as client:
             while True:
                 with contextlib.suppress(EnvdError, OSError, KeyError, ValueError):
                     vm.guest_disk_bytes = (await client.metrics()).disk_used
@@ -275,7 +276,7 @@ class MicrovmRuntime:
                 else:
                     await self._clone(vm, spec, snap)
                 if "envd_version" not in rec.metadata:
-                    url = envd.envd_url(slot.host_ip)
+                    url = envd_url(slot.host_ip)
                     rec.metadata["envd_version"] = await envd.version(url, rec.envd_token)
                 self._save(vm)
                 self._start_poller(vm)
@@ -297,14 +298,14 @@ class MicrovmRuntime:
         await _all(asyncio.to_thread(net.setup, rec.slot), asyncio.to_thread(prepare_disks))
         rec.shape.cmdline_env = {"WRENN_ENVD_ACCESS_TOKEN": rec.envd_token}
         await self._start_qemu(vm, incoming=False)
-        url = envd.envd_url(rec.slot.host_ip)
+        url = envd_url(rec.slot.host_ip)
         proc = vm.proc
         assert proc is not None
         try:
             rec.metadata["envd_version"] = await envd.wait_version(
                 url, rec.envd_token, self.boot_timeout, alive=proc.alive
             )
-        except envd.EnvdUnavailable as exc:
+        except EnvdError as exc:
             if not proc.alive():
                 raise RuntimeError_(f"the VM did not start: {self._qemu_error(d)}") from exc
             raise RuntimeError_(f"envd did not come up in the VM: {exc}") from exc
@@ -331,14 +332,14 @@ class MicrovmRuntime:
             await asyncio.gather(copy, return_exceptions=True)
         try:
             await envd.handover(
-                envd.envd_url(rec.slot.host_ip),
+                envd_url(rec.slot.host_ip),
                 snap.envd_token,
                 new_token=rec.envd_token,
                 env_vars=spec.env_vars or None,
                 default_user=spec.default_user or None,
                 retry_s=self.restore_timeout,
             )
-        except envd.EnvdUnavailable as exc:
+        except EnvdError as exc:
             raise RuntimeError_(f"envd did not take over after the restore: {exc}") from exc
         if "envd_version" in snap.metadata:
             rec.metadata["envd_version"] = snap.metadata["envd_version"]
@@ -409,7 +410,7 @@ class MicrovmRuntime:
                 await asyncio.to_thread(functools.partial(net.setup, vm.record.slot, refresh_rules=False))
                 await self._restore(vm, vm.dir / STATE_FILE)
                 # The guest's clock stood still while it was paused.
-                url = envd.envd_url(vm.record.slot.host_ip)
+                url = envd_url(vm.record.slot.host_ip)
                 await envd.init(url, vm.record.envd_token, retry_s=self.restore_timeout)
             except BaseException as exc:
                 await self._stop_vm(vm)
@@ -453,8 +454,8 @@ class MicrovmRuntime:
             }
             write_json(dest / SNAPSHOT_FILE, snap)
             # The guest's clock stood still while it was stopped.
-            url = envd.envd_url(vm.record.slot.host_ip)
-            with contextlib.suppress(envd.EnvdUnavailable, OSError):
+            url = envd_url(vm.record.slot.host_ip)
+            with contextlib.suppress(EnvdError, OSError):
                 await envd.init(url, vm.record.envd_token)
 
     async def adopt(self, state_dir: Path) -> RunningCapsule | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from wrenn_platform.wire.envd import PORT as ENVD_PORT
+
 BWRAP = "/usr/bin/bwrap"
-ENVD_PORT = 49983
 ENVD_COMMAND = ("/usr/local/bin/wrenn-envd", "--port", str(ENVD_PORT))
 
 # Capabilities capsule root keeps (inside its own user namespace only: they grant nothing over

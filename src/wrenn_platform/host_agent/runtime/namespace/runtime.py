@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import wrenn_platform
+from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+from wrenn_platform.wire.envd import envd_url
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
-from . import cgroups, disk, launcher, probe, seccomp, snapshot, state, userns
-from .bwrap import BWRAP, ENVD_COMMAND, ENVD_PORT, args_fd, bwrap_argv
+from . import cgroups, disk, launcher, seccomp, snapshot, state, userns
+from .bwrap import BWRAP, ENVD_COMMAND, args_fd, bwrap_argv
 from .layers import BadTemplate, template_layers
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ class NamespaceRuntime:
             capsule_id=st.capsule_id,
             runtime=self.name,
             slot=st.slot,
-            envd_url=f"http://{st.slot.host_ip}:{ENVD_PORT}",
+            envd_url=envd_url(st.slot.host_ip),
             state_dir=self.state_dir(st.capsule_id),
             metadata=dict(st.metadata),
         )
@@ -186,21 +188,17 @@ class NamespaceRuntime:
         st.pid_start = state.process_start_time(child.pid)
         self._capsules[spec.capsule_id] = st
         state.save(paths.state_dir, st)
-        try:
-            await probe.wait_for_health(
-                st.slot.host_ip, ENVD_PORT, self.envd_timeout, alive=lambda: child.poll() is None
-            )
-        except (TimeoutError, RuntimeError) as exc:
-            tail = paths.console_log.read_bytes()[-2000:].decode(errors="replace")
-            raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
-        init = probe.envd_init(
-            st.slot.host_ip, ENVD_PORT, spec.envd_access_token, dict(spec.env_vars), spec.default_user
-        )
-        version = probe.envd_version(st.slot.host_ip, ENVD_PORT, spec.envd_access_token)
-        try:
-            _, envd_version = await asyncio.gather(init, version)
-        except (OSError, TimeoutError, RuntimeError, ValueError, IndexError) as exc:
-            raise RuntimeError_(f"envd refused its initial settings: {exc}") from None
+        async with EnvdClient(envd_url(st.slot.host_ip), spec.envd_access_token) as envd:
+            try:
+                await envd.wait_ready(self.envd_timeout, alive=lambda: child.poll() is None)
+            except EnvdError as exc:
+                tail = paths.console_log.read_bytes()[-2000:].decode(errors="replace")
+                raise RuntimeError_(f"envd did not start: {exc}; console: {tail.strip()}") from None
+            init = envd.init(env_vars=spec.env_vars, default_user=spec.default_user)
+            try:
+                _, envd_version = await asyncio.gather(init, envd.version(default="unknown"))
+            except EnvdError as exc:
+                raise RuntimeError_(f"envd refused its initial settings: {exc}") from None
         st.metadata = self._metadata(envd_version)
         state.save(paths.state_dir, st)
 
@@ -305,10 +303,11 @@ class NamespaceRuntime:
             if st.paused:
                 alive = cg.frozen()
             else:
-                try:
-                    await probe.wait_for_health(st.slot.host_ip, ENVD_PORT, 2.0)
-                except (TimeoutError, RuntimeError):
-                    alive = False
+                async with EnvdClient(envd_url(st.slot.host_ip)) as envd:
+                    try:
+                        await envd.wait_ready(2.0)
+                    except EnvdError:
+                        alive = False
         if not alive:
             log.warning("namespace: capsule %s cannot be re-adopted; cleaning it up", capsule_id)
             await self._teardown(capsule_id, st)
