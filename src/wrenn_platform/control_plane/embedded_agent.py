@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from wrenn_platform.host_agent.client import LocalAgentClient
+from wrenn_platform.agent_link.client import LocalAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.join import IN_PROCESS, HostSession, forward_events, heartbeat, host_specs, register
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.auth import HostKey, create_secret_file, load_secret
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, load_or_create_host_id
 from wrenn_platform.wire.agent import AgentError
 

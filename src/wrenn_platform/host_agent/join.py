@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .client import LocalAgentClient
+from wrenn_platform.agent_link.client import LocalAgentClient
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import websockets
 
-from wrenn_platform.host_agent.auth import HostKey, bearer
+from wrenn_platform.agent_link.auth import HostKey, bearer
 from wrenn_platform.wire.agent import AgentError, error_from_body
 from wrenn_platform.wire.ports import CONNECT_TIMEOUT_S, PortClosed, tunnel_path
 

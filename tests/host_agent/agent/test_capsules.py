@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.client import AgentClient, Channel
+from wrenn_platform.agent_link.client import AgentClient, Channel
 from wrenn_platform.wire.agent import (
     AlreadyExists,
     BackgroundExecResponse,

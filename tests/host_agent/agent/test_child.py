@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.child import child_agent, free_port
-from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo

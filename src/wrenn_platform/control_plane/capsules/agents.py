@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.wire.agent import AgentError, AlreadyExists, BadRequest, Conflict, NotFound
 
 from ..errors import ApiError

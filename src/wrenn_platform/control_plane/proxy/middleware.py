@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.host_agent.port_link import PortLink, Upstream
 from wrenn_platform.wire.agent import AgentError, Conflict
 from wrenn_platform.wire.ports import ENVD_PORT, PortClosed, check_port

@@ -33,8 +33,8 @@ import httpx
 import websockets
 from pydantic import BaseModel, TypeAdapter
 
+from wrenn_platform.agent_link.auth import HostKey, TokenError, bearer
 from wrenn_platform.host_agent import channels
-from wrenn_platform.host_agent.auth import HostKey, TokenError, bearer
 from wrenn_platform.host_agent.port_link import PortLink, TunnelPorts
 from wrenn_platform.host_agent.ports import LocalPorts
 from wrenn_platform.host_agent.service import HostAgent
