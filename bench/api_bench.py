@@ -36,12 +36,12 @@ import httpx
 from _measure import RssSampler, cpu_seconds, percentile  # bench/ is sys.path[0]
 from load_client import CpuSplit, LoadResult, ensure_wrk, run_wrk  # bench/ is sys.path[0]
 
-from wrenn_platform.agent_link.client import LocalAgentClient
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.migrate import upgrade
 from wrenn_platform.control_plane.db.models import ApiKey, Team
 from wrenn_platform.control_plane.security import new_api_key, sha256_hex
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+from wrenn_platform.host_agent.local_client import LocalAgentClient
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR
 from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest
 

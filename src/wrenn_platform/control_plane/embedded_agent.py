@@ -19,9 +19,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from wrenn_platform.agent_link.client import LocalAgentClient
+from wrenn_platform.agent_link.constants import IN_PROCESS
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
-from wrenn_platform.host_agent.join import IN_PROCESS, HostSession, forward_events, heartbeat, host_specs, register
+from wrenn_platform.host_agent.join import HostSession, forward_events, heartbeat, host_specs, register
+from wrenn_platform.host_agent.local_client import LocalAgentClient
 
 from .events.wakeup import stop
 from .hosts import service as hosts

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wrenn_platform.agent_link.auth import key_from_registration_token
-from wrenn_platform.agent_link.client import LocalAgentClient
 
 from .control_planes import failover_client
 from .join import HostSession, forward_events, heartbeat, host_specs, register
+from .local_client import LocalAgentClient
 from .service import HostAgent
 
 log = logging.getLogger(__name__)
