@@ -65,6 +65,14 @@ M = TypeVar("M", bound=BaseModel)
 _STREAM_TIMEOUT = httpx.Timeout(30.0, read=300.0, write=300.0)
 
 
+class AgentUnreachable(AgentError):
+    """The agent could not be reached (connection refused, timed out, dropped): nothing it said, so
+    the control plane may retry later rather than record a failure."""
+
+    status = 502
+    code = "agent_unreachable"
+
+
 class Channel(Protocol):
     def __aiter__(self) -> AsyncIterator[Message]: ...
 
@@ -148,7 +156,7 @@ class HttpAgentClient:
         try:
             resp = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise AgentError(f"host agent unreachable: {exc}") from exc
+            raise AgentUnreachable(f"host agent unreachable: {exc}") from exc
         if resp.status_code >= 400:
             raise _error(resp)
         return resp
@@ -225,7 +233,7 @@ class HttpAgentClient:
             resp = exc.response
             raise error_from_body(resp.status_code, _json_or_text(bytes(resp.body or b""))) from exc
         except (OSError, websockets.WebSocketException) as exc:
-            raise AgentError(f"host agent unreachable: {exc}") from exc
+            raise AgentUnreachable(f"host agent unreachable: {exc}") from exc
         try:
             yield _WsChannel(ws)
         finally:
@@ -247,7 +255,7 @@ class HttpAgentClient:
         try:
             resp = await self._http.send(req, stream=True)
         except httpx.HTTPError as exc:
-            raise AgentError(f"host agent unreachable: {exc}") from exc
+            raise AgentUnreachable(f"host agent unreachable: {exc}") from exc
         try:
             if resp.status_code >= 400:
                 await resp.aread()
@@ -261,7 +269,7 @@ class HttpAgentClient:
             resp = await self._http.put(self._c(capsule_id, "/files"), params={"path": path},
                                         content=chunks, timeout=_STREAM_TIMEOUT)
         except httpx.HTTPError as exc:
-            raise AgentError(f"host agent unreachable: {exc}") from exc
+            raise AgentUnreachable(f"host agent unreachable: {exc}") from exc
         if resp.status_code >= 400:
             raise _error(resp)
 
