@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import secrets
 import shutil
 import time
@@ -67,11 +66,11 @@ from wrenn_platform.wire.agent import (
     StreamStart,
     TemplateOut,
 )
+from wrenn_platform.wire.capsule_id import CAPSULE_ID_RULE, is_capsule_id
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = wrenn_platform.__version__
-_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class SlotPool(Protocol):
@@ -190,8 +189,8 @@ class HostAgent:
         capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
         if capsule_id in self._capsules:
             raise AlreadyExists(f"capsule {capsule_id} already exists")
-        if not _CAPSULE_ID.fullmatch(capsule_id):
-            raise BadRequest(f"invalid capsule id {capsule_id!r}: 1-64 of A-Z a-z 0-9 _ -")
+        if not is_capsule_id(capsule_id):
+            raise BadRequest(f"invalid capsule id {capsule_id!r}: {CAPSULE_ID_RULE}")
         try:
             template = self.templates.resolve(req.template, req.team_id)
         except TemplateNotFound as exc:

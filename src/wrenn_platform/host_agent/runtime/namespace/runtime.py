@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import wrenn_platform
+from wrenn_platform.wire.capsule_id import is_capsule_id
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
 from . import cgroups, disk, launcher, probe, seccomp, snapshot, state, userns
@@ -22,7 +22,6 @@ from .layers import BadTemplate, template_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_MAX = 1024
-_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # also its hostname and cgroup name
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
     "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation than a virtual machine"
@@ -130,7 +129,7 @@ class NamespaceRuntime:
     # -- Runtime protocol ------------------------------------------------------------------
 
     async def create(self, spec: CapsuleSpec, slot: NetworkSlot) -> RunningCapsule:
-        if spec.capsule_id in self._capsules or not _CAPSULE_ID.fullmatch(spec.capsule_id):
+        if spec.capsule_id in self._capsules or not is_capsule_id(spec.capsule_id):
             raise RuntimeError_(f"capsule id {spec.capsule_id!r} is in use or invalid")
         try:
             lowers = template_layers(spec.template_dir)
@@ -275,7 +274,7 @@ class NamespaceRuntime:
     async def adopt(self, state_dir: Path) -> RunningCapsule | None:
         """`state_dir` is `RunningCapsule.state_dir` as returned by `create` (`<state_root>/<id>`)."""
         capsule_id = state_dir.name
-        if not _CAPSULE_ID.fullmatch(capsule_id) or state_dir != self.state_dir(capsule_id):
+        if not is_capsule_id(capsule_id) or state_dir != self.state_dir(capsule_id):
             log.warning("namespace: %s is not a capsule directory of this runtime", state_dir)
             return None
         st = state.load(state_dir)
