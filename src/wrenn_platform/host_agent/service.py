@@ -472,15 +472,12 @@ class HostAgent:
 
     async def _watch_tick(self) -> None:
         """Capsules that died on their own (crash, OOM of their init, killed from outside) are
-        cleaned up and reported. Needs the optional runtime method `alive(capsule_id) -> bool`."""
-        alive = getattr(self.runtime, "alive", None)
-        if alive is None:
-            return
+        cleaned up and reported."""
         for rec in list(self._capsules.values()):
             if rec.status not in ("running", "paused") or self._lock(rec.id).locked():
                 continue
             try:
-                if alive(rec.id):
+                if self.runtime.alive(rec.id):
                     continue
             except Exception:
                 log.exception("liveness check of %s failed", rec.id)

@@ -43,7 +43,7 @@ TICKING = (
     "&& echo ticking && break; done"
 )
 
-# Handed from the snapshot test to the adoption test.
+# Handed from the snapshot test to the adoption and liveness tests.
 SHARED: dict[str, Any] = {}
 
 
@@ -345,6 +345,25 @@ async def test_a_restarted_agent_adopts_running_and_paused_vms(
     for d in booted_dir.iterdir():
         if d.name != clone.capsule_id:
             assert await runtime.adopt(d) is not None
+
+
+async def test_alive_follows_the_qemu_process(runtime: MicrovmRuntime, fleet: Fleet) -> None:
+    """The agent's crash watcher asks `alive`: a paused VM (no process) is alive while its state
+    is there; a running VM whose QEMU was killed from outside is not."""
+    clone: RunningCapsule = SHARED["clone"]
+    assert runtime.alive(clone.capsule_id)
+    await runtime.pause(clone.capsule_id)
+    assert runtime.alive(clone.capsule_id)
+    await runtime.resume(clone.capsule_id)
+    pid = qemu_pid(runtime, clone.capsule_id)
+    os.kill(pid, 9)
+    for _ in range(100):
+        if vm_gone(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not runtime.alive(clone.capsule_id)
+    await fleet.destroy(clone.capsule_id)
+    assert not runtime.alive(clone.capsule_id) and not clone.state_dir.exists()
 
 
 async def test_pause_writes_device_state_only_and_resume_keeps_the_running_process(

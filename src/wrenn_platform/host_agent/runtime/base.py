@@ -92,3 +92,9 @@ class Runtime(Protocol):
         ...
 
     def sample(self, capsule_id: str) -> ResourceSample: ...
+
+    def alive(self, capsule_id: str) -> bool:
+        """Whether the capsule still exists as this runtime left it: a running one's process lives,
+        a paused one can still be resumed. Asked every tick by the agent's crash watcher; False for a
+        capsule this runtime does not know."""
+        ...

@@ -488,6 +488,16 @@ class MicrovmRuntime:
             return None
         return _Vm(rec, d, None, asyncio.Lock())
 
+    def alive(self, capsule_id: str) -> bool:
+        """A running VM's QEMU still lives (not exited, not a zombie); a paused VM, which has no
+        process, still has the device state it resumes from."""
+        vm = self._vms.get(capsule_id)
+        if vm is None:
+            return False
+        if vm.record.status == "paused":
+            return (vm.dir / STATE_FILE).exists()
+        return vm.proc is not None and vm.proc.alive()
+
     def sample(self, capsule_id: str) -> ResourceSample:
         vm = self._get(capsule_id)
         disk_bytes = vm.guest_disk_bytes
