@@ -159,6 +159,10 @@ def test_no_import_cycle_between_the_top_level_packages() -> None:
     assert cycles(top) == []
 
 
+def test_no_import_cycle_between_modules() -> None:
+    assert cycles(import_graph()) == []
+
+
 def test_the_checks_see_a_planted_cycle_and_a_planted_import(tmp_path: Path) -> None:
     pkg = tmp_path / PACKAGE
     for folder in ("control_plane", "host_agent"):
