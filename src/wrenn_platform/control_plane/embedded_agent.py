@@ -26,7 +26,6 @@ from wrenn_platform.host_agent.local_client import LocalAgentClient
 
 from .events.wakeup import stop
 from .hosts import service as hosts
-from .services import service
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,6 @@ async def join(app: FastAPI, http: httpx.AsyncClient) -> HostSession:
     return await register(http, registration_token, host_specs(settings.data_dir, ADDRESS), path)
 
 
-@service(50)
 @asynccontextmanager
 async def embedded_agent(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings

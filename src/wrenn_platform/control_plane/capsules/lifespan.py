@@ -1,11 +1,11 @@
 """The capsule service's place in the app's life.
 
-- order 40: the agent registry and `CapsuleService` on `app.state` (before the embedded agent,
-  which registers its client there);
-- order 60: the fleet loop (remote host agents into the registry from the hosts table,
-  `remote_agents.py`; host status from heartbeats, `hosts/fleet.py`) and the reconciler loop; on
-  shutdown they stop first, then in-flight lifecycle tasks are let finish while the agents are
-  still there.
+- `capsule_service`: the agent registry and `CapsuleService` on `app.state` (started before the
+  embedded agent, which registers its client there);
+- `capsule_workers` (after the embedded agent): the fleet loop (remote host agents into the
+  registry from the hosts table, `remote_agents.py`; host status from heartbeats,
+  `hosts/fleet.py`) and the reconciler loop; on shutdown they stop first, then in-flight
+  lifecycle tasks are let finish while the agents are still there.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ..db.models import Capsule
 from ..db.types import utcnow
 from ..events.wakeup import stop
 from ..hosts.fleet import mark_stale_hosts
-from ..services import service
 from ..teams_lifecycle import on_team_deleted
 from .agents import AgentRegistry
 from .reconciler import reconcile_once
@@ -34,7 +33,6 @@ from .states import DESTROYABLE
 log = logging.getLogger(__name__)
 
 
-@service(40)
 @asynccontextmanager
 async def capsule_service(app: FastAPI) -> AsyncIterator[None]:
     app.state.agents = AgentRegistry()
@@ -42,7 +40,6 @@ async def capsule_service(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-@service(60)
 @asynccontextmanager
 async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
     capsules: CapsuleService = app.state.capsules

@@ -27,7 +27,6 @@ from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, ChannelDeliveryAttempt, Event
 from ..db.types import utcnow
 from ..events.wakeup import run_on_wake, stop, wake_on_publish
-from ..services import service
 from ..settings import Settings
 from .crypto import decrypt_config
 from .providers import build
@@ -141,7 +140,6 @@ class Dispatcher:
             await stop(list(self._workers.values()))
 
 
-@service(32)
 @contextlib.asynccontextmanager
 async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings

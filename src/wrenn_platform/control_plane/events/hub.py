@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..bus import Bus
 from ..db.models import Event
-from ..services import service
 from .wakeup import run_on_wake, stop, wake_on_publish
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,6 @@ class Hub:
         subscriber.queue.put_nowait(None)
 
 
-@service(31)
 @contextlib.asynccontextmanager
 async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings

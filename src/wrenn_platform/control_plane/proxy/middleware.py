@@ -30,7 +30,6 @@ from ..capsules.agents import to_api_error
 from ..capsules.service import CapsuleService
 from ..e2b.routing import e2b_refusal, header_target
 from ..errors import ApiError, error_body
-from ..services import service
 from ..settings import Settings
 from .gate import ProxyGate
 from .hostnames import HostMatcher, proxy_domain
@@ -231,7 +230,6 @@ def port_hosts(settings: Settings) -> HostMatcher:
     return HostMatcher(proxy_domain(settings.proxy_domain, settings.public_url))
 
 
-@service(45)
 @asynccontextmanager
 async def port_proxy(app: FastAPI) -> AsyncIterator[None]:
     proxy = PortProxy(app.state.capsules, app.state.settings)
