@@ -1,6 +1,5 @@
-"""Running the host agent as a child process of the embedded server (`wrenn agent` in a
-subprocess) and reaching it over HTTP — the alternative to `LocalAgentClient` when the server
-should not hold root-only state in its own process."""
+"""A standalone `wrenn agent` daemon (secret file, no control plane) run as a child process of a
+test and reached over HTTP, as an operator's control plane would reach it."""
 
 from __future__ import annotations
 
