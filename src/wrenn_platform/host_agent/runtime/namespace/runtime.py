@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import wrenn_platform
@@ -26,12 +25,6 @@ CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
     "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation than a virtual machine"
 )
-
-
-@dataclass
-class AdoptReport:
-    adopted: list[RunningCapsule] = field(default_factory=list)
-    cleaned: list[str] = field(default_factory=list)  # capsule ids removed because not adoptable
 
 
 def _bwrap_version() -> str:
@@ -312,17 +305,6 @@ class NamespaceRuntime:
             and Path("/run/netns", st.slot.netns).exists()
         )
 
-    async def adopt_all(self) -> AdoptReport:
-        """Adopt every capsule under `state_root`; clean up (and report) the rest."""
-        report = AdoptReport()
-        for state_dir in sorted(p for p in self.state_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            running = await self.adopt(state_dir)
-            if running is None:
-                report.cleaned.append(state_dir.name)
-            else:
-                report.adopted.append(running)
-        return report
-
     def sample(self, capsule_id: str) -> ResourceSample:
         self._get(capsule_id)
         cg = cgroups.Cgroup(capsule_id)
@@ -337,6 +319,3 @@ class NamespaceRuntime:
         this runtime started (not gone, not a zombie, not a recycled pid)?"""
         st = self._capsules.get(capsule_id)
         return st is not None and state.process_running(st.pid, st.pid_start)
-
-    def capsule_ids(self) -> list[str]:
-        return sorted(self._capsules)
