@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, ChannelDeliveryAttempt, Event
 from ..db.types import utcnow
-from ..events.wakeup import run_on_wake, stop, wake_on_publish
+from ..events.wakeup import follow_events, stop
 from ..settings import Settings
 from .crypto import decrypt_config
 from .providers import build
@@ -146,12 +146,7 @@ async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     client = httpx.AsyncClient(follow_redirects=False)
     dispatcher = Dispatcher(app.state.sessionmaker, settings, client)
     bus: Bus = app.state.bus
-    wake = asyncio.Event()
-
-
-    run = run_on_wake(wake, settings.events_poll_seconds, dispatcher.dispatch_once, "dispatcher pass")
-    tasks = [asyncio.create_task(wake_on_publish(bus, wake), name="dispatcher-bus"),
-             asyncio.create_task(run, name="dispatcher")]
+    tasks = follow_events(bus, settings.events_poll_seconds, dispatcher.dispatch_once, "dispatcher", "dispatcher pass")
     try:
         yield
     finally:
