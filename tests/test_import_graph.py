@@ -10,6 +10,8 @@ inside functions; not those under `if TYPE_CHECKING:`, which never run):
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = "wrenn_platform"
@@ -133,6 +135,23 @@ def test_control_plane_reaches_the_agent_only_through_agent_link() -> None:
     graph = import_graph()
     offenders = imports_of(graph, f"{PACKAGE}.control_plane", f"{PACKAGE}.host_agent")
     assert set(offenders) == {EMBEDDED_AGENT}, offenders
+
+
+def test_a_control_plane_without_an_embedded_agent_loads_no_agent_code() -> None:
+    """What the graph allows, the process does: building the app of a replica that runs no agent of
+    its own (and importing `wrenn server`'s command) loads no `host_agent` module."""
+    script = (
+        "import sys\n"
+        "from wrenn_platform.cli import server\n"
+        "from wrenn_platform.control_plane.app import create_app\n"
+        "from wrenn_platform.control_plane.settings import Settings\n"
+        "create_app(Settings(embedded_agent=False))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('wrenn_platform.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    loaded = ast.literal_eval(out.strip())
+    assert f"{PACKAGE}.control_plane.app" in loaded and f"{PACKAGE}.agent_link.client" in loaded
+    assert [m for m in loaded if m.startswith(f"{PACKAGE}.host_agent")] == []
 
 
 def test_shared_packages_import_neither_side() -> None:
