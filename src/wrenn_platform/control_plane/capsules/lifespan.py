@@ -16,19 +16,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.models import Capsule
-from ..db.types import utcnow
 from ..events.wakeup import stop
 from ..hosts.fleet import mark_stale_hosts
-from ..teams_lifecycle import on_team_deleted
 from .agents import AgentRegistry
 from .reconciler import reconcile_once
 from .remote_agents import RemoteAgents
 from .service import CapsuleService
-from .states import DESTROYABLE
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +72,3 @@ async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
 async def get_capsules(request: Request) -> CapsuleService:  # async: a sync dependency costs a thread hop
     capsules: CapsuleService = request.app.state.capsules
     return capsules
-
-
-@on_team_deleted
-async def destroy_team_capsules(db: AsyncSession, team_id: str) -> None:
-    """A deleted team's capsules go to `stopping` in the deleting transaction; the reconciler then
-    destroys them on their hosts and records them `stopped`."""
-    await db.execute(update(Capsule).where(Capsule.team_id == team_id, Capsule.status.in_(DESTROYABLE))
-                     .values(status="stopping", last_updated=utcnow()))
