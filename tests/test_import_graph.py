@@ -139,10 +139,9 @@ def test_control_plane_reaches_the_agent_only_through_agent_link() -> None:
 
 def test_a_control_plane_without_an_embedded_agent_loads_no_agent_code() -> None:
     """What the graph allows, the process does: building the app of a replica that runs no agent of
-    its own (and importing `wrenn server`'s command) loads no `host_agent` module."""
+    its own loads no `host_agent` module."""
     script = (
         "import sys\n"
-        "from wrenn_platform.cli import server\n"
         "from wrenn_platform.control_plane.app import create_app\n"
         "from wrenn_platform.control_plane.settings import Settings\n"
         "create_app(Settings(embedded_agent=False))\n"
