@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from wrenn_platform.agent_link.auth import HostKey
-from wrenn_platform.agent_link.client import AgentUnreachable, HttpAgentClient
+from wrenn_platform.agent_link.client import HttpAgentClient
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.control_plane.capsules.agents import to_api_error
 from wrenn_platform.wire.agent import AgentError, ExecRequest, GuestError
 
@@ -36,6 +37,8 @@ async def test_every_kind_of_call_to_a_dead_agent_raises_agent_unreachable() -> 
                 pass
         with pytest.raises(AgentUnreachable):
             await client.write_file("c-1", "/tmp/x", _chunks())
+        with pytest.raises(AgentUnreachable):  # the port proxy's tunnel too
+            await client.port_link().open("c-1", 8080)
     finally:
         await client.aclose()
 

@@ -36,6 +36,7 @@ import websockets
 from pydantic import BaseModel, TypeAdapter
 
 from wrenn_platform.agent_link.auth import HostKey, TokenError, bearer
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.agent_link.port_link import PortLink, TunnelPorts
 from wrenn_platform.wire.agent import (
     AgentError,
@@ -63,14 +64,6 @@ Message = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 # A file stream may be long, but never silent for minutes.
 _STREAM_TIMEOUT = httpx.Timeout(30.0, read=300.0, write=300.0)
-
-
-class AgentUnreachable(AgentError):
-    """The agent could not be reached (connection refused, timed out, dropped): nothing it said, so
-    the control plane may retry later rather than record a failure."""
-
-    status = 502
-    code = "agent_unreachable"
 
 
 class Channel(Protocol):

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from wrenn_platform.agent_link.client import AgentClient, AgentUnreachable
+from wrenn_platform.agent_link.client import AgentClient
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.wire.agent import AgentError, AlreadyExists, BadRequest, Conflict, NotFound
 
 from ..errors import ApiError

@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wrenn_platform.agent_link.client import AgentClient, AgentUnreachable
+from wrenn_platform.agent_link.client import AgentClient
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import Capsule as CapsuleOut
 from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, capsule_metadata
