@@ -32,9 +32,9 @@ from pathlib import Path
 import uvicorn
 from _measure import percentile  # bench/ is sys.path[0]
 
+from wrenn_platform.agent_link.auth import HostKey
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.api import create_app
-from wrenn_platform.host_agent.auth import HostKey
-from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.envd_client import EnvdClient
 from wrenn_platform.host_agent.images import build_template
 from wrenn_platform.host_agent.runtime.base import CapsuleSpec

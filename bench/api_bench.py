@@ -40,8 +40,8 @@ from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmake
 from wrenn_platform.control_plane.db.migrate import upgrade
 from wrenn_platform.control_plane.db.models import ApiKey, Team
 from wrenn_platform.control_plane.security import new_api_key, sha256_hex
-from wrenn_platform.host_agent.client import LocalAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+from wrenn_platform.host_agent.local_client import LocalAgentClient
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR
 from wrenn_platform.wire.agent import REMOVE, CreateCapsuleRequest, ExecRequest, RemoveRequest
 

@@ -59,8 +59,8 @@ def agent(
     """Run the host agent daemon: owns this host's capsules; serves the control plane's internal API."""
     import uvicorn
 
+    from wrenn_platform.agent_link.auth import HostKey, create_secret_file, load_secret
     from wrenn_platform.host_agent.api import create_app
-    from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
     from wrenn_platform.host_agent.control_planes import parse_urls
     from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
     from wrenn_platform.host_agent.joined import JoinedAgent

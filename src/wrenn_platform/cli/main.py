@@ -5,9 +5,13 @@ Each sub-command lives in its own module next to this one; this file only assemb
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from .admin import admin_app
+from .agent import agent
+from .envd import envd
+from .server import server
+from .template import template_app
 
 app = typer.Typer(
     name="wrenn",
@@ -16,27 +20,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# (module, attribute, name). A module exposes either a Typer app (a command group) or a function.
-_COMMANDS: list[tuple[str, str, str]] = [
-    ("wrenn_platform.cli.server", "server", "server"),
-    ("wrenn_platform.cli.agent", "agent", "agent"),
-    ("wrenn_platform.cli.envd", "envd", "envd"),
-    ("wrenn_platform.cli.admin", "admin_app", "admin"),
-    ("wrenn_platform.cli.template", "template_app", "template"),
-]
-
-for module_name, attribute, command_name in _COMMANDS:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:  # a program not built yet
-        if exc.name != module_name:
-            raise
-        continue
-    target = getattr(module, attribute)
-    if isinstance(target, typer.Typer):
-        app.add_typer(target, name=command_name)
-    else:
-        app.command(name=command_name)(target)
+app.command(name="server")(server)
+app.command(name="agent")(agent)
+app.command(name="envd")(envd)
+app.add_typer(admin_app, name="admin")
+app.add_typer(template_app, name="template")
 
 
 if __name__ == "__main__":

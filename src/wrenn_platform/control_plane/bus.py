@@ -18,8 +18,6 @@ from typing import Any, Protocol
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from .services import service
-
 Payload = dict[str, Any]
 
 
@@ -84,7 +82,6 @@ class RedisBus:
             await pubsub.aclose()
 
 
-@service(10)
 @asynccontextmanager
 async def bus_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings

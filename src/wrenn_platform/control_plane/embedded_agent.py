@@ -15,19 +15,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
 
-from wrenn_platform.host_agent.client import LocalAgentClient
-from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
-from wrenn_platform.host_agent.join import IN_PROCESS, HostSession, forward_events, heartbeat, host_specs, register
-from wrenn_platform.host_agent.warm_pool import PoolSettings
+from wrenn_platform.agent_link.constants import IN_PROCESS
 
 from .events.wakeup import stop
 from .hosts import service as hosts
-from .services import service
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from wrenn_platform.host_agent.join import HostSession
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ ADDRESS = IN_PROCESS
 
 async def join(app: FastAPI, http: httpx.AsyncClient) -> HostSession:
     """Register the first time, refresh afterwards (re-registering if the saved identity is unknown)."""
+    from wrenn_platform.host_agent.join import HostSession, host_specs, register
+
     settings: Settings = app.state.settings
     path = settings.data_dir / IDENTITY_FILE
     saved = HostSession.load(path)
@@ -50,13 +52,18 @@ async def join(app: FastAPI, http: httpx.AsyncClient) -> HostSession:
     return await register(http, registration_token, host_specs(settings.data_dir, ADDRESS), path)
 
 
-@service(50)
 @asynccontextmanager
 async def embedded_agent(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.embedded_agent:
         yield
         return
+    # Imported only now: a control plane without an embedded agent never loads the agent's code.
+    from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
+    from wrenn_platform.host_agent.join import forward_events, heartbeat
+    from wrenn_platform.host_agent.local_client import LocalAgentClient
+    from wrenn_platform.host_agent.warm_pool import PoolSettings
+
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded-agent",
                                  timeout=30) as http:
         session = await join(app, http)

@@ -1,8 +1,8 @@
 """What happens around a team when it is deleted or loses a member, in one place.
 
 - `delete_team` (`mark_team_deleted` + commit + revocation): soft delete (the row, its slug and
-  every record stay), then every `@on_team_deleted` hook runs in the same transaction. Destroying
-  the team's capsules is such a hook, registered by the capsules module. After the commit, the
+  every record stay), and in the same transaction the team's capsules go to `stopping`
+  (`capsules/team_deleted.py`; the reconciler destroys them). After the commit, the
   sessions scoped to the team are revoked. The team's API keys stop working at once because the
   principal refuses keys of a deleted team (the key rows are kept).
 - `remove_member` (remove or leave): the membership row goes with the API keys the user created
@@ -16,34 +16,23 @@ Sessions are revoked through `auth.sessions`, which also invalidates the session
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth.sessions import revoke_user_sessions
+from .capsules.team_deleted import stop_team_capsules
 from .db.models import ApiKey, AuthSession, Team, TeamMember, User
 from .db.types import utcnow
-
-TeamDeletedHook = Callable[[AsyncSession, str], Awaitable[None]]
-_team_deleted_hooks: list[TeamDeletedHook] = []
-
-
-def on_team_deleted(hook: TeamDeletedHook) -> TeamDeletedHook:
-    """Register `hook(db, team_id)`, run inside the deleting transaction (e.g. destroy capsules)."""
-    if hook not in _team_deleted_hooks:
-        _team_deleted_hooks.append(hook)
-    return hook
 
 
 async def mark_team_deleted(db: AsyncSession, team: Team) -> None:
     """The transactional part of a delete, for callers that commit themselves (e.g. account
-    deletion): soft delete, `@on_team_deleted` hooks, default teams moved. Sessions are not
+    deletion): soft delete, the team's capsules stopped, default teams moved. Sessions are not
     revoked here: do that after the commit (as `delete_team` does)."""
     team.deleted_at = utcnow()
-    for hook in list(_team_deleted_hooks):
-        await hook(db, team.id)
+    await stop_team_capsules(db, team.id)
     member_ids = list((await db.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team.id))).all())
     await _reassign_default_team(db, team.id, member_ids)
 

@@ -1,6 +1,6 @@
 """The host agent's internal HTTP + WebSocket API, for the control plane only.
 
-Authentication (see `host_agent.auth` for the token format):
+Authentication (see `agent_link.auth` for the token format):
 
 - every request — HTTP and WebSocket handshakes alike, every path — must carry
   `Authorization: Bearer <JWT>` signed HS256 with the host's secret, `iss=wrenn-control-plane`,
@@ -49,8 +49,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wrenn_platform.agent_link.auth import HostKey, TokenError
 from wrenn_platform.host_agent import channels, ports
-from wrenn_platform.host_agent.auth import HostKey, TokenError
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import (
     GUEST_OPS,

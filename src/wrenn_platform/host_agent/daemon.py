@@ -1,7 +1,7 @@
 """Assembling a host agent from configuration: runtime, network slots, template store, identity.
 
 Used by `wrenn agent` (the daemon, behind `api.create_app`) and by the embedded `wrenn server`
-(in-process, behind `client.LocalAgentClient`):
+(in-process, behind `local_client.LocalAgentClient`):
 
     agent = build_agent(AgentConfig(data_dir=Path("/var/lib/wrenn"), runtime="auto"))
     await agent.start()          # re-adopts capsules left by a previous process

@@ -22,11 +22,10 @@ from typing import Any
 
 import httpx
 
-from .client import LocalAgentClient
+from .local_client import LocalAgentClient
 
 log = logging.getLogger(__name__)
 
-IN_PROCESS = "in-process"  # the address the embedded agent registers with: no network to reach it by
 
 
 def host_specs(data_dir: Path, address: str) -> dict[str, object]:

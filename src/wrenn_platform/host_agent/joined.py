@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .auth import key_from_registration_token
-from .client import LocalAgentClient
+from wrenn_platform.agent_link.auth import key_from_registration_token
+
 from .control_planes import failover_client
 from .join import HostSession, forward_events, heartbeat, host_specs, register
+from .local_client import LocalAgentClient
 from .service import HostAgent
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from wrenn_platform.host_agent.port_link import TcpUpstream, Upstream
+from wrenn_platform.agent_link.port_link import TcpUpstream, Upstream
 from wrenn_platform.host_agent.service import HostAgent
 from wrenn_platform.wire.agent import AgentError, Conflict
 from wrenn_platform.wire.ports import CONNECT_TIMEOUT_S, PortClosed, check_port, closed_message

@@ -1,7 +1,8 @@
 """`HostAgent`: the in-process core of the host agent — every capsule on this host, its life cycle,
-its activity clock and metrics, and the guest operations forwarded to envd.
+its activity clock and metrics, and the guest operations forwarded to envd. What it does on its own
+(sampling, crash watching, auto-pause) is `monitor.py`.
 
-The HTTP API (`api.py`) and the in-process client (`client.py`) are thin layers over this class.
+The HTTP API (`api.py`) and the in-process client (`local_client.py`) are thin layers over this class.
 Lifecycle operations on one capsule are serialised by a per-capsule lock; guest operations
 (exec, files, streams) run concurrently and only need the capsule to be running.
 """
@@ -9,14 +10,12 @@ Lifecycle operations on one capsule are serialised by a per-capsule lock; guest 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
@@ -25,12 +24,12 @@ import wrenn_platform
 from wrenn_platform.host_agent import guest as guest_ops
 from wrenn_platform.host_agent.events import EventBus
 from wrenn_platform.host_agent.metrics import RANGES, MetricsStore
+from wrenn_platform.host_agent.monitor import CapsuleMonitor
 from wrenn_platform.host_agent.registry import CapsuleRecord, RecordStore, utcnow
 from wrenn_platform.host_agent.runtime.base import (
     DEFAULT_USER,
     CapsuleSpec,
     NetworkSlot,
-    ResourceSample,
     RunningCapsule,
     Runtime,
 )
@@ -68,11 +67,11 @@ from wrenn_platform.wire.agent import (
     StreamStart,
     TemplateOut,
 )
+from wrenn_platform.wire.capsule_id import CAPSULE_ID_RULE, is_capsule_id
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = wrenn_platform.__version__
-_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class SlotPool(Protocol):
@@ -118,9 +117,7 @@ class HostAgent:
         self._capsules: dict[str, CapsuleRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._guests: dict[str, guest_ops.Guest] = {}
-        self._traffic: dict[str, int] = {}
-        self._sample_failures: dict[str, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.monitor = CapsuleMonitor(self)
         self._creating = asyncio.Semaphore(settings.create_concurrency)
         self.pool = WarmPool(self, settings.warm_pool)
         self.last_foreground = 0.0  # monotonic time of the last tenant operation (the pool refills in the gaps)
@@ -128,36 +125,21 @@ class HostAgent:
     # ---- process life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Re-adopt what a previous agent process left, then start the sampler and the TTL reaper."""
+        """Re-adopt what a previous agent process left, then start the monitor (sampler, crash
+        watcher, TTL reaper)."""
         await self.readopt()
         self.pool.start()
-        self._tasks = [
-            asyncio.create_task(self._every(self.settings.sample_interval_s, self._sample_tick), name="sampler"),
-            asyncio.create_task(self._every(self.settings.reaper_interval_s, self._reap_tick), name="reaper"),
-        ]
+        self.monitor.start()
 
     async def close(self) -> None:
         """Stop background work and envd connections, destroy the warm pool. Capsules keep
         running (re-adopted on restart)."""
         await self.pool.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self.monitor.stop()
         for g in list(self._guests.values()):
             await g.aclose()
         self._guests.clear()
         await self.slots.aclose()
-
-    async def _every(self, interval: float, tick: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await tick()
-            except Exception:
-                log.exception("periodic task failed")
 
     def info(self) -> AgentInfo:
         note = "" if self.runtime.name == "microvm" else (
@@ -201,8 +183,8 @@ class HostAgent:
         capsule_id = req.capsule_id or f"cl-{secrets.token_hex(8)}"
         if capsule_id in self._capsules:
             raise AlreadyExists(f"capsule {capsule_id} already exists")
-        if not _CAPSULE_ID.fullmatch(capsule_id):
-            raise BadRequest(f"invalid capsule id {capsule_id!r}: 1-64 of A-Z a-z 0-9 _ -")
+        if not is_capsule_id(capsule_id):
+            raise BadRequest(f"invalid capsule id {capsule_id!r}: {CAPSULE_ID_RULE}")
         try:
             template = self.templates.resolve(req.template, req.team_id)
         except TemplateNotFound as exc:
@@ -315,8 +297,7 @@ class HostAgent:
         self.metrics.forget(rec.id)
         self._capsules.pop(rec.id, None)
         self._locks.pop(rec.id, None)
-        self._traffic.pop(rec.id, None)
-        self._sample_failures.pop(rec.id, None)
+        self.monitor.forget(rec.id)
 
     async def destroy(self, capsule_id: str) -> None:
         rec = self._get(capsule_id)
@@ -466,82 +447,6 @@ class HostAgent:
         keep = {rec.slot["index"] for rec in self._capsules.values() if rec.slot} | self.pool.slot_indexes()
         for index in await self.slots.reclaim(keep):
             log.warning("released slot %s: leased by this agent, used by no capsule", index)
-
-    # ---- background work: metrics, traffic, TTL -------------------------------------------------
-
-    async def _sample_tick(self) -> None:
-        wall, mono = time.time(), time.monotonic()
-        running = [rec for rec in self._capsules.values() if rec.status == "running"]
-        failures = self.metrics.sample_all([r.id for r in running], self._sample, wall, mono)
-        for rec in running:
-            self._observe_traffic(rec)
-            if rec.id in failures:
-                n = self._sample_failures.get(rec.id, 0) + 1
-                self._sample_failures[rec.id] = n
-                if n == self.settings.sample_failures_before_error:
-                    rec.status = "error"
-                    self.records.save(rec)
-                    self.events.publish("sandbox.error", rec.id, f"cannot sample capsule: {failures[rec.id]}")
-            else:
-                self._sample_failures.pop(rec.id, None)
-
-    def _sample(self, capsule_id: str) -> ResourceSample:
-        return self.runtime.sample(capsule_id)
-
-    def _observe_traffic(self, rec: CapsuleRecord) -> None:
-        """Network traffic through the slot counts as activity (e.g. a web server being used)."""
-        iface = (rec.slot or {}).get("host_iface")
-        if not iface:
-            return
-        total = 0
-        try:
-            for name in ("rx_bytes", "tx_bytes"):
-                total += int(Path(f"/sys/class/net/{iface}/statistics/{name}").read_text())
-        except (OSError, ValueError):
-            return
-        if self._traffic.get(rec.id) not in (None, total):
-            rec.touch()
-        self._traffic[rec.id] = total
-
-    async def _watch_tick(self) -> None:
-        """Capsules that died on their own (crash, OOM of their init, killed from outside) are
-        cleaned up and reported."""
-        for rec in list(self._capsules.values()):
-            if rec.status not in ("running", "paused") or self._lock(rec.id).locked():
-                continue
-            try:
-                if self.runtime.alive(rec.id):
-                    continue
-            except Exception:
-                log.exception("liveness check of %s failed", rec.id)
-                continue
-            async with self._lock(rec.id):
-                if self._capsules.get(rec.id) is not rec or rec.status not in ("running", "paused"):
-                    continue
-                await self._discard(rec, rec.network_slot(), destroy=True)
-            if rec.id not in self._capsules:
-                self.events.publish("sandbox.stopped", rec.id, "the capsule stopped on its own (crash or kill)")
-
-    async def _reap_tick(self) -> None:
-        await self._watch_tick()
-        now = time.monotonic()
-        for rec in list(self._capsules.values()):
-            if rec.status != "running" or rec.timeout_sec <= 0 or rec.busy:
-                continue
-            if now - rec.last_active_mono < rec.timeout_sec:
-                continue
-            lock = self._lock(rec.id)
-            if lock.locked():
-                continue
-            async with lock:
-                if rec.status != "running" or rec.busy or time.monotonic() - rec.last_active_mono < rec.timeout_sec:
-                    continue
-                try:
-                    await self._pause_locked(rec)
-                except AgentError as exc:
-                    self.events.publish("sandbox.error", rec.id, f"auto-pause failed: {exc.message}")
-                    continue
-            self.events.publish("sandbox.auto_paused", rec.id, f"inactive for {rec.timeout_sec} s")
 
     def metrics_for(self, capsule_id: str, range_name: str) -> CapsuleMetrics:
         self._get(capsule_id)

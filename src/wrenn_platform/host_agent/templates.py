@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from wrenn_platform.agent_link.constants import PLATFORM_TEMPLATE_NAMES
 from wrenn_platform.wire.start import StartCommand
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("WRENN_CACHE_DIR", "/var/cache/wrenn"))
@@ -53,8 +54,6 @@ TemplateType = Literal["base", "snapshot"]
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 _TEAM_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,126}[A-Za-z0-9])?$")
-# Names of platform templates; a team template may not shadow them.
-PLATFORM_TEMPLATE_NAMES: frozenset[str] = frozenset({"minimal", "code-runner-beta", "code-interpreter-v1"})
 
 
 class TemplateError(Exception):

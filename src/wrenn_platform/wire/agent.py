@@ -1,7 +1,7 @@
 """The host agent's internal API: requests, responses, stream messages and errors.
 
 Shared by the agent (`host_agent.api`, `host_agent.service`) and the control plane's client
-(`host_agent.client`). Field names follow the public contract where the two overlap, so the
+(`agent_link.client`). Field names follow the public contract where the two overlap, so the
 control plane can pass them through; WebSocket messages are exactly the contract's tables.
 """
 

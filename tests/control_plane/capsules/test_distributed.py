@@ -29,11 +29,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from wrenn_platform.agent_link.auth import HostKey, key_from_registration_token
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.control_plane.db.engine import make_engine, make_sessionmaker
 from wrenn_platform.control_plane.db.models import Capsule, Event
 from wrenn_platform.control_plane.hosts.placement import set_required_tags
-from wrenn_platform.host_agent.auth import HostKey, key_from_registration_token
-from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.host_agent.templates import TemplateInfo
 
 from ...server_process import ServerProcess

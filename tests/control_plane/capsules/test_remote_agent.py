@@ -21,8 +21,8 @@ from typing import Protocol
 import httpx
 import pytest
 
-from wrenn_platform.host_agent.auth import HostKey
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.auth import HostKey
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.templates import TemplateInfo
 from wrenn_platform.wire.agent import AgentError
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from wrenn_platform.agent_link.auth import key_from_registration_token
 from wrenn_platform.cli.main import app as cli
 from wrenn_platform.control_plane.capsules.scheduler import pick_host
 from wrenn_platform.control_plane.db.models import Capsule, Event, Host
@@ -23,7 +24,6 @@ from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.errors import ApiError
 from wrenn_platform.control_plane.hosts import agent_keys
 from wrenn_platform.control_plane.hosts.fleet import HOST_LOST, mark_stale_hosts, set_draining
-from wrenn_platform.host_agent.auth import key_from_registration_token
 
 from ..conftest import LoggedInUser, UserFactory
 

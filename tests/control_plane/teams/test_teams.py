@@ -8,11 +8,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from wrenn_platform.control_plane.db.models import AuthSession, Capsule, Team, TeamMember, User
 from wrenn_platform.control_plane.db.types import utcnow
-from wrenn_platform.control_plane.teams_lifecycle import _team_deleted_hooks, on_team_deleted
 
 from ..conftest import SessionFactory, UserFactory
 from .helpers import add_member, assert_error
@@ -194,23 +192,8 @@ async def test_delete_is_soft_and_ends_keys_and_sessions(
         assert sessions and all(s.revoked_at is not None for s in sessions)
 
 
-async def test_delete_runs_the_team_deleted_hooks(app: FastAPI, make_user: UserFactory) -> None:
-    owner = await make_user()
-    seen: list[str] = []
-
-    @on_team_deleted
-    async def record(db: AsyncSession, team_id: str) -> None:
-        seen.append(team_id)
-
-    try:
-        assert (await owner.client.delete(f"/v1/teams/{owner.team_id}")).status_code == 204
-    finally:
-        _team_deleted_hooks.remove(record)
-    assert seen == [owner.team_id]
-
-
 async def test_delete_destroys_the_team_capsules(app: FastAPI, make_user: UserFactory) -> None:
-    """The capsules module's hook marks live capsules `stopping` (its reconciler destroys them)."""
+    """Deleting a team marks its live capsules `stopping` (the reconciler destroys them)."""
     owner, other = await make_user(), await make_user()
     async with app.state.sessionmaker() as db:
         running = Capsule(team_id=owner.team_id, status="running")

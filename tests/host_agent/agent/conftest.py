@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from wrenn_platform.agent_link.auth import HostKey
+from wrenn_platform.agent_link.client import AgentClient, HttpAgentClient
 from wrenn_platform.host_agent.api import create_app
-from wrenn_platform.host_agent.auth import HostKey
-from wrenn_platform.host_agent.client import AgentClient, HttpAgentClient, LocalAgentClient
+from wrenn_platform.host_agent.local_client import LocalAgentClient
 from wrenn_platform.host_agent.network import leases
 from wrenn_platform.host_agent.runtimes import build_runtime
 from wrenn_platform.host_agent.service import AgentSettings, HostAgent

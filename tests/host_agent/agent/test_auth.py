@@ -11,8 +11,8 @@ import jwt
 import pytest
 import websockets
 
-from wrenn_platform.host_agent.auth import AGENT, CONTROL_PLANE, HostKey, TokenError
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.auth import AGENT, CONTROL_PLANE, HostKey, TokenError
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.wire.agent import SandboxEvent, Unauthorized
 
 from .conftest import Served

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.network import leases
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.service import AgentSettings

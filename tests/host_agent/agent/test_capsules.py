@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.client import AgentClient, Channel
+from wrenn_platform.agent_link.client import AgentClient, Channel
 from wrenn_platform.wire.agent import (
     KILL_PROCESS,
     LIST_DIR,
@@ -278,7 +278,7 @@ async def test_pause_resume_keeps_ips_processes_and_files(client: AgentClient, c
 
 
 async def test_destroy_releases_everything(client: AgentClient, served: Served) -> None:
-    info = await client.create(CreateCapsuleRequest())
+    info = await client.create(CreateCapsuleRequest(capsule_id="c" * 63))  # the longest id there is
     rec_path = served.agent.records.path(info.id)
     rec = served.agent._get(info.id)
     state_dir, netns = Path(rec.state_dir or ""), Path("/run/netns", (rec.slot or {})["netns"])
@@ -297,6 +297,11 @@ async def test_failed_create_leaves_nothing(client: AgentClient, served: Served)
         await client.create(CreateCapsuleRequest(template="no-such-template"))
     with pytest.raises(BadRequest):
         await client.create(CreateCapsuleRequest(template="Bad Name!"))
+    # One id rule (the capsule's hostname): 64 characters is refused before anything is made.
+    with pytest.raises(BadRequest, match="1-63"):
+        await client.create(CreateCapsuleRequest(capsule_id="c" * 64))
+    with pytest.raises(BadRequest):
+        await client.create(CreateCapsuleRequest(capsule_id="-starts-with-a-dash"))
     # The runtime fails midway (no room for the capsule's disk): slot and records are released.
     with pytest.raises(Exception) as err:
         await client.create(CreateCapsuleRequest(disk_size_mb=10**9))

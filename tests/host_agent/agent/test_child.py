@@ -1,4 +1,4 @@
-"""`wrenn agent` as a real daemon process (the embedded server's "as a child" mode)."""
+"""`wrenn agent` as a real daemon process: serves over HTTP, re-adopts its capsules after a restart."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from wrenn_platform.host_agent.child import child_agent, free_port
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, build_agent
 from wrenn_platform.host_agent.runtime.namespace import cgroups
 from wrenn_platform.host_agent.templates import TemplateInfo
 from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest, ExecResponse
 
 from .conftest import cache_dir_of, destroy_all
+from .daemon_process import child_agent, free_port
 
 pytestmark = pytest.mark.root
 

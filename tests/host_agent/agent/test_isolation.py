@@ -10,8 +10,8 @@ import httpx
 import pytest
 import uvicorn
 
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.api import create_app
-from wrenn_platform.host_agent.client import HttpAgentClient
 from wrenn_platform.wire.agent import CreateCapsuleRequest, ExecRequest, ExecResponse
 
 from .conftest import Served

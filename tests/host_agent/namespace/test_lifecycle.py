@@ -109,11 +109,10 @@ async def test_a_restarted_agent_adopts_running_capsules_and_cleans_the_rest(
         cgroups.Cgroup(lost.capsule_id).kill_all()
 
         fresh = NamespaceRuntime(state_root, pids_max=256)  # "agent restart": nothing in memory
-        report = await fresh.adopt_all()
-        assert [c.capsule_id for c in report.adopted] == [keep.capsule_id]
-        assert report.cleaned == [lost.capsule_id]
+        assert await fresh.adopt(runtime.state_dir(lost.capsule_id)) is None  # and cleaned up
         assert not runtime.state_dir(lost.capsule_id).exists() and not cgroup_exists(lost.capsule_id)
-        adopted = report.adopted[0]
+        adopted = await fresh.adopt(runtime.state_dir(keep.capsule_id))
+        assert adopted is not None and adopted.capsule_id == keep.capsule_id
         assert adopted.metadata["runtime"] == "namespace" and adopted.slot == slots[0]
         async with envd(adopted) as client:
             assert "sleeper" in [p.tag for p in await client.list_processes()]

@@ -4,12 +4,11 @@
 entry to the session; the actor comes from `actor.py` (bound per request). Most entries are
 written automatically by `events/derive.py` from the ORM changes themselves; call `record_audit`
 only where the meaning cannot be derived (e.g. a failed call, a test notification). Entries are
-append-only (`guard.py`, plus database triggers). Pages: `pages.py`.
+append-only (`guard.py`, installed by `events.hooks.install_orm_hooks`, plus database triggers). Pages: `pages.py`.
 """
 
 from __future__ import annotations
 
-from . import guard as _guard  # noqa: F401  (installs the append-only guard)
 from .record import record_audit
 
 __all__ = ["record_audit"]

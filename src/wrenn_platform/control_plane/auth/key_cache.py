@@ -22,11 +22,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.bus)
 from ..db.commit_watch import CommitWatch
 from ..db.models import ApiKey, Team, TeamLimit
 from ..generation_cache import GenerationCache
-from ..services import service
 
 INVALIDATED_TOPIC = "identity.api_keys.invalidated"
 _MAX_ENTRIES = 10_000
@@ -74,7 +72,6 @@ async def _listen(cache: KeyCache, app: FastAPI, subscribed: asyncio.Event) -> N
             cache.invalidate()
 
 
-@service(17)
 @asynccontextmanager
 async def key_cache_service(app: FastAPI) -> AsyncIterator[None]:
     cache = KeyCache(app.state.settings.api_key_cache_seconds)

@@ -12,9 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
-from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.redis)
 from ..ratelimit import RateLimiter
-from ..services import service
 
 
 class KeyRateLimiter:
@@ -29,9 +27,9 @@ class KeyRateLimiter:
                 headers={"Retry-After": "1"})
 
 
-@service(16)
 @asynccontextmanager
 async def key_rate_service(app: FastAPI) -> AsyncIterator[None]:
+    """app.state.key_rate, over the bus service's Redis (when configured)."""
     settings = app.state.settings
     app.state.key_rate = KeyRateLimiter(RateLimiter(0, 1, app.state.redis, settings.redis_prefix))
     yield

@@ -8,9 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
-from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.redis)
 from ..ratelimit import RateLimiter
-from ..services import service
 
 WINDOW_SECONDS = 60
 
@@ -40,7 +38,6 @@ class LoginLimits:
         await self._limiter.reset(f"login:email:{email}")
 
 
-@service(16)
 @asynccontextmanager
 async def login_limits_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings

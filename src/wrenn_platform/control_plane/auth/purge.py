@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..db.models import AuthSession, OAuthIdentity, OneTimeToken, User
 from ..db.types import utcnow
 from ..events.wakeup import stop
-from ..services import service
 
 log = logging.getLogger(__name__)
 RETENTION = timedelta(days=15)
@@ -62,7 +61,6 @@ async def purge_expired(sessionmaker: async_sessionmaker[AsyncSession], now: dat
     return int(tokens.rowcount or 0) + int(sessions.rowcount or 0)  # type: ignore[attr-defined]
 
 
-@service(85)
 @asynccontextmanager
 async def purge_service(app: FastAPI) -> AsyncIterator[None]:
     async def loop() -> None:

@@ -21,10 +21,8 @@ from typing import Any
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from .. import bus as _bus  # noqa: F401  (registers the bus service, which provides app.state.redis)
 from ..db.commit_watch import CommitWatch
 from ..db.models import AuthSession, User
-from ..services import service
 
 INVALIDATED_TOPIC = "identity.sessions.invalidated"
 
@@ -105,7 +103,6 @@ class SessionCache:
 _watch = CommitWatch("sessions", (User, AuthSession))
 
 
-@service(15)
 @asynccontextmanager
 async def session_cache_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.builds import BuildFile, CreateBuildRequest
 from wrenn_platform.wire.api.capsules import CreateCapsuleRequest

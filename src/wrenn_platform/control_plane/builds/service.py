@@ -7,7 +7,7 @@ from typing import cast
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.host_agent.templates import PLATFORM_TEMPLATE_NAMES
+from wrenn_platform.agent_link.constants import PLATFORM_TEMPLATE_NAMES
 from wrenn_platform.wire.api.builds import Build, BuildStatus, CreateBuildRequest
 
 from ..auth.principal import Principal

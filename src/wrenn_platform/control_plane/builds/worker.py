@@ -20,7 +20,6 @@ from ..capsules.service import CapsuleService
 from ..db.models import Capsule, TemplateBuild
 from ..db.types import utcnow
 from ..events.wakeup import stop
-from ..services import service
 from .runner import LEASE, BuildRunner
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ class BuildWorker:
                 await asyncio.wait_for(self.wakeup.wait(), self.poll_s)
 
 
-@service(80)
 @asynccontextmanager
 async def build_worker(app: FastAPI) -> AsyncIterator[None]:
     worker = BuildWorker(app.state.sessionmaker, app.state.capsules, app.state.settings.build_poll_seconds)

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.wire.agent import AgentError, AlreadyExists, BadRequest, Conflict, NotFound
 
 from ..errors import ApiError
@@ -31,8 +32,8 @@ def to_api_error(exc: AgentError) -> ApiError:
         return ApiError(404, "not_found", exc.message)
     if isinstance(exc, BadRequest):
         return ApiError(400, "invalid_request", exc.message)
-    if exc.message.startswith("host agent unreachable"):
-        return ApiError(502, "agent_unreachable", exc.message)
+    if isinstance(exc, AgentUnreachable):
+        return ApiError(502, exc.code, exc.message)
     return ApiError(502, exc.code if exc.code != "agent_error" else "bad_gateway", exc.message)
 
 

@@ -15,7 +15,7 @@ from fastapi import Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import (
     BackgroundExecResponse,

@@ -1,11 +1,11 @@
 """The capsule service's place in the app's life.
 
-- order 40: the agent registry and `CapsuleService` on `app.state` (before the embedded agent,
-  which registers its client there);
-- order 60: the fleet loop (remote host agents into the registry from the hosts table,
-  `remote_agents.py`; host status from heartbeats, `hosts/fleet.py`) and the reconciler loop; on
-  shutdown they stop first, then in-flight lifecycle tasks are let finish while the agents are
-  still there.
+- `capsule_service`: the agent registry and `CapsuleService` on `app.state` (started before the
+  embedded agent, which registers its client there);
+- `capsule_workers` (after the embedded agent): the fleet loop (remote host agents into the
+  registry from the hosts table, `remote_agents.py`; host status from heartbeats,
+  `hosts/fleet.py`) and the reconciler loop; on shutdown they stop first, then in-flight
+  lifecycle tasks are let finish while the agents are still there.
 """
 
 from __future__ import annotations
@@ -16,25 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.models import Capsule
-from ..db.types import utcnow
 from ..events.wakeup import stop
 from ..hosts.fleet import mark_stale_hosts
-from ..services import service
-from ..teams_lifecycle import on_team_deleted
 from .agents import AgentRegistry
 from .reconciler import reconcile_once
 from .remote_agents import RemoteAgents
 from .service import CapsuleService
-from .states import DESTROYABLE
 
 log = logging.getLogger(__name__)
 
 
-@service(40)
 @asynccontextmanager
 async def capsule_service(app: FastAPI) -> AsyncIterator[None]:
     app.state.agents = AgentRegistry()
@@ -42,7 +34,6 @@ async def capsule_service(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-@service(60)
 @asynccontextmanager
 async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
     capsules: CapsuleService = app.state.capsules
@@ -81,11 +72,3 @@ async def capsule_workers(app: FastAPI) -> AsyncIterator[None]:
 async def get_capsules(request: Request) -> CapsuleService:  # async: a sync dependency costs a thread hop
     capsules: CapsuleService = request.app.state.capsules
     return capsules
-
-
-@on_team_deleted
-async def destroy_team_capsules(db: AsyncSession, team_id: str) -> None:
-    """A deleted team's capsules go to `stopping` in the deleting transaction; the reconciler then
-    destroys them on their hosts and records them `stopped`."""
-    await db.execute(update(Capsule).where(Capsule.team_id == team_id, Capsule.status.in_(DESTROYABLE))
-                     .values(status="stopping", last_updated=utcnow()))

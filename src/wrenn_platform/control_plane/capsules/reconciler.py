@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.wire.agent import AgentError, CapsuleInfo, NotFound
 
 from ..db.models import Capsule, Host

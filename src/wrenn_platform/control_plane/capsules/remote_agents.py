@@ -11,9 +11,9 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.host_agent.auth import HostKey
-from wrenn_platform.host_agent.client import HttpAgentClient
-from wrenn_platform.host_agent.join import IN_PROCESS
+from wrenn_platform.agent_link.auth import HostKey
+from wrenn_platform.agent_link.client import HttpAgentClient
+from wrenn_platform.agent_link.constants import IN_PROCESS
 
 from ..db.models import Host
 from ..hosts import agent_keys

@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
+from wrenn_platform.agent_link.errors import AgentUnreachable
 from wrenn_platform.wire import agent as agent_wire
 from wrenn_platform.wire.api.capsules import Capsule as CapsuleOut
 from wrenn_platform.wire.api.capsules import CreateCapsuleRequest, capsule_metadata
@@ -74,10 +75,6 @@ def to_out(capsule: Capsule) -> CapsuleOut:
         started_at=capsule.started_at, last_active_at=capsule.last_active_at, last_updated=capsule.last_updated,
         metadata=capsule_metadata(capsule.labels, capsule.error), disk_size_mb=capsule.disk_size_mb,
     )
-
-
-def _unreachable(exc: agent_wire.AgentError) -> bool:
-    return exc.message.startswith("host agent unreachable")
 
 
 class CapsuleService:
@@ -324,11 +321,10 @@ class CapsuleService:
         try:
             client = self.agents.get(host_id)
             info = await op(client)
+        except AgentUnreachable as exc:
+            log.warning("%s of %s: %s; left %s for the reconciler", transient, capsule_id, exc.message, transient)
+            return None
         except agent_wire.AgentError as exc:
-            if _unreachable(exc):
-                log.warning("%s of %s: %s; left %s for the reconciler", transient, capsule_id, exc.message,
-                            transient)
-                return None
             return await self._after_failure(capsule_id, host_id, transient, exc)
         except Exception as exc:  # e.g. no connection to the host (ApiError from the registry)
             log.warning("%s of capsule %s failed: %s; left %s for the reconciler", states.ACTIONS[transient],

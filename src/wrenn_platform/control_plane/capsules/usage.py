@@ -28,7 +28,6 @@ from ..db.models import Capsule, UsageSample
 from ..db.types import utcnow
 from ..errors import bad_request
 from ..events.wakeup import stop
-from ..services import service
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,6 @@ async def take_sample(sessionmaker: async_sessionmaker[AsyncSession], interval_s
         return len(rows)
 
 
-@service(70)
 @asynccontextmanager
 async def usage_sampler(app: FastAPI) -> AsyncIterator[None]:
     interval = max(1, int(app.state.settings.usage_sample_seconds))

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
-from wrenn_platform.host_agent.client import AgentClient, Channel
+from wrenn_platform.agent_link.client import AgentClient, Channel
 from wrenn_platform.wire.agent import AgentError
 
 from ..auth.principal import Principal, require_key_or_session

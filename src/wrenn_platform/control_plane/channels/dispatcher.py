@@ -26,8 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, ChannelDeliveryAttempt, Event
 from ..db.types import utcnow
-from ..events.wakeup import run_on_wake, stop, wake_on_publish
-from ..services import service
+from ..events.wakeup import follow_events, stop
 from ..settings import Settings
 from .crypto import decrypt_config
 from .providers import build
@@ -141,19 +140,13 @@ class Dispatcher:
             await stop(list(self._workers.values()))
 
 
-@service(32)
 @contextlib.asynccontextmanager
 async def dispatcher_service(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     client = httpx.AsyncClient(follow_redirects=False)
     dispatcher = Dispatcher(app.state.sessionmaker, settings, client)
     bus: Bus = app.state.bus
-    wake = asyncio.Event()
-
-
-    run = run_on_wake(wake, settings.events_poll_seconds, dispatcher.dispatch_once, "dispatcher pass")
-    tasks = [asyncio.create_task(wake_on_publish(bus, wake), name="dispatcher-bus"),
-             asyncio.create_task(run, name="dispatcher")]
+    tasks = follow_events(bus, settings.events_poll_seconds, dispatcher.dispatch_once, "dispatcher", "dispatcher pass")
     try:
         yield
     finally:

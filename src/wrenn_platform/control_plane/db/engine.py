@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from ..events.hooks import install_orm_hooks
+
 
 def make_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
@@ -29,4 +31,7 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for `engine`, with the ORM hooks that derive events and audit entries installed:
+    every writer gets its sessions here, so none can bypass them."""
+    install_orm_hooks()
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -390,8 +390,3 @@ class TemplateBuild(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Renewed by the running worker; a `running` build whose lease ran out lost its worker.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-# Events and audit entries are derived from changes to these tables (`events/derive.py`); importing
-# the models installs those hooks, so no process that writes through the ORM can bypass them.
-from .. import events as _events  # noqa: E402, F401

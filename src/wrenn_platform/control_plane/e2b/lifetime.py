@@ -26,7 +26,6 @@ from ..db.models import Capsule
 from ..db.types import utcnow
 from ..errors import ApiError
 from ..events.wakeup import stop
-from ..services import service
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ async def end_expired(capsules: CapsuleService) -> int:
     return acted
 
 
-@service(65)
 @asynccontextmanager
 async def lifetime_loop(app: FastAPI) -> AsyncIterator[None]:
     capsules: CapsuleService = app.state.capsules

@@ -18,14 +18,14 @@ derived from a row change.
 
 Delivery: `relay.py` numbers committed events (`seq`, the SSE id) and queues channel deliveries;
 `hub.py` fans them out to this replica's SSE clients (`sse.py`); `channels/dispatcher.py`
-delivers to notification channels; `retention.py` prunes. The hooks are installed when
-`db.models` is imported, so every process that writes through the ORM records its events.
+delivers to notification channels; `retention.py` prunes. The hooks are installed by
+`hooks.install_orm_hooks()`, which `db.engine.make_sessionmaker` calls, so every process that
+writes through the ORM records its events.
 """
 
 from __future__ import annotations
 
 from ..audit.actor import Actor, acting_as, bind, current_actor
-from . import derive as _derive  # noqa: F401  (installs the ORM hooks)
 from .record import record_event
 
 __all__ = ["Actor", "acting_as", "bind", "current_actor", "record_event"]

@@ -233,7 +233,6 @@ def _old_values(obj: Any, tracked: frozenset[str]) -> dict[str, Any]:
     return old
 
 
-@event.listens_for(Session, "after_flush")
 def _after_flush(db: Session, _flush: UOWTransaction) -> None:
     for kind, objects in (("insert", db.new), ("update", db.dirty), ("delete", db.deleted)):
         for obj in list(objects):
@@ -257,7 +256,6 @@ def _literal_values(statement: Any) -> dict[str, Any]:
     return values
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _bulk(state: ORMExecuteState) -> Any:
     if not (state.is_update or state.is_delete):
         return None
@@ -301,3 +299,10 @@ def _bulk(state: ORMExecuteState) -> Any:
         if old:
             rule(db, Change("update", now, old))
     return result
+
+
+def install() -> None:
+    """Derive events and audit entries from every ORM session's changes (idempotent)."""
+    for name, hook in (("after_flush", _after_flush), ("do_orm_execute", _bulk)):
+        if not event.contains(Session, name, hook):
+            event.listen(Session, name, hook)

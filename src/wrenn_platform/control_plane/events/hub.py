@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..bus import Bus
 from ..db.models import Event
-from ..services import service
-from .wakeup import run_on_wake, stop, wake_on_publish
+from .wakeup import follow_events, stop
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,6 @@ class Hub:
         subscriber.queue.put_nowait(None)
 
 
-@service(31)
 @contextlib.asynccontextmanager
 async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
@@ -103,12 +101,7 @@ async def hub_service(app: FastAPI) -> AsyncIterator[None]:
     await hub.start()
     app.state.event_hub = hub
     bus: Bus = app.state.bus
-    wake = asyncio.Event()
-
-
-    run = run_on_wake(wake, settings.events_poll_seconds, hub.catch_up, "event hub read")
-    tasks = [asyncio.create_task(wake_on_publish(bus, wake), name="event-hub-bus"),
-             asyncio.create_task(run, name="event-hub")]
+    tasks = follow_events(bus, settings.events_poll_seconds, hub.catch_up, "event-hub", "event hub read")
     try:
         yield
     finally:

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..bus import Bus
 from ..db.models import Channel, ChannelDelivery, Event
 from ..db.types import utcnow
-from ..services import service
 from . import retention
 from .record import add_waker, remove_waker
 from .wakeup import TOPIC, stop, wait_for_wake
@@ -77,7 +76,6 @@ class RelayConflict(RuntimeError):
     pass
 
 
-@service(30)
 @contextlib.asynccontextmanager
 async def relay_service(app: FastAPI) -> AsyncIterator[None]:
     wake = asyncio.Event()

@@ -44,6 +44,15 @@ async def run_on_wake(wake: asyncio.Event, within: float, work: Callable[[], Awa
             log.warning("%s failed", what, exc_info=True)
 
 
+def follow_events(bus: Bus, within: float, work: Callable[[], Awaitable[object]], name: str,
+                  what: str) -> list[asyncio.Task[None]]:
+    """Run `work` whenever the relay announces new events, and at least every `within` seconds:
+    the two tasks doing it (`name-bus` listening, `name` working), to hand to `stop()`."""
+    wake = asyncio.Event()
+    return [asyncio.create_task(wake_on_publish(bus, wake), name=f"{name}-bus"),
+            asyncio.create_task(run_on_wake(wake, within, work, what), name=name)]
+
+
 async def stop(tasks: list[asyncio.Task[None]], within: float = 10.0) -> None:
     """Cancel background loops and wait for them, bounded: shutting down never hangs on one."""
     for task in tasks:

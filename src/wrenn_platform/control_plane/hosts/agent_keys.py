@@ -1,4 +1,4 @@
-"""A remote host agent's key (see `host_agent/auth.py`), sealed at rest in `hosts.agent_key`.
+"""A remote host agent's key (see `agent_link/auth.py`), sealed at rest in `hosts.agent_key`.
 
 The key is derived from the host's one-time registration token, both by the agent and, when that
 token is presented at register, by the control plane: so the key never travels on its own, and

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.host_agent.auth import key_from_registration_token
+from wrenn_platform.agent_link.auth import key_from_registration_token
 
 from ..db.models import Host, HostToken
 from ..db.types import utcnow

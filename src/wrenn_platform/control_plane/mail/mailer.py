@@ -20,7 +20,6 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
-from ..services import service
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,6 @@ class Mailer:
             log.info("email to %s sent: %s", to, subject)
 
 
-@service(20)
 @asynccontextmanager
 async def mailer_service(app: FastAPI) -> AsyncIterator[None]:
     app.state.mailer = Mailer(app.state.settings)

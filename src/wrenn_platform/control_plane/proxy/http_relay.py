@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
-from wrenn_platform.host_agent.port_link import Upstream
+from wrenn_platform.agent_link.port_link import Upstream
 
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
                          b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade"})

@@ -1,7 +1,7 @@
 """The port proxy's place in the app: `ControlPlaneApp` takes every request whose Host is
 `{port}-{capsule_id}.{proxy domain}` before the API sees it, and a service owns the pool.
 
-A request goes control plane → the host agent that owns the capsule (`host_agent.port_link`:
+A request goes control plane → the host agent that owns the capsule (`agent_link.port_link`:
 in process for the embedded agent, a tunnel over the agent link for a remote one) → the capsule's
 port. Answers of the proxy itself use the API's error body: 400 bad port, 401 missing key (opt-in),
 404 unknown capsule, 409 stopped capsule, 502 nothing listening (the message names the port) or
@@ -21,8 +21,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from wrenn_platform.host_agent.client import AgentClient
-from wrenn_platform.host_agent.port_link import PortLink, Upstream
+from wrenn_platform.agent_link.client import AgentClient
+from wrenn_platform.agent_link.port_link import PortLink, Upstream
 from wrenn_platform.wire.agent import AgentError, Conflict
 from wrenn_platform.wire.envd import PORT as ENVD_PORT
 from wrenn_platform.wire.ports import PortClosed, check_port
@@ -31,7 +31,6 @@ from ..capsules.agents import to_api_error
 from ..capsules.service import CapsuleService
 from ..e2b.routing import e2b_refusal, header_target
 from ..errors import ApiError, error_body
-from ..services import service
 from ..settings import Settings
 from .gate import ProxyGate
 from .hostnames import HostMatcher, proxy_domain
@@ -232,7 +231,6 @@ def port_hosts(settings: Settings) -> HostMatcher:
     return HostMatcher(proxy_domain(settings.proxy_domain, settings.public_url))
 
 
-@service(45)
 @asynccontextmanager
 async def port_proxy(app: FastAPI) -> AsyncIterator[None]:
     proxy = PortProxy(app.state.capsules, app.state.settings)

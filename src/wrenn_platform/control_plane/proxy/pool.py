@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from wrenn_platform.host_agent.port_link import Upstream
+from wrenn_platform.agent_link.port_link import Upstream
 
 Key = tuple[str, int]
 

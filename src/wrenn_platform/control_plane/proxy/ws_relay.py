@@ -22,7 +22,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from wrenn_platform.host_agent.port_link import Upstream
+from wrenn_platform.agent_link.port_link import Upstream
 
 from .http_relay import host_only_cookie
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request as HttpRequest
 
-from wrenn_platform.host_agent.client import AgentClient
+from wrenn_platform.agent_link.client import AgentClient
 from wrenn_platform.wire.agent import KILL_PROCESS, LIST_DIR, LIST_PROCESSES, MAKE_DIR, REMOVE, Empty, KillRequest
 from wrenn_platform.wire.api.admin_capsules import AdminCreateCapsuleRequest, AdminSnapshotRequest
 from wrenn_platform.wire.api.capsules import (

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wrenn_platform.host_agent.templates import PLATFORM_TEMPLATE_NAMES
+from wrenn_platform.agent_link.constants import PLATFORM_TEMPLATE_NAMES
 from wrenn_platform.wire.api.capsules import Template
 
 from ..auth.principal import Principal, require_admin

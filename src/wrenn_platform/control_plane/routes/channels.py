@@ -22,7 +22,6 @@ from ...wire.api.channels import (
     UpdateChannelRequest,
 )
 from ..audit import record_audit
-from ..channels import dispatcher as _dispatcher  # noqa: F401  (registers its service)
 from ..channels.crypto import encrypt_config
 from ..channels.messages import test_payload
 from ..channels.providers import build, validate

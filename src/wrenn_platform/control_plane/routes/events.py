@@ -17,8 +17,6 @@ from ..db.models import ApiKey, AuthSession, Team, TeamMember, User
 from ..db.types import utcnow
 from ..deps import get_db
 from ..errors import responses, unauthorized
-from ..events import hub as _hub  # noqa: F401  (registers its service)
-from ..events import relay as _relay  # noqa: F401  (registers its service)
 from ..events import sse
 
 router = APIRouter(tags=["events"])

@@ -26,7 +26,6 @@ from ..audit.actor import host_actor
 from ..db.models import Capsule, Host
 from ..db.types import utcnow
 from ..deps import get_db, get_settings
-from ..embedded_agent import embedded_agent as _embedded_agent  # noqa: F401  (registers its service)
 from ..errors import forbidden, responses, unauthorized
 from ..hosts import fleet
 from ..hosts import service as hosts

@@ -23,7 +23,6 @@ from ...wire.api.me import (
 )
 from .. import errors
 from ..auth import pages, tokens
-from ..auth import purge as _purge  # noqa: F401  (registers the erasure of deleted accounts)
 from ..auth.accounts import owns_shared_team, providers_of
 from ..auth.cookies import clear_session_cookies
 from ..auth.links import public_base

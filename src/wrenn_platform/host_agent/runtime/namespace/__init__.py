@@ -45,6 +45,6 @@ state dir (never crossing a mount). The network slot (netns, veth, conntrack) is
 released by `network.release_slot` after `destroy`.
 """
 
-from .runtime import AdoptReport, NamespaceRuntime
+from .runtime import NamespaceRuntime
 
-__all__ = ["AdoptReport", "NamespaceRuntime"]
+__all__ = ["NamespaceRuntime"]

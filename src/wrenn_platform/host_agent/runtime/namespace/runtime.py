@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import wrenn_platform
 from wrenn_platform.host_agent.envd_client import EnvdClient, EnvdError
+from wrenn_platform.wire.capsule_id import is_capsule_id
 from wrenn_platform.wire.envd import envd_url
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
@@ -30,17 +29,10 @@ MIB = 1024 * 1024
 # host's file table (fs.file-max), which every tenant shares; each open file is also charged to
 # the capsule's memory cgroup.
 DEFAULT_NOFILE_MAX = 4096
-_CAPSULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # also its hostname and cgroup name
 CAPSULE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ISOLATION_NOTE = (
     "Linux namespaces + seccomp + cgroups (bubblewrap); shares the host kernel: weaker isolation than a virtual machine"
 )
-
-
-@dataclass
-class AdoptReport:
-    adopted: list[RunningCapsule] = field(default_factory=list)
-    cleaned: list[str] = field(default_factory=list)  # capsule ids removed because not adoptable
 
 
 def _bwrap_version() -> str:
@@ -140,7 +132,7 @@ class NamespaceRuntime:
     # -- Runtime protocol ------------------------------------------------------------------
 
     async def create(self, spec: CapsuleSpec, slot: NetworkSlot) -> RunningCapsule:
-        if spec.capsule_id in self._capsules or not _CAPSULE_ID.fullmatch(spec.capsule_id):
+        if spec.capsule_id in self._capsules or not is_capsule_id(spec.capsule_id):
             raise RuntimeError_(f"capsule id {spec.capsule_id!r} is in use or invalid")
         try:
             lowers = template_layers(spec.template_dir)
@@ -287,7 +279,7 @@ class NamespaceRuntime:
     async def adopt(self, state_dir: Path) -> RunningCapsule | None:
         """`state_dir` is `RunningCapsule.state_dir` as returned by `create` (`<state_root>/<id>`)."""
         capsule_id = state_dir.name
-        if not _CAPSULE_ID.fullmatch(capsule_id) or state_dir != self.state_dir(capsule_id):
+        if not is_capsule_id(capsule_id) or state_dir != self.state_dir(capsule_id):
             log.warning("namespace: %s is not a capsule directory of this runtime", state_dir)
             return None
         st = state.load(state_dir)
@@ -326,17 +318,6 @@ class NamespaceRuntime:
             and Path("/run/netns", st.slot.netns).exists()
         )
 
-    async def adopt_all(self) -> AdoptReport:
-        """Adopt every capsule under `state_root`; clean up (and report) the rest."""
-        report = AdoptReport()
-        for state_dir in sorted(p for p in self.state_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            running = await self.adopt(state_dir)
-            if running is None:
-                report.cleaned.append(state_dir.name)
-            else:
-                report.adopted.append(running)
-        return report
-
     def sample(self, capsule_id: str) -> ResourceSample:
         self._get(capsule_id)
         cg = cgroups.Cgroup(capsule_id)
@@ -355,6 +336,3 @@ class NamespaceRuntime:
         this runtime started (not gone, not a zombie, not a recycled pid)?"""
         st = self._capsules.get(capsule_id)
         return st is not None and state.process_running(st.pid, st.pid_start)
-
-    def capsule_ids(self) -> list[str]:
-        return sorted(self._capsules)

@@ -10,8 +10,8 @@ the host agent that owns it. Every agent client has `port_link()`, a `PortLink` 
 
 This module imports neither the control plane nor the agent: it belongs with the agent client.
 
-Errors are the agent wire's: `NotFound`, `Conflict`, `BadRequest`, `PortClosed`, or `AgentError`
-("host agent unreachable: ...").
+Errors are the agent wire's (`NotFound`, `Conflict`, `BadRequest`, `PortClosed`), or
+`agent_link.errors.AgentUnreachable` when the agent cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Protocol
 
 import websockets
 
-from wrenn_platform.host_agent.auth import HostKey, bearer
-from wrenn_platform.wire.agent import AgentError, error_from_body
+from wrenn_platform.agent_link.auth import HostKey, bearer
+from wrenn_platform.agent_link.errors import AgentUnreachable
+from wrenn_platform.wire.agent import error_from_body
 from wrenn_platform.wire.ports import CONNECT_TIMEOUT_S, PortClosed, tunnel_path
 
 _LIMIT = 64 * 1024
@@ -128,5 +129,5 @@ class TunnelPorts:
                 raise PortClosed(str(body["error"].get("message", ""))) from exc
             raise error_from_body(resp.status_code, body) from exc
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            raise AgentError(f"host agent unreachable: {exc}") from exc
+            raise AgentUnreachable(f"host agent unreachable: {exc}") from exc
         return TunnelUpstream(ws)

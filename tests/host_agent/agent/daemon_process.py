@@ -1,6 +1,5 @@
-"""Running the host agent as a child process of the embedded server (`wrenn agent` in a
-subprocess) and reaching it over HTTP — the alternative to `LocalAgentClient` when the server
-should not hold root-only state in its own process."""
+"""A standalone `wrenn agent` daemon (secret file, no control plane) run as a child process of a
+test and reached over HTTP, as an operator's control plane would reach it."""
 
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from wrenn_platform.host_agent.auth import HostKey, create_secret_file, load_secret
-from wrenn_platform.host_agent.client import HttpAgentClient
+from wrenn_platform.agent_link.auth import HostKey, create_secret_file, load_secret
+from wrenn_platform.agent_link.client import HttpAgentClient
 from wrenn_platform.host_agent.daemon import AgentConfig, load_or_create_host_id
 from wrenn_platform.wire.agent import AgentError
 
