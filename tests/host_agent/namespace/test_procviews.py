@@ -3,7 +3,15 @@ report its memory and vCPUs, not the host's (lxcfs views and the capsule's cpuse
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -52,9 +60,39 @@ def test_small_capsules_are_spread_over_the_hosts_cpus() -> None:
     assert procviews.cpuset(4, 7, cpus) is None
 
 
-def test_views_are_off_with_the_reason_when_lxcfs_cannot_serve(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_views_are_off_with_the_reason_when_lxcfs_cannot_serve(tmp_path: Path) -> None:
     views = procviews.ProcViews(tmp_path / "not-a-dir" / "lxcfs")
     (tmp_path / "not-a-dir").write_text("a file where the directory should be")
     assert views.ensure() is False
     assert views.status.startswith("off: lxcfs is not serving"), views.status
     assert views.bwrap_args() == []
+
+
+def test_a_dead_lxcfs_is_replaced_for_the_next_capsule() -> None:
+    """A private daemon (not the host's shared one, which other capsules read): killed, its mount
+    fails every read; `ensure` detaches it and starts another."""
+    base = Path(tempfile.mkdtemp(prefix="wrenn-test-lxcfs-", dir="/run"))
+    views = procviews.ProcViews(base / "lxcfs")
+    try:
+        assert views.ensure() is True, views.status
+        first = int((base / "lxcfs.pid").read_text())
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(OSError) as dead:
+            for _ in range(100):
+                (base / "lxcfs" / "proc" / "meminfo").read_text()
+                time.sleep(0.05)
+        assert dead.value.errno in (errno.ENOTCONN, errno.ECONNABORTED), dead.value
+        assert views.ensure() is True, views.status
+        second = int((base / "lxcfs.pid").read_text())
+        assert second != first
+        assert (base / "lxcfs" / "proc" / "meminfo").read_text().startswith("MemTotal:")
+        assert views.bwrap_args()[:3] == ["--ro-bind", str(base / "lxcfs" / "proc" / "cpuinfo"), "/proc/cpuinfo"]
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((base / "lxcfs.pid").read_text()), signal.SIGKILL)
+        for _ in range(100):  # the mount goes with the daemon, after it has been reaped
+            if str(base / "lxcfs") not in Path("/proc/self/mounts").read_text():
+                break
+            time.sleep(0.05)
+        subprocess.run(["umount", "-l", str(base / "lxcfs")], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)

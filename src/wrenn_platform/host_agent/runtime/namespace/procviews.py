@@ -24,7 +24,6 @@ each capsule's metadata (`proc_views`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -33,6 +32,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from . import disk
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,9 @@ class ProcViews:
         log.info("namespace: lxcfs (pid %d) serves capsule /proc views at %s", proc.pid, self.mount_dir)
 
     def _unmount_stale(self) -> None:
-        """A dead lxcfs leaves its mount behind (ENOTCONN on every read): detach it first."""
-        try:
-            os.stat(self.mount_dir / "proc")
-        except OSError as exc:
-            if exc.errno == errno.ENOTCONN:
-                subprocess.run(["umount", "-l", str(self.mount_dir)], check=False, capture_output=True)
+        """A dead lxcfs leaves its mount behind (ENOTCONN or ECONNABORTED on every read): detach it."""
+        if str(self.mount_dir) in disk.mount_points():
+            subprocess.run(["umount", "-l", str(self.mount_dir)], check=True, capture_output=True)
 
     def bwrap_args(self) -> list[str]:
         """Bind the views over the capsule's /proc files (after bwrap's `--proc /proc`); none when off."""
