@@ -51,6 +51,7 @@ class ProcViews:
     def __init__(self, mount_dir: Path = DEFAULT_DIR) -> None:
         self.mount_dir = mount_dir
         self.error: str | None = None
+        self._daemon: subprocess.Popen[bytes] | None = None  # when this agent started it
 
     @property
     def status(self) -> str:
@@ -114,10 +115,11 @@ class ProcViews:
                 proc.kill()
                 raise RuntimeError(f"lxcfs did not serve within {START_TIMEOUT:.0f} s")
             time.sleep(0.05)
+        self._daemon = proc
         log.info("namespace: lxcfs (pid %d) serves capsule /proc views at %s", proc.pid, self.mount_dir)
 
     def _unmount_stale(self) -> None:
-        """A dead lxcfs leaves its mount behind (ENOTCONN or ECONNABORTED on every read): detach it."""
+        """A dead lxcfs leaves its mount behind (reads fail: ENOTCONN, ECONNABORTED, EIO): detach it."""
         if str(self.mount_dir) in disk.mount_points():
             subprocess.run(["umount", "-l", str(self.mount_dir)], check=True, capture_output=True)
 
