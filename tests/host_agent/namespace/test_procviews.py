@@ -40,7 +40,8 @@ async def test_cpu_views_show_the_capsules_vcpus(make_capsule: MakeCapsule) -> N
         capsule,
         "nproc; python3 -c 'import os; print(os.cpu_count(), len(os.sched_getaffinity(0)))'; "
         "grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; "
-        "python3 -c 'import os; os.sched_setaffinity(0, range(os.cpu_count() * 64)); print(len(os.sched_getaffinity(0)))'",
+        "python3 -c 'import os; os.sched_setaffinity(0, range(os.cpu_count() * 64)); "
+        "print(len(os.sched_getaffinity(0)))'",
         user="root",
     )
     assert code == 0, err
