@@ -26,11 +26,14 @@ HOST_CPUS = len(os.sched_getaffinity(0))
 async def test_memory_views_show_the_capsules_limit(make_capsule: MakeCapsule) -> None:
     capsule = await make_capsule(memory_mb=512)
     assert capsule.metadata["proc_views"] == "lxcfs", capsule.metadata
-    code, out, err = await sh(capsule, "free -m | awk '/^Mem:/ {print $2}'; grep MemTotal /proc/meminfo")
+    code, out, err = await sh(capsule, "free -m | awk '/^Mem:/ {print $2}'; grep MemTotal /proc/meminfo; "
+                                       "cut -d' ' -f1 /proc/uptime")
     assert code == 0, err
-    free_total, meminfo = out.splitlines()
+    free_total, meminfo, uptime = out.splitlines()
     assert 500 <= int(free_total) <= 512, out
     assert meminfo.split()[1:] == [str(512 * 1024), "kB"], out
+    host_uptime = float(Path("/proc/uptime").read_text().split()[0])
+    assert float(uptime) < min(60.0, host_uptime), (uptime, host_uptime)  # the capsule's, not the host's
 
 
 @pytest.mark.skipif(HOST_CPUS < 2, reason="a 1-vcpu capsule looks like this 1-CPU host anyway")
