@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import subprocess
 import tempfile
@@ -80,6 +81,21 @@ def test_default_user_is_root_and_git_init_makes_main(api: httpx.Client) -> None
     as_user = sh(api, cap["id"], "runuser -u user -- sh -c 'id -un; git init -q /tmp/u && git -C /tmp/u branch "
                                  "--show-current'")
     assert as_user["stdout"] == "user\nmain\n", as_user
+
+
+def test_a_capsule_sees_its_own_memory_and_cpus(api: httpx.Client) -> None:
+    """What runtimes that size themselves read (`free`, /proc/meminfo, nproc, os.cpu_count(),
+    /proc/cpuinfo) is the capsule's 512 MB and 1 vCPU, not this host's memory and CPUs."""
+    cap = create_running(api, memory_mb=512, vcpus=1)
+    assert cap["metadata"]["proc_views"] == "lxcfs", cap["metadata"]
+    out = sh(api, cap["id"], "free -m | awk '/^Mem:/ {print $2}'; awk '/^MemTotal/ {print $2}' /proc/meminfo; nproc; "
+                             "python3 -c 'import os; print(os.cpu_count(), len(os.sched_getaffinity(0)))'; "
+                             "grep -c ^processor /proc/cpuinfo")
+    assert out["exit_code"] == 0, out
+    free_mb, meminfo_kib, nproc, cpu_count, affinity, processors = out["stdout"].split()
+    assert 500 <= int(free_mb) <= 512 and int(meminfo_kib) == 512 * 1024, out
+    host_cpus = len(os.sched_getaffinity(0))
+    assert [nproc, cpu_count, affinity, processors] == ["1"] * 4 or host_cpus == 1, out
 
 
 def _pty(shipped: Shipped, capsule_id: str) -> ClientConnection:

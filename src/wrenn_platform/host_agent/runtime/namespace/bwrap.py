@@ -29,10 +29,11 @@ CAPSULE_ROOT_CAPS = (
 
 
 def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, shm_bytes: int,
-               command: tuple[str, ...] = ENVD_COMMAND) -> list[str]:
+               command: tuple[str, ...] = ENVD_COMMAND, proc_views: tuple[str, ...] = ()) -> list[str]:
     """`root` must be reachable by the capsule's root (host uid `base`): bwrap resolves it after
     joining the capsule's user namespace. `/dev/shm` holds at most `shm_bytes`: its pages are
-    charged to the capsule's memory but belong to no process, so no OOM kill would give them back."""
+    charged to the capsule's memory but belong to no process, so no OOM kill would give them back.
+    `proc_views`: bwrap options binding the capsule's own /proc files (`procviews.ProcViews`)."""
     argv = [
         BWRAP,
         "--bind",
@@ -45,6 +46,7 @@ def bwrap_argv(root: Path, hostname: str, seccomp_fd: int, shm_bytes: int,
         "--ro-bind",
         "/proc/sys",
         "/proc/sys",
+        *proc_views,
         "--dev",
         "/dev",
         "--perms",

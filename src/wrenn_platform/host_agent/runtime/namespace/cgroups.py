@@ -18,7 +18,7 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "wrenn"
-V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
 CFS_PERIOD_US = 100_000
 CPU_WEIGHT_DEFAULT = 100  # cgroup v2's default `cpu.weight` (v1: 1024 `cpu.shares`)
 
@@ -29,6 +29,7 @@ class Limits:
     memory_mb: int
     pids: int
     cpu_weight: int = CPU_WEIGHT_DEFAULT  # share of contended CPU against other capsules (1-10000)
+    cpus: frozenset[int] | None = None  # the host CPUs it may run on (cpuset); None: all of them
 
 
 def enter(procs_files: list[str]) -> None:
@@ -75,6 +76,9 @@ class Cgroup:
                 _write(parent.parent / "cgroup.subtree_control", "+cpu +memory +pids")
             with contextlib.suppress(OSError):
                 _write(parent / "cgroup.subtree_control", "+cpu +memory +pids")
+            for subtree in (parent.parent, parent):  # apart: a host without cpuset keeps the others
+                with contextlib.suppress(OSError):
+                    _write(subtree / "cgroup.subtree_control", "+cpuset")
         for d in self.dirs.values():
             d.parent.mkdir(exist_ok=True)
             d.mkdir()
@@ -89,6 +93,8 @@ class Cgroup:
             _write(d / "pids.max", str(limits.pids))
             if limits.cpu_weight != CPU_WEIGHT_DEFAULT:
                 self.set_cpu_weight(limits.cpu_weight)
+            if limits.cpus is not None and (d / "cpuset.cpus").exists():
+                _write(d / "cpuset.cpus", _cpu_list(limits.cpus))
             return
         _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory))
         memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
@@ -99,6 +105,19 @@ class Cgroup:
         _write(self.dirs["pids"] / "pids.max", str(limits.pids))
         if limits.cpu_weight != CPU_WEIGHT_DEFAULT:
             self.set_cpu_weight(limits.cpu_weight)
+        self._create_v1_cpuset(limits.cpus)
+
+    def _create_v1_cpuset(self, cpus: frozenset[int] | None) -> None:
+        """A v1 cpuset starts empty (no CPUs, no memory nodes: no task may join): fill the shared
+        parent from the root, then the capsule's from the parent. lxcfs also looks for the CFS
+        quota at the reader's *cpuset* cgroup path, so the capsule needs one of its own name."""
+        d = self.dirs["cpuset"]
+        for cg in (d.parent, d):
+            for name in ("cpuset.mems", "cpuset.cpus"):
+                if not (cg / name).read_text().strip():
+                    _write(cg / name, (cg.parent / name).read_text().strip())
+        if cpus is not None:
+            _write(d / "cpuset.cpus", _cpu_list(cpus))
 
     def set_cpu_weight(self, weight: int) -> None:
         """The capsule's share of contended CPU (its quota stays): low while it waits in a warm pool."""
@@ -201,6 +220,10 @@ class Cgroup:
             if line.startswith("oom_kill "):
                 return int(line.split()[1])
         return 0
+
+
+def _cpu_list(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
 
 
 def capsule_cgroup_names(root: Path = CGROUP_ROOT) -> set[str]:

@@ -16,7 +16,7 @@ from wrenn_platform.wire.capsule_id import is_capsule_id
 from wrenn_platform.wire.envd import envd_url
 
 from ..base import CapsuleSpec, NetworkSlot, ResourceSample, RunningCapsule, RuntimeError_
-from . import cgroups, disk, launcher, seccomp, snapshot, state, userns
+from . import cgroups, disk, launcher, procviews, seccomp, snapshot, state, userns
 from .bwrap import BWRAP, ENVD_COMMAND, args_fd, bwrap_argv
 from .layers import BadTemplate, template_layers
 
@@ -56,6 +56,7 @@ class NamespaceRuntime:
         nofile_max: int = DEFAULT_NOFILE_MAX,
         envd_command: tuple[str, ...] = ENVD_COMMAND,
         envd_timeout: float = 20.0,
+        proc_views: procviews.ProcViews | None = None,
     ) -> None:
         self.state_root = state_root.absolute()
         self.pids_max = pids_max
@@ -65,6 +66,7 @@ class NamespaceRuntime:
         self._capsules: dict[str, state.CapsuleState] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._bwrap_version = _bwrap_version()
+        self.proc_views = proc_views or procviews.ProcViews()
         # Traversable (not listable): bwrap, already running as the capsule's unprivileged host
         # uid, resolves `<state_root>/<id>/root`. Each capsule dir is 0710 root:<capsule gid>.
         # The ancestors of `state_root` must be traversable too (e.g. /var/lib/wrenn 0755).
@@ -84,6 +86,7 @@ class NamespaceRuntime:
             "agent_version": wrenn_platform.__version__,
             "envd_version": envd_version,
             "isolation": ISOLATION_NOTE,
+            "proc_views": self.proc_views.status,
         }
 
     def _running(self, st: state.CapsuleState) -> RunningCapsule:
@@ -202,10 +205,12 @@ class NamespaceRuntime:
         self._write_etc(paths, spec, st.slot, st.uid_base)
         cg = cgroups.Cgroup(spec.capsule_id)
         cg.create(cgroups.Limits(vcpus=spec.vcpus, memory_mb=spec.memory_mb, pids=self.pids_max,
-                                 cpu_weight=spec.cpu_weight))
+                                 cpu_weight=spec.cpu_weight, cpus=procviews.cpuset(spec.vcpus, st.slot.index)))
+        self.proc_views.ensure()  # one read when serving; restarts a dead daemon for new capsules
         seccomp_fd = seccomp.filter_fd()
         argv, argv_fd = args_fd(
-            bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command)
+            bwrap_argv(paths.root, spec.capsule_id, seccomp_fd, spec.memory_mb * MIB // 2, self.envd_command,
+                       tuple(self.proc_views.bwrap_args()))
         )
         try:
             return launcher.launch(
