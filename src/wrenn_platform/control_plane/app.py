@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 
 from .. import __version__
 from . import routes
+from .console import mount_console
 from .db.engine import make_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .errors import install_error_handlers
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in _route_modules():
         app.include_router(router)
+    mount_console(app)  # last: it claims only `/` and `/console/`, after every API route
     return app

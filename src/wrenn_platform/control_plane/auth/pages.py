@@ -1,4 +1,4 @@
-"""The two pages email links open (`/activate`, `/reset-password`) when no web app serves them.
+"""The page the password-reset link opens (`/reset-password`); `/activate` is the console's.
 
 Each is a static form that POSTs the token from its own URL to the JSON API; the token never
 leaves the browser otherwise. A deployment with its own SPA points `public_url` at it instead.
@@ -28,10 +28,6 @@ document.getElementById("f").addEventListener("submit", async (event) => {{
 </script></body></html>
 """
 
-ACTIVATE_PAGE = _PAGE.format(
-    title="Activate your account", fields="", button="Activate", endpoint="/v1/auth/activate",
-    done="Your account is active and you are signed in.",
-)
 RESET_PAGE = _PAGE.format(
     title="Choose a new password",
     fields='<p><label>New password <input name="new_password" type="password" minlength="8" required '

@@ -1,0 +1,82 @@
+// The console's router: hash routes (`#/capsules/ID`), so `/` is the only page the server serves;
+// the email link's `/activate` is the same page. Each view renders into <main> and returns a
+// cleanup function (closing its streams) that runs when the user leaves it.
+import { post, setUnauthorizedHandler } from "./api.js";
+import { h } from "./dom.js";
+import { HOME, go, toLogin } from "./nav.js";
+import * as session from "./session.js";
+import { activateView, loginView, signupView } from "./pages/auth.js";
+import { capsulesView } from "./pages/capsules.js";
+import { capsuleView } from "./pages/capsule.js";
+import { keysView } from "./pages/keys.js";
+import { teamView } from "./pages/team.js";
+
+const ROUTES = [
+  { pattern: /^\/login$/, view: loginView, open: true },
+  { pattern: /^\/signup$/, view: signupView, open: true },
+  { pattern: /^\/capsules$/, view: capsulesView, nav: "capsules" },
+  { pattern: /^\/capsules\/([A-Za-z0-9_-]+)$/, view: capsuleView, nav: "capsules" },
+  { pattern: /^\/keys$/, view: keysView, nav: "keys" },
+  { pattern: /^\/team$/, view: teamView, nav: "team" },
+];
+
+let cleanup = null;
+
+function hashPath() {
+  return location.hash.replace(/^#/, "") || "/capsules";
+}
+
+function header(active) {
+  const top = document.getElementById("top");
+  const who = session.current();
+  const link = (key, href, text) => h("a", { href, "aria-current": active === key ? "page" : null }, text);
+  top.replaceChildren(...[
+    h("a", { class: "brand", href: HOME }, "Wrenn"),
+    who
+      ? h("nav", { "aria-label": "Main" },
+          link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"))
+      : h("nav"),
+    who ? h("span", { class: "who" }, `${who.email} · ${who.role}`) : null,
+    who ? h("button", { type: "button", id: "logout", onclick: logout }, "Log out") : null,
+  ].filter(Boolean));
+}
+
+async function logout() {
+  try {
+    await post("/v1/auth/logout", undefined, { quiet: true });
+  } catch {
+    /* an ended session is logged out already */
+  }
+  session.forget();
+  go("#/login");
+}
+
+setUnauthorizedHandler(toLogin);
+
+async function render() {
+  if (cleanup) cleanup();
+  cleanup = null;
+  const main = document.getElementById("main");
+  if (location.pathname === "/activate") {
+    header(null);
+    cleanup = await activateView(main);
+    return;
+  }
+  const path = hashPath();
+  const route = ROUTES.find((r) => r.pattern.test(path));
+  if (!route) {
+    header(null);
+    main.replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: HOME }, "Back to capsules")));
+    return;
+  }
+  // Without a remembered session there is no team to show; an expired cookie answers 401 later.
+  if (!route.open && !session.current()) return toLogin();
+  header(route.nav);
+  const params = path.match(route.pattern).slice(1);
+  main.replaceChildren();
+  cleanup = (await route.view(main, ...params)) || null;
+  main.focus({ preventScroll: true });
+}
+
+window.addEventListener("hashchange", render);
+render();

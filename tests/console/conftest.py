@@ -1,0 +1,120 @@
+"""The web console in a real browser: Debian's headless Chromium (`/usr/bin/chromium`, installed by
+scripts/install-system-deps; Playwright never downloads one) against one shipped `wrenn server`
+process per module (tests/server_process.py). Screenshots go to $WRENN_TEST_ARTIFACTS/console
+(default /tmp/wrenn-test-artifacts/console), outside the repository.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from wrenn_platform.control_plane.console import STATIC_DIR
+from wrenn_platform.host_agent.templates import TemplateInfo
+
+from ..e2e.conftest import Shipped, _destroy_all
+from ..server_process import create_account, open_dir, pinned_cache, start_server
+
+pytestmark = pytest.mark.root
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("WRENN_TEST_ARTIFACTS", "/tmp/wrenn-test-artifacts")) / "console"
+REPO = Path(__file__).resolve().parents[2]
+_LINK = re.compile(r"https?://\S+/activate\?token=[A-Za-z0-9_\-%.~]+")
+
+
+@pytest.fixture(scope="session")
+def console_assets() -> None:
+    """The pinned xterm.js files the console serves, fetched as `make run` fetches them."""
+    subprocess.run([str(REPO / "scripts" / "fetch-console-assets")], check=True)
+    assert (STATIC_DIR / "vendor" / "xterm.js").is_file()
+
+
+@pytest.fixture(scope="module")
+def shipped(request: pytest.FixtureRequest, minimal_template: TemplateInfo, console_assets: None) -> Iterator[Shipped]:
+    root = open_dir(f"console-{request.module.__name__.rsplit('.', 1)[-1]}-")
+    server = start_server(root / "data", cache_dir=pinned_cache(minimal_template, root))
+    try:
+        shipped = Shipped(server, create_account(server), root)
+        yield shipped
+        _destroy_all(shipped)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser, shipped: Shipped) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=shipped.url, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(30_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the console's confirm() before a deletion
+    yield page
+    screenshot(page, f"{request.node.name}-end")
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@dataclass
+class User:
+    email: str
+    password: str
+
+
+def activation_link(shipped: Shipped, address: str) -> str:
+    """The link of the newest activation email to `address` in the server's outbox."""
+    links = []
+    for path in sorted((shipped.server.data_dir / "outbox").glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+        if message["To"] == address:
+            links += _LINK.findall(message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert links, f"no activation email to {address}"
+    return links[-1]
+
+
+def log_in(page: Page, address: str, password: str) -> None:
+    page.goto("/#/login")
+    page.get_by_label("Email").fill(address)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Capsules").wait_for()
+
+
+def new_address() -> str:
+    return f"console-{secrets.token_hex(4)}@example.com"

@@ -1,0 +1,47 @@
+"""The console's pages as a person uses them, in headless Chromium against the shipped server."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from ..e2e.conftest import Shipped
+from .conftest import activation_link, new_address, screenshot
+
+PASSWORD = "console-passw0rd"
+
+
+def test_sign_up_activate_through_the_email_link_log_out_and_in(page: Page, shipped: Shipped) -> None:
+    address = new_address()
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Log in to Wrenn")).to_be_visible()  # no session: log in first
+    page.get_by_role("link", name="Sign up").click()
+    page.get_by_label("Name").fill("Ada Console")
+    page.get_by_label("Email").fill(address)
+    page.get_by_label("Password").fill(PASSWORD)
+    screenshot(page, "signup")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("status")).to_contain_text("Check your email")
+
+    page.goto(activation_link(shipped, address))
+    page.get_by_role("button", name="Activate my account").click()
+    expect(page.get_by_role("heading", name="Capsules")).to_be_visible()
+    expect(page.get_by_text(address)).to_be_visible()
+    assert "token=" not in page.url
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to Wrenn")).to_be_visible()
+    page.goto("/#/keys")  # the session is gone: back to log in, and to the keys after it
+    page.get_by_label("Email").fill(address)
+    page.get_by_label("Password").fill("wrong-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("invalid email or password")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+    screenshot(page, "login-then-keys")
+
+
+def test_a_used_activation_link_is_refused_with_its_message(page: Page, shipped: Shipped) -> None:
+    page.goto("/activate?token=not-a-token")
+    page.get_by_role("button", name="Activate my account").click()
+    expect(page.get_by_role("alert")).to_have_text("invalid or expired activation token")
