@@ -79,7 +79,10 @@ def context(browser: Browser, shipped: Shipped) -> Iterator[BrowserContext]:
 def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("pageerror", lambda error: (errors.append(str(error)), print("page error:", error)))
+    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
+    page.on("response", lambda r: r.status >= 400 and print("answer:", r.status, r.request.method, r.url))
+    page.on("requestfailed", lambda r: print("request failed:", r.method, r.url, r.failure))
     page.on("dialog", lambda dialog: dialog.accept())  # the console's confirm() before a deletion
     yield page
     screenshot(page, f"{request.node.name}-end")

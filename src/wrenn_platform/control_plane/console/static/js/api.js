@@ -51,7 +51,15 @@ export async function request(method, path, body, { raw = false, quiet = false }
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
   }
-  const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  const send = () => fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  let response;
+  try {
+    response = await send();
+  } catch (error) {
+    // Aborted by the browser (e.g. a network change on this machine): a read is safe to repeat.
+    if (method !== "GET") throw new ApiError(0, "network", `the request failed: ${error.message}`);
+    response = await send();
+  }
   if (!response.ok) fail(await errorOf(response), quiet);
   if (raw) return response;
   const text = await response.text();

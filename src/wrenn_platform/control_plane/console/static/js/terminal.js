@@ -44,6 +44,7 @@ export async function openTerminal(element, capsuleId, onStatus) {
   const encoder = new TextEncoder();
   let socket = null;
   let closed = false;
+  let lastReconnect = 0;
 
   function send(message) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(message);
@@ -85,7 +86,17 @@ export async function openTerminal(element, capsuleId, onStatus) {
       }
     };
     socket.onclose = (event) => {
-      if (!closed) onStatus(`Disconnected${event.reason ? ": " + event.reason : ""}. Reopen the tab to reconnect.`);
+      if (closed) return;
+      // Dropped without a close handshake (network change, server restart): the shell keeps running
+      // in the capsule, so reconnect to it by its tag, once per second at most.
+      const tagNow = sessionStorage.getItem(tagKey(capsuleId));
+      if (event.code === 1006 && tagNow && Date.now() - lastReconnect > 1000) {
+        lastReconnect = Date.now();
+        onStatus("Connection lost; reconnecting…");
+        connect(true);
+        return;
+      }
+      onStatus(`Disconnected${event.reason ? ": " + event.reason : ""}. Reopen the tab to reconnect.`);
     };
   }
 

@@ -18,13 +18,14 @@ export async function capsuleView(main, id) {
     const meta = Object.entries(capsule.metadata || {});
     summary.replaceChildren(
       h("p", {}, statusBadge(capsule.status), " ", capsuleActions(capsule, errors, update)),
-      h("dl", { class: "meta" },
+      h("dl", { class: "meta" }, [
         ["Template", capsule.template], ["vCPUs", capsule.vcpus], ["Memory", `${capsule.memory_mb} MB`],
         ["Disk", capsule.disk_size_mb ? `${capsule.disk_size_mb} MB` : "—"],
         ["Idle pause", capsule.timeout_sec ? `${capsule.timeout_sec} s` : "never"],
         ["Created", when(capsule.created_at)], ["Started", when(capsule.started_at)],
         ["Last active", when(capsule.last_active_at)],
-        ...meta).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v ?? "—"))]));
+        ...meta,
+      ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v ?? "—"))])));
   }
 
   function update(next) {
@@ -36,15 +37,18 @@ export async function capsuleView(main, id) {
 
   const tabs = [
     { key: "terminal", label: "Terminal", open: async (panel) => {
-      const box = h("div", { class: "terminal", "aria-label": "Terminal" });
+      const box = h("div", { class: "terminal-box", "aria-label": "Terminal" });
       panel.replaceChildren(status, box);
       return openTerminal(box, id, (text) => { status.textContent = text; });
     } },
     { key: "files", label: "Files", open: async (panel) => { panel.replaceChildren(fileBrowser(id)); return null; } },
   ];
   let currentTab = "terminal";
+  // No focus change on mousedown: the terminal losing focus between mousedown and mouseup shifts the
+  // page (xterm's blur), and the click would land elsewhere. Keyboard: Tab to it, Enter or Space.
   const tabButtons = tabs.map((tab) => h("button", { type: "button", role: "tab", id: `tab-${tab.key}`,
-    "aria-controls": "capsule-tab", onclick: () => showTab(tab.key) }, tab.label));
+    "aria-controls": "capsule-tab", onmousedown: (e) => e.preventDefault(), onclick: () => showTab(tab.key) },
+  tab.label));
 
   async function showTab(key) {
     currentTab = key;

@@ -37,7 +37,8 @@ export async function capsulesView(main) {
   function row(capsule) {
     return h("tr", { "data-capsule": capsule.id },
       h("td", {}, h("a", { href: `#/capsules/${capsule.id}`, class: "mono" }, capsule.id)),
-      h("td", {}, statusBadge(capsule.status)),
+      h("td", {}, statusBadge(capsule.status),
+        capsule.metadata && capsule.metadata.error ? h("div", { class: "error" }, capsule.metadata.error) : null),
       h("td", {}, capsule.template),
       h("td", {}, `${capsule.vcpus} vCPU · ${capsule.memory_mb} MB`),
       h("td", {}, when(capsule.created_at)),

@@ -1,0 +1,94 @@
+"""Capsules in the console: created and followed live, a terminal over the PTY WebSocket, files,
+pause/resume/destroy; every step checked as a person sees it in the browser."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from ..e2e.conftest import Shipped
+from .conftest import log_in, screenshot
+
+START_S = 120_000  # ms: a capsule's start on this shared machine
+
+
+def _create(page: Page) -> str:
+    before = set(page.locator("tr[data-capsule]").evaluate_all("rows => rows.map(r => r.dataset.capsule)"))
+    page.get_by_role("button", name="Create capsule").click()
+    row = page.locator("tr[data-capsule]").first
+    expect(row).to_be_visible()
+    ids = page.locator("tr[data-capsule]").evaluate_all("rows => rows.map(r => r.dataset.capsule)")
+    new = [i for i in ids if i not in before]
+    assert len(new) == 1, ids
+    return str(new[0])
+
+
+def test_create_a_capsule_and_see_it_go_running_live_then_pause_resume_destroy(page: Page, shipped: Shipped) -> None:
+    log_in(page, shipped.account.email, shipped.account.password)
+    page.get_by_label("Memory (MB)").fill("256")
+    capsule_id = _create(page)
+    row = page.locator(f'tr[data-capsule="{capsule_id}"]')
+    # No reload: the row changes as the events stream reports the capsule's states.
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "running", timeout=START_S)
+    expect(row).to_contain_text("256 MB")
+    screenshot(page, "capsules")
+
+    row.get_by_role("button", name="Pause").click()
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "paused", timeout=START_S)
+    row.get_by_role("button", name="Resume").click()
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "running", timeout=START_S)
+    row.get_by_role("button", name="Destroy").click()  # the confirm() is accepted by the fixture
+    expect(row).to_have_count(0, timeout=START_S)  # stopped capsules are hidden by default
+    page.get_by_label("Show stopped").check()
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "stopped")
+
+
+def test_a_refused_or_failed_create_shows_why(page: Page, shipped: Shipped) -> None:
+    log_in(page, shipped.account.email, shipped.account.password)
+    page.get_by_label("Memory (MB)").fill("99999999")
+    page.get_by_role("button", name="Create capsule").click()
+    alert = page.get_by_role("form", name="Create capsule").locator("xpath=..").get_by_role("alert")
+    expect(alert).to_contain_text("memory_mb")  # the API's 400 message, next to the form
+
+    page.get_by_label("Memory (MB)").fill("256")
+    page.get_by_label("Template").fill("no-such-template")
+    capsule_id = _create(page)  # accepted (202), then the create fails: the row says why
+    row = page.locator(f'tr[data-capsule="{capsule_id}"]')
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "error", timeout=START_S)
+    expect(row.locator(".error")).to_contain_text("no-such-template")
+
+
+def test_terminal_and_files_of_a_running_capsule(page: Page, shipped: Shipped) -> None:
+    log_in(page, shipped.account.email, shipped.account.password)
+    capsule_id = _create(page)
+    page.get_by_role("link", name=capsule_id).click()
+    expect(page.get_by_role("heading", name=capsule_id)).to_be_visible()
+    expect(page.locator("[data-status]").first).to_have_attribute("data-status", "running", timeout=START_S)
+
+    terminal = page.get_by_label("Terminal", exact=True)
+    expect(page.get_by_role("status")).to_have_text("Connected", timeout=60_000)
+    terminal.click()
+    page.keyboard.type("echo $((6*7))")
+    page.keyboard.press("Enter")
+    answer = terminal.locator(".xterm-rows > div").filter(has_text=re.compile(r"^42\s*$"))  # a line of its own
+    expect(answer).to_have_count(1, timeout=30_000)
+    screenshot(page, "terminal")
+
+    page.get_by_role("tab", name="Files").click()
+    page.get_by_label("New directory name").fill("notes")
+    page.get_by_role("button", name="Make directory").click()
+    page.get_by_role("link", name="notes/").click()
+    expect(page.get_by_label("Directory", exact=True)).to_have_value("/home/user/notes")
+    page.get_by_label("Upload files").set_input_files(
+        files=[{"name": "hello.txt", "mimeType": "text/plain", "buffer": "hello from the browser\n".encode()}])
+    expect(page.get_by_role("status").filter(has_text="Uploaded")).to_have_text("Uploaded hello.txt")
+    page.get_by_role("button", name="Open hello.txt").click()
+    expect(page.get_by_label("Contents of hello.txt")).to_have_text("hello from the browser\n")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download hello.txt").click()
+    assert open(download.value.path(), "rb").read() == b"hello from the browser\n"
+    screenshot(page, "files")
+    page.get_by_role("button", name="Delete hello.txt").click()
+    expect(page.locator('tr[data-file="hello.txt"]')).to_have_count(0)
+    expect(page.get_by_text("Empty directory.")).to_be_visible()
