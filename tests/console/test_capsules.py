@@ -4,6 +4,7 @@ pause/resume/destroy; every step checked as a person sees it in the browser."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -81,13 +82,13 @@ def test_terminal_and_files_of_a_running_capsule(page: Page, shipped: Shipped) -
     page.get_by_role("link", name="notes/").click()
     expect(page.get_by_label("Directory", exact=True)).to_have_value("/home/user/notes")
     page.get_by_label("Upload files").set_input_files(
-        files=[{"name": "hello.txt", "mimeType": "text/plain", "buffer": "hello from the browser\n".encode()}])
+        files=[{"name": "hello.txt", "mimeType": "text/plain", "buffer": b"hello from the browser\n"}])
     expect(page.get_by_role("status").filter(has_text="Uploaded")).to_have_text("Uploaded hello.txt")
     page.get_by_role("button", name="Open hello.txt").click()
     expect(page.get_by_label("Contents of hello.txt")).to_have_text("hello from the browser\n")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download hello.txt").click()
-    assert open(download.value.path(), "rb").read() == b"hello from the browser\n"
+    assert Path(download.value.path()).read_bytes() == b"hello from the browser\n"
     screenshot(page, "files")
     page.get_by_role("button", name="Delete hello.txt").click()
     expect(page.locator('tr[data-file="hello.txt"]')).to_have_count(0)

@@ -1,7 +1,7 @@
 // The console's router: hash routes (`#/capsules/ID`), so `/` is the only page the server serves;
 // the email link's `/activate` is the same page. Each view renders into <main> and returns a
 // cleanup function (closing its streams) that runs when the user leaves it.
-import { post, setUnauthorizedHandler } from "./api.js";
+import { get, post, setUnauthorizedHandler } from "./api.js";
 import { h } from "./dom.js";
 import { HOME, go, toLogin } from "./nav.js";
 import * as session from "./session.js";
@@ -36,9 +36,28 @@ function header(active) {
       ? h("nav", { "aria-label": "Main" },
           link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"))
       : h("nav"),
+    who ? teamSwitcher(who) : null,
     who ? h("span", { class: "who" }, `${who.email} · ${who.role}`) : null,
     who ? h("button", { type: "button", id: "logout", onclick: logout }, "Log out") : null,
   ].filter(Boolean));
+}
+
+// The user's teams; choosing one switches the session to it (new cookie and CSRF token).
+function teamSwitcher(who) {
+  const select = h("select", { "aria-label": "Team", id: "team-switcher" },
+    h("option", { value: who.team_id }, "…"));
+  get("/v1/teams").then((teams) => {
+    select.replaceChildren(...teams.map((t) => h("option", { value: t.id, selected: t.id === who.team_id }, t.name)));
+  }, () => {});
+  select.addEventListener("change", async () => {
+    try {
+      session.remember(await post("/v1/auth/switch-team", { team_id: select.value }));
+    } catch (error) {
+      alert(`Could not switch team: ${error.message}`);
+    }
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  });
+  return select;
 }
 
 async function logout() {
