@@ -6,23 +6,25 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from ..e2e.conftest import Shipped
 from .conftest import log_in, screenshot
 
+pytestmark = pytest.mark.root  # capsules need root, like tests/e2e
+
 START_S = 120_000  # ms: a capsule's start on this shared machine
 
 
 def _create(page: Page) -> str:
-    before = set(page.locator("tr[data-capsule]").evaluate_all("rows => rows.map(r => r.dataset.capsule)"))
-    page.get_by_role("button", name="Create capsule").click()
-    row = page.locator("tr[data-capsule]").first
-    expect(row).to_be_visible()
-    ids = page.locator("tr[data-capsule]").evaluate_all("rows => rows.map(r => r.dataset.capsule)")
-    new = [i for i in ids if i not in before]
-    assert len(new) == 1, ids
-    return str(new[0])
+    """Click "Create capsule"; the new capsule's id (from the API's answer), once its row shows."""
+    with page.expect_response(lambda r: r.url.endswith("/v1/capsules") and r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Create capsule").click()
+    assert answer.value.status == 202, answer.value.text()
+    capsule_id = str(answer.value.json()["id"])
+    expect(page.locator(f'tr[data-capsule="{capsule_id}"]')).to_be_visible()
+    return capsule_id
 
 
 def test_create_a_capsule_and_see_it_go_running_live_then_pause_resume_destroy(page: Page, shipped: Shipped) -> None:
@@ -93,3 +95,21 @@ def test_terminal_and_files_of_a_running_capsule(page: Page, shipped: Shipped) -
     page.get_by_role("button", name="Delete hello.txt").click()
     expect(page.locator('tr[data-file="hello.txt"]')).to_have_count(0)
     expect(page.get_by_text("Empty directory.")).to_be_visible()
+
+
+def test_activity_shows_events_live_and_the_audit_log(page: Page, shipped: Shipped) -> None:
+    log_in(page, shipped.account.email, shipped.account.password)
+    page.get_by_role("link", name="Activity").click()
+    expect(page.get_by_role("heading", name="Live events")).to_be_visible()
+    page.wait_for_timeout(1000)  # the stream is open (its `connected` comes first)
+    with shipped.client() as api:  # a change made elsewhere (an SDK) shows up here
+        capsule_id = api.post("/v1/capsules", json={"memory_mb": 256}).json()["id"]
+    live = page.locator('tr[data-event="capsule.create"]').filter(has_text=capsule_id)
+    expect(live).to_have_count(1, timeout=START_S)
+    screenshot(page, "activity")
+
+    page.reload()
+    page.get_by_label("Filter the audit log").fill(capsule_id)
+    expect(page.locator("tr[data-audit]").filter(has_text=capsule_id).first).to_be_visible()
+    page.get_by_label("Filter the audit log").fill("no-such-thing-at-all")
+    expect(page.locator("tr[data-audit]")).to_have_count(0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from ..e2e.conftest import Shipped
 from .conftest import activation_link, new_address, screenshot
+
+pytestmark = pytest.mark.root  # capsules need root, like tests/e2e
 
 PASSWORD = "console-passw0rd"
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from ..e2e.conftest import Shipped
 from .conftest import activation_link, log_in, new_address, screenshot
+
+pytestmark = pytest.mark.root  # capsules need root, like tests/e2e
 
 PASSWORD = "member-passw0rd"
 

@@ -1,5 +1,7 @@
 // The team's live events (`/v1/events/stream`, server-sent events, the session cookie).
 const CAPSULE_KINDS = ["capsule.create", "capsule.pause", "capsule.resume", "capsule.destroy", "capsule.state.changed"];
+// Every kind the contract's stream sends (its `connected` sentinel aside).
+export const EVENT_KINDS = [...CAPSULE_KINDS, "template.snapshot.create", "template.snapshot.delete", "host.up", "host.down"];
 
 // Calls `onEvent(kind, event)` for each event of `kinds`; returns a function that closes the stream.
 export function watchEvents(kinds, onEvent) {

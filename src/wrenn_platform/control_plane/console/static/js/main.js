@@ -8,6 +8,7 @@ import * as session from "./session.js";
 import { activateView, loginView, signupView } from "./pages/auth.js";
 import { capsulesView } from "./pages/capsules.js";
 import { capsuleView } from "./pages/capsule.js";
+import { activityView } from "./pages/activity.js";
 import { keysView } from "./pages/keys.js";
 import { teamView } from "./pages/team.js";
 
@@ -18,6 +19,7 @@ const ROUTES = [
   { pattern: /^\/capsules\/([A-Za-z0-9_-]+)$/, view: capsuleView, nav: "capsules" },
   { pattern: /^\/keys$/, view: keysView, nav: "keys" },
   { pattern: /^\/team$/, view: teamView, nav: "team" },
+  { pattern: /^\/activity$/, view: activityView, nav: "activity" },
 ];
 
 let cleanup = null;
@@ -34,7 +36,8 @@ function header(active) {
     h("a", { class: "brand", href: HOME }, "Wrenn"),
     who
       ? h("nav", { "aria-label": "Main" },
-          link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"))
+          link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"),
+          link("activity", "#/activity", "Activity"))
       : h("nav"),
     who ? teamSwitcher(who) : null,
     who ? h("span", { class: "who" }, `${who.email} · ${who.role}`) : null,
