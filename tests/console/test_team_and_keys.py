@@ -72,3 +72,31 @@ def test_a_member_without_rights_sees_the_refusal(page: Page, shipped: Shipped, 
         screenshot(as_member, "team-member-refused")
     finally:
         other.close()
+
+
+def test_a_platform_admin_deactivates_and_reactivates_a_user_and_others_are_refused(
+        page: Page, shipped: Shipped, browser: Browser) -> None:
+    member = _member(shipped)
+    log_in(page, shipped.account.email, shipped.account.password)
+    page.get_by_role("link", name="Admin").click()
+    row = page.locator(f'tr[data-user="{member}"]')
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name=f"Deactivate {member}").click()
+    expect(row).to_contain_text("inactive")
+    screenshot(page, "admin-users")
+    with httpx.Client(base_url=shipped.url) as http:
+        assert http.post("/v1/auth/login", json={"email": member, "password": PASSWORD}).status_code == 401
+        row.get_by_role("button", name=f"Activate {member}").click()
+        expect(row.get_by_role("button", name=f"Deactivate {member}")).to_be_visible()
+        assert http.post("/v1/auth/login", json={"email": member, "password": PASSWORD}).status_code == 200
+
+    other = browser.new_context(base_url=shipped.url)
+    try:
+        as_member = other.new_page()
+        log_in(as_member, member, PASSWORD)
+        expect(as_member.get_by_role("link", name="Admin")).to_have_count(0)
+        as_member.goto("/#/admin/users")
+        expect(as_member.get_by_role("heading", name="Not allowed")).to_be_visible()
+        expect(as_member.get_by_role("alert")).not_to_be_empty()
+    finally:
+        other.close()

@@ -9,6 +9,7 @@ import { activateView, loginView, signupView } from "./pages/auth.js";
 import { capsulesView } from "./pages/capsules.js";
 import { capsuleView } from "./pages/capsule.js";
 import { activityView } from "./pages/activity.js";
+import { adminUsersView } from "./pages/admin_users.js";
 import { keysView } from "./pages/keys.js";
 import { teamView } from "./pages/team.js";
 
@@ -20,6 +21,7 @@ const ROUTES = [
   { pattern: /^\/keys$/, view: keysView, nav: "keys" },
   { pattern: /^\/team$/, view: teamView, nav: "team" },
   { pattern: /^\/activity$/, view: activityView, nav: "activity" },
+  { pattern: /^\/admin\/users$/, view: adminUsersView, nav: "admin" },
 ];
 
 let cleanup = null;
@@ -37,7 +39,8 @@ function header(active) {
     who
       ? h("nav", { "aria-label": "Main" },
           link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"),
-          link("activity", "#/activity", "Activity"))
+          link("activity", "#/activity", "Activity"),
+          who.is_admin ? link("admin", "#/admin/users", "Admin") : null)
       : h("nav"),
     who ? teamSwitcher(who) : null,
     who ? h("span", { class: "who" }, `${who.email} · ${who.role}`) : null,
