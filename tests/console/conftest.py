@@ -1,6 +1,6 @@
 """The web console in a real browser: Debian's headless Chromium (`/usr/bin/chromium`, installed by
 scripts/install-system-deps; Playwright never downloads one) against one shipped `wrenn server`
-process per module (tests/server_process.py). Screenshots go to $WRENN_TEST_ARTIFACTS/console
+process per module (tests/e2e's `shipped`). Screenshots go to $WRENN_TEST_ARTIFACTS/console
 (default /tmp/wrenn-test-artifacts/console), outside the repository.
 """
 
@@ -20,38 +20,27 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from wrenn_platform.control_plane.console import STATIC_DIR
-from wrenn_platform.host_agent.templates import TemplateInfo
 
-from ..e2e.conftest import Shipped, _destroy_all
-from ..server_process import create_account, open_dir, pinned_cache, start_server
+from ..e2e import conftest as e2e
+from ..e2e.conftest import Shipped
 
 pytestmark = pytest.mark.root
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+shipped = e2e.shipped  # the shipped server and its admin account, one per test module
+
 ARTIFACTS = Path(os.environ.get("WRENN_TEST_ARTIFACTS", "/tmp/wrenn-test-artifacts")) / "console"
 REPO = Path(__file__).resolve().parents[2]
 _LINK = re.compile(r"https?://\S+/activate\?token=[A-Za-z0-9_\-%.~]+")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def console_assets() -> None:
     """The pinned xterm.js files the console serves, fetched as `make run` fetches them."""
     subprocess.run([str(REPO / "scripts" / "fetch-console-assets")], check=True)
     assert (STATIC_DIR / "vendor" / "xterm.js").is_file()
-
-
-@pytest.fixture(scope="module")
-def shipped(request: pytest.FixtureRequest, minimal_template: TemplateInfo, console_assets: None) -> Iterator[Shipped]:
-    root = open_dir(f"console-{request.module.__name__.rsplit('.', 1)[-1]}-")
-    server = start_server(root / "data", cache_dir=pinned_cache(minimal_template, root))
-    try:
-        shipped = Shipped(server, create_account(server), root)
-        yield shipped
-        _destroy_all(shipped)
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
