@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from ..e2e.conftest import Shipped
 from .conftest import activation_link, new_address, screenshot
@@ -48,3 +48,20 @@ def test_a_used_activation_link_is_refused_with_its_message(page: Page, shipped:
     page.goto("/activate?token=not-a-token")
     page.get_by_role("button", name="Activate my account").click()
     expect(page.get_by_role("alert")).to_have_text("invalid or expired activation token")
+
+
+def test_dark_scheme_and_logging_in_by_keyboard_alone(browser: Browser, shipped: Shipped) -> None:
+    context = browser.new_context(base_url=shipped.url, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto("/")
+        expect(page.get_by_role("heading", name="Log in to Wrenn")).to_be_visible()
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 20, 25)"
+        screenshot(page, "login-dark")
+        page.keyboard.type(shipped.account.email)  # the email field has the focus
+        page.keyboard.press("Tab")
+        page.keyboard.type(shipped.account.password)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Capsules")).to_be_visible()
+    finally:
+        context.close()

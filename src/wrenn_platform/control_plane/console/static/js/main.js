@@ -100,7 +100,8 @@ async function render() {
   const params = path.match(route.pattern).slice(1);
   main.replaceChildren();
   cleanup = (await route.view(main, ...params)) || null;
-  main.focus({ preventScroll: true });
+  // Screen readers and Tab start at the new content, unless the view focused a field of its own.
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", render);
