@@ -100,3 +100,21 @@ def test_a_platform_admin_deactivates_and_reactivates_a_user_and_others_are_refu
         expect(as_member.get_by_role("alert")).not_to_be_empty()
     finally:
         other.close()
+
+
+def test_hosts_create_with_the_token_shown_once_and_delete(page: Page, shipped: Shipped) -> None:
+    log_in(page, shipped.account.email, shipped.account.password)
+    page.get_by_role("link", name="Hosts").click()
+    expect(page.locator("tr[data-host]").filter(has_text="online")).not_to_have_count(0)  # the embedded agent
+    page.get_by_label("Provider").fill("console-test")
+    page.get_by_role("button", name="Create host").click()
+    token = page.locator("#registration-token").inner_text()
+    assert len(token) > 16, token
+    host_id = page.get_by_role("region", name="New host").locator("strong").inner_text().split()[1]
+    row = page.locator(f'tr[data-host="{host_id}"]')
+    expect(row).to_contain_text("pending")
+    screenshot(page, "hosts")
+    row.get_by_role("button", name=f"Delete {host_id}").click()  # the preview's confirm() is accepted
+    expect(row).to_have_count(0)
+    page.reload()
+    expect(page.locator("#registration-token")).to_have_count(0)

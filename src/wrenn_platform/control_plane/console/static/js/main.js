@@ -10,6 +10,7 @@ import { capsulesView } from "./pages/capsules.js";
 import { capsuleView } from "./pages/capsule.js";
 import { activityView } from "./pages/activity.js";
 import { adminUsersView } from "./pages/admin_users.js";
+import { hostsView } from "./pages/hosts.js";
 import { keysView } from "./pages/keys.js";
 import { teamView } from "./pages/team.js";
 
@@ -21,6 +22,7 @@ const ROUTES = [
   { pattern: /^\/keys$/, view: keysView, nav: "keys" },
   { pattern: /^\/team$/, view: teamView, nav: "team" },
   { pattern: /^\/activity$/, view: activityView, nav: "activity" },
+  { pattern: /^\/hosts$/, view: hostsView, nav: "hosts" },
   { pattern: /^\/admin\/users$/, view: adminUsersView, nav: "admin" },
 ];
 
@@ -39,7 +41,7 @@ function header(active) {
     who
       ? h("nav", { "aria-label": "Main" },
           link("capsules", "#/capsules", "Capsules"), link("keys", "#/keys", "API keys"), link("team", "#/team", "Team"),
-          link("activity", "#/activity", "Activity"),
+          link("activity", "#/activity", "Activity"), link("hosts", "#/hosts", "Hosts"),
           who.is_admin ? link("admin", "#/admin/users", "Admin") : null)
       : h("nav"),
     who ? teamSwitcher(who) : null,
