@@ -33,7 +33,7 @@ shipped = e2e.shipped  # the shipped server and its admin account, one per test 
 
 ARTIFACTS = Path(os.environ.get("WRENN_TEST_ARTIFACTS", "/tmp/wrenn-test-artifacts")) / "console"
 REPO = Path(__file__).resolve().parents[2]
-_LINK = re.compile(r"https?://\S+/activate\?token=[A-Za-z0-9_\-%.~]+")
+_LINK = r"https?://\S+{path}\?token=[A-Za-z0-9_\-%.~]+"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -89,14 +89,15 @@ class User:
     password: str
 
 
-def activation_link(shipped: Shipped, address: str) -> str:
-    """The link of the newest activation email to `address` in the server's outbox."""
+def emailed_link(shipped: Shipped, address: str, path: str = "/activate") -> str:
+    """The link to `path` (`/activate`, `/reset-password`) of the newest such email to `address` in
+    the server's outbox."""
     links = []
-    for path in sorted((shipped.server.data_dir / "outbox").glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+    for eml in sorted((shipped.server.data_dir / "outbox").glob("*.eml")):
+        message = email.message_from_bytes(eml.read_bytes(), policy=default_policy)
         if message["To"] == address:
-            links += _LINK.findall(message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
-    assert links, f"no activation email to {address}"
+            links += re.findall(_LINK.format(path=path), message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert links, f"no email with a {path} link to {address}"
     return links[-1]
 
 

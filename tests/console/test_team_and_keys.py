@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from ..e2e.conftest import Shipped
-from .conftest import activation_link, log_in, new_address, screenshot
+from .conftest import emailed_link, log_in, new_address, screenshot
 
 pytestmark = pytest.mark.root  # capsules need root, like tests/e2e
 
@@ -42,7 +42,7 @@ def _member(shipped: Shipped) -> str:
     with httpx.Client(base_url=shipped.url) as http:
         signup = http.post("/v1/auth/signup", json={"name": "Member", "email": address, "password": PASSWORD})
         assert signup.status_code == 201, signup.text
-        token = re.search(r"token=([^&\s]+)", activation_link(shipped, address))
+        token = re.search(r"token=([^&\s]+)", emailed_link(shipped, address))
         assert token and http.post("/v1/auth/activate", json={"token": token.group(1)}).status_code == 200
     return address
 

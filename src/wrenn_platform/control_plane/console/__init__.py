@@ -27,7 +27,7 @@ HEADERS = {
     # The activation token is in the page's URL: keep it out of Referer headers.
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-store",  # the email links carry tokens in their URLs
 }
 
 

@@ -5,7 +5,7 @@ import { get, post, setUnauthorizedHandler } from "./api.js";
 import { h } from "./dom.js";
 import { HOME, go, toLogin } from "./nav.js";
 import * as session from "./session.js";
-import { activateView, loginView, signupView } from "./pages/auth.js";
+import { activateView, forgotView, loginView, resetView, signupView } from "./pages/auth.js";
 import { capsulesView } from "./pages/capsules.js";
 import { capsuleView } from "./pages/capsule.js";
 import { activityView } from "./pages/activity.js";
@@ -17,6 +17,7 @@ import { teamView } from "./pages/team.js";
 const ROUTES = [
   { pattern: /^\/login$/, view: loginView, open: true },
   { pattern: /^\/signup$/, view: signupView, open: true },
+  { pattern: /^\/forgot$/, view: forgotView, open: true },
   { pattern: /^\/capsules$/, view: capsulesView, nav: "capsules" },
   { pattern: /^\/capsules\/([A-Za-z0-9_-]+)$/, view: capsuleView, nav: "capsules" },
   { pattern: /^\/keys$/, view: keysView, nav: "keys" },
@@ -84,9 +85,12 @@ async function render() {
   if (cleanup) cleanup();
   cleanup = null;
   const main = document.getElementById("main");
-  if (location.pathname === "/activate") {
+  // The email links' pages: the same document under their own paths.
+  const linkView = { "/activate": activateView, "/reset-password": resetView }[location.pathname];
+  if (linkView) {
     header(null);
-    cleanup = await activateView(main);
+    main.replaceChildren();
+    cleanup = (await linkView(main)) || null;
     return;
   }
   const path = hashPath();
