@@ -43,13 +43,15 @@ def console_assets() -> None:
     assert (STATIC_DIR / "vendor" / "xterm.js").is_file()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright runs an event loop on this thread while it is open,
+# and the asyncio tests that follow in the same run need the thread without one.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
