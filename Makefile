@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 CACHE_DIR ?= /var/cache/wrenn
 
-.PHONY: run test deps template lint typecheck bench clean-venv
+.PHONY: run test deps template console lint typecheck bench clean-venv
 
 deps:
 	@./scripts/install-system-deps
@@ -30,10 +30,14 @@ template: deps $(STAMP)
 	@$(VENV)/bin/wrenn template build code-runner-beta --cache-dir $(CACHE_DIR)
 	@$(VENV)/bin/wrenn template build code-interpreter-v1 --cache-dir $(CACHE_DIR)
 
-run: template
+# The web console's pinned browser libraries (xterm.js), from the npm registry once, then cached.
+console:
+	@./scripts/fetch-console-assets
+
+run: template console
 	$(VENV)/bin/wrenn server --data-dir $(DATA_DIR) --port $(PORT)
 
-test: template
+test: template console
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -38,3 +38,19 @@ def test_no_other_path_falls_under_a_capsule_route() -> None:
     shadowed = [(other, route.path) for route in mine for other in others if route.path_regex.match(other)]
     assert others and len(mine) == len(capsules.router.routes) and not shadowed
     assert any(route.path_regex.match("/v1/capsules/{x}/exec") for route in mine)  # the check can fail
+
+
+def test_the_console_comes_after_every_api_route_and_claims_only_its_paths() -> None:
+    from fastapi.testclient import TestClient
+
+    from wrenn_platform.control_plane.app import create_app
+
+    app = create_app()
+    assert [_path(r) for r in app.router.routes][-2:] == ["/", "/console"]  # after every API router
+    client = TestClient(app)  # no lifespan: none of these requests reaches a service
+    index = client.get("/")
+    assert index.status_code == 200 and "script-src 'self'" in index.headers["content-security-policy"]
+    assert client.get("/activate", params={"token": "t"}).text == index.text  # the email link opens the console
+    assert client.get("/console/js/main.js").headers["content-type"].startswith("text/javascript")
+    missing = client.get("/v1/no-such-route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"  # still the API's JSON

@@ -24,6 +24,7 @@ from .bus import bus_service
 from .capsules.lifespan import capsule_service, capsule_workers
 from .capsules.usage import usage_sampler
 from .channels.dispatcher import dispatcher_service
+from .console import mount_console
 from .db.engine import make_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .e2b.lifetime import lifetime_loop
@@ -139,4 +140,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    mount_console(app)  # last: it claims only `/` and `/console/`, after every API route
     return app

@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from wrenn_platform.control_plane.console import INDEX, STATIC_DIR
 from wrenn_platform.control_plane.db.models import OneTimeToken
 from wrenn_platform.control_plane.db.types import utcnow
 from wrenn_platform.control_plane.settings import Settings
@@ -76,9 +77,10 @@ async def test_expired_reset_token(app: FastAPI, settings: Settings, account_fac
     assert other.status_code == 400
 
 
-async def test_link_pages_post_the_token(anon: httpx.AsyncClient) -> None:
+async def test_link_pages_open_the_console_which_posts_the_token(anon: httpx.AsyncClient) -> None:
+    script = (STATIC_DIR / "js" / "pages" / "auth.js").read_text()
     for path, endpoint in (("/reset-password", "/v1/me/password/reset/confirm"), ("/activate", "/v1/auth/activate")):
         page = await anon.get(f"{path}?token=abc")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
-        assert f'fetch("{endpoint}"' in page.text
+        assert page.text == INDEX.read_text() and f'"{endpoint}"' in script  # tests/console follows the links

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +18,8 @@ from ...wire.api.auth import (
     SignupResponse,
     SwitchTeamRequest,
 )
-from .. import errors
-from ..auth import pages, tokens
+from .. import console, errors
+from ..auth import tokens
 from ..auth.accounts import create_user, login_team
 from ..auth.cookies import clear_session_cookies
 from ..auth.links import public_base
@@ -89,9 +89,10 @@ async def signup(
     return SignupResponse(message="Account created. Check your email for the activation link.")
 
 
-@router.get(messages.ACTIVATE_PATH, include_in_schema=False, response_class=HTMLResponse)
-async def activate_page() -> HTMLResponse:
-    return HTMLResponse(pages.ACTIVATE_PAGE, headers=pages.HEADERS)
+@router.get(messages.ACTIVATE_PATH, include_in_schema=False)
+async def activate_page() -> FileResponse:
+    """The console; it sees its path and posts the link's token to `/v1/auth/activate`."""
+    return console.index_response()
 
 
 @router.post(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Path, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,8 @@ from ...wire.api.me import (
     SessionsResponse,
     UpdateNameRequest,
 )
-from .. import errors
-from ..auth import pages, tokens
+from .. import console, errors
+from ..auth import tokens
 from ..auth.accounts import owns_shared_team, providers_of
 from ..auth.cookies import clear_session_cookies
 from ..auth.links import public_base
@@ -174,9 +174,10 @@ async def request_password_reset(
     return Response(status_code=204, background=background)
 
 
-@router.get(messages.RESET_PATH, include_in_schema=False, response_class=HTMLResponse)
-async def reset_page() -> HTMLResponse:
-    return HTMLResponse(pages.RESET_PAGE, headers=pages.HEADERS)
+@router.get(messages.RESET_PATH, include_in_schema=False)
+async def reset_page() -> FileResponse:
+    """The console; it sees its path and posts the link's token with the new password."""
+    return console.index_response()
 
 
 @router.post(
