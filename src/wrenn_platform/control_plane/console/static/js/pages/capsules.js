@@ -60,7 +60,11 @@ export async function capsulesView(main) {
   }
 
   function upsert(capsule) {
-    capsules.set(capsule.id, { ...capsules.get(capsule.id), ...capsule });
+    const known = capsules.get(capsule.id);
+    // Answers and events can cross: a create that fails at once is reported on the stream before
+    // its 202 (`starting`) is read. Keep the newer state.
+    if (known && Date.parse(capsule.last_updated) < Date.parse(known.last_updated)) return;
+    capsules.set(capsule.id, { ...known, ...capsule });
     draw();
   }
 
