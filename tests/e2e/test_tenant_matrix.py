@@ -16,7 +16,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from typing import Any
 
 import httpx
@@ -28,10 +27,10 @@ from wrenn_platform.control_plane.auth.principal import CSRF_COOKIE, CSRF_HEADER
 
 from ..server_process import Account
 from .conftest import Shipped, create_running
+from .users import log_in, new_key, sign_up
 
 REFUSED = {401, 403, 404}
 METHODS = ("get", "post", "put", "patch", "delete")
-_TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_\-%.~]+)")
 
 # The role each operation requires above plain membership (the contract's descriptions and
 # `permissions.py`); everything under /v1/admin/ requires a platform admin.
@@ -61,39 +60,6 @@ class World:
     team_admin: list[Caller]  # team A's admin (session, key)
 
 
-def _session(http: httpx.Client, email: str, password: str) -> dict[str, str]:
-    login = http.post("/v1/auth/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    sid, csrf = login.cookies[SESSION_COOKIE], login.cookies[CSRF_COOKIE]
-    return {"Cookie": f"{SESSION_COOKIE}={sid}; {CSRF_COOKIE}={csrf}", CSRF_HEADER: csrf}
-
-
-def _sign_up(shipped: Shipped, http: httpx.Client) -> tuple[str, str, str]:
-    """A user made through signup and the activation link in the outbox: (email, password, user id)."""
-    email, password = f"user-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(12)
-    resp = http.post("/v1/auth/signup", json={"email": email, "password": password, "name": "matrix"})
-    assert resp.status_code == 201, resp.text
-    outbox = shipped.server.data_dir / "outbox"
-    for path in sorted(outbox.glob("*.eml")):
-        message = message_from_bytes(path.read_bytes())
-        if message["To"] == email:
-            body = message.get_payload(decode=True) if not message.is_multipart() else \
-                message.get_payload(0).get_payload(decode=True)  # type: ignore[union-attr]
-            token = _TOKEN.search(bytes(body).decode()).group(1)  # type: ignore[union-attr]
-            break
-    else:
-        raise AssertionError(f"no activation email for {email}")
-    activated = http.post("/v1/auth/activate", json={"token": token})
-    assert activated.status_code == 200, activated.text
-    return email, password, activated.json()["user_id"]
-
-
-def _key(http: httpx.Client, session: dict[str, str]) -> str:
-    resp = http.post("/v1/api-keys", json={"name": "matrix"}, headers=session)
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["key"])
-
-
 def _in_team(http: httpx.Client, session: dict[str, str], team_id: str) -> dict[str, str]:
     """The session switched to `team_id` (a fresh cookie scoped to it)."""
     resp = http.post("/v1/auth/switch-team", json={"team_id": team_id}, headers=session)
@@ -108,7 +74,7 @@ def _in_team(http: httpx.Client, session: dict[str, str], team_id: str) -> dict[
 def world(shipped: Shipped) -> Iterator[World]:
     owner: Account = shipped.account  # team A's owner
     with httpx.Client(base_url=shipped.url, timeout=120) as http:
-        a_session = _session(http, owner.email, owner.password)
+        a_session = log_in(http, owner.email, owner.password)
         with shipped.client() as api:
             capsule = create_running(api)
             snapshot = api.post("/v1/snapshots", json={"sandbox_id": capsule["id"], "name": "matrix-snap"})
@@ -134,21 +100,21 @@ def world(shipped: Shipped) -> Iterator[World]:
         members: dict[str, list[Caller]] = {}
         member_ids: dict[str, str] = {}
         for role in ("member", "admin"):
-            email, password, uid = _sign_up(shipped, http)
+            email, password, uid = sign_up(shipped, http)
             added = http.post(f"/v1/teams/{owner.team_id}/members", json={"email": email}, headers=a_session)
             assert added.status_code == 201, added.text
             if role == "admin":
                 promoted = http.patch(f"/v1/teams/{owner.team_id}/members/{uid}", json={"role": "admin"},
                                       headers=a_session)
                 assert promoted.status_code == 204, promoted.text
-            session = _in_team(http, _session(http, email, password), owner.team_id)
+            session = _in_team(http, log_in(http, email, password), owner.team_id)
             members[role] = [Caller(f"team A {role} session", session, is_session=True),
-                             Caller(f"team A {role} key", {"X-API-Key": _key(http, session)}, is_key=True)]
+                             Caller(f"team A {role} key", {"X-API-Key": new_key(http, session)}, is_key=True)]
             member_ids[role] = uid
 
-        b_email, b_password, _ = _sign_up(shipped, http)
-        b_session = _session(http, b_email, b_password)
-        b_key = _key(http, b_session)
+        b_email, b_password, _ = sign_up(shipped, http)
+        b_session = log_in(http, b_email, b_password)
+        b_key = new_key(http, b_session)
 
     ids = {"capsule": capsule["id"], "snapshot": "matrix-snap", "api_key": keys[0]["id"],
            "channel": channel.json()["id"], "host": host.json()["host"]["id"], "team": owner.team_id,
