@@ -35,7 +35,8 @@ from pathlib import Path
 
 import httpx
 from _measure import cpu_seconds, percentile  # bench/ is sys.path[0]
-from api_bench import make_work_dir, prepare_database  # bench/ is sys.path[0]
+from api_bench import api_destroy as destroy  # bench/ is sys.path[0]
+from api_bench import make_work_dir, prepare_database
 
 from wrenn_platform.host_agent.templates import DEFAULT_CACHE_DIR
 
@@ -154,17 +155,6 @@ async def exec_under_refill(api: httpx.AsyncClient, work: Path, pool: int, round
     finally:
         await destroy(api, [busy_cid])
     return quiet, refilling
-
-
-async def destroy(api: httpx.AsyncClient, cids: list[str]) -> None:
-    for cid in cids:
-        await api.delete(f"/v1/capsules/{cid}")
-    pending = set(cids)
-    while pending:
-        for cid in list(pending):
-            if (await api.get(f"/v1/capsules/{cid}")).json()["status"] in ("stopped", "error", "missing"):
-                pending.discard(cid)
-        await asyncio.sleep(0.05)
 
 
 CLIENT_SCRIPT = """
