@@ -283,7 +283,10 @@ async def test_the_guests_own_oom_spares_envd(booted: RunningCapsule) -> None:
     tests that measure this VM's memory: the hog leaves the guest's RAM touched, QEMU's RSS high.)"""
     code, out, _ = await sh(booted, "sleep 0.2; cat /proc/self/oom_score_adj; sh -c 'cat /proc/self/oom_score_adj'")
     assert out.split() == ["1000", "1000"], out
-    hog = ("python3 -c 'import os\nfd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
+    # The hog also holds 64 MiB of its own (anonymous, in its RSS): memfd pages are in nobody's RSS,
+    # so without it the hog and its shell would tie as the OOM killer's pick.
+    hog = ("python3 -c 'import os\nheld = b\"x\" * (64 << 20)\n"
+           "fd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
            "while True: os.write(fd, block)'")
     code, out, _ = await sh(booted, f"head -c 200M /dev/zero > /dev/shm/fill; {hog}; echo rc=$?; rm -f /dev/shm/fill")
     assert "rc=137" in out, out  # SIGKILL from the guest's OOM killer

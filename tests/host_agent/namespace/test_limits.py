@@ -76,7 +76,10 @@ async def test_the_capsules_own_oom_spares_envd(make_capsule: MakeCapsule) -> No
         assert (code, out) == (0, "still-alive\n"), user
     # memory only a process holds (a memfd written, never mapped: not in its RSS) beside a full
     # /dev/shm: the OOM killer takes the process, not envd, and its memory comes back
-    hog = ("python3 -c 'import os\nfd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
+    # The hog also holds 64 MiB of its own (anonymous, in its RSS): memfd pages are in nobody's RSS,
+    # so without it the hog and its shell would tie as the OOM killer's pick.
+    hog = ("python3 -c 'import os\nheld = b\"x\" * (64 << 20)\n"
+           "fd = os.memfd_create(\"hog\")\nblock = b\"x\" * (1 << 20)\n"
            "while True: os.write(fd, block)'")
     code, out, _ = await sh(capsule, f"head -c 127M /dev/zero > /dev/shm/fill; {hog}; echo rc=$?", within=60)
     assert "rc=137" in out, out  # SIGKILL from the capsule's OOM killer
